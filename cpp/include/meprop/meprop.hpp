@@ -1,0 +1,8 @@
+// The whole public C++ API of meprop-native.
+#pragma once
+
+#include "meprop/linear_backward.hpp"
+#include "meprop/matrix.hpp"
+#include "meprop/threading.hpp"
+#include "meprop/topk.hpp"
+#include "meprop/version.hpp"

@@ -1,0 +1,19 @@
+// The thread count used by every parallel kernel of the library.
+//
+// Kernels run on OpenMP with at most `num_threads()` threads. Results never
+// depend on the thread count: work is split so that each output element is
+// computed by exactly one thread in a fixed order.
+#pragma once
+
+namespace meprop {
+
+// Sets the number of threads the kernels may use (>= 1); throws
+// std::invalid_argument otherwise. Process-wide; safe to call between kernel
+// calls, not concurrently with them.
+void set_num_threads(int n);
+
+// The current thread count: the last value given to set_num_threads, or by
+// default OpenMP's omp_get_max_threads() (OMP_NUM_THREADS or the core count).
+int num_threads();
+
+}  // namespace meprop

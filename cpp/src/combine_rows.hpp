@@ -1,0 +1,31 @@
+// The one arithmetic kernel behind every sparse gradient: each output row is
+// a weighted sum of source rows,
+//   out[r, :] (+)= sum_{e in row r} coef[e] * src[src_row[e], :],
+// i.e. a sparse (CSR) times dense product. dx uses it with W's rows as
+// sources, dW with x's rows; unified and dense modes are the same with every
+// output row sharing one pattern.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "meprop/matrix.hpp"
+
+namespace meprop::detail {
+
+template <class T>
+struct RowCombination {
+    std::size_t out_rows = 0;
+    const std::size_t* row_begin = nullptr;  // out_rows + 1 offsets into the entries
+    const std::int64_t* src_rows = nullptr;  // per entry: which source row
+    const T* coefs = nullptr;                // per entry: its weight
+};
+
+// Writes row r of the result to out + out_row_ids[r] * out.cols (or row r when
+// out_row_ids is null). Overwrites unless accumulate. Each (row, column block)
+// is owned by one thread and summed in entry order: thread-count independent.
+template <class T>
+void combine_rows(const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> out,
+                  const std::int64_t* out_row_ids, bool accumulate);
+
+}  // namespace meprop::detail

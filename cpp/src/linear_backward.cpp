@@ -1,0 +1,262 @@
+#include "meprop/linear_backward.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+#include "check.hpp"
+#include "combine_rows.hpp"
+
+namespace meprop {
+
+BackwardMode parse_backward_mode(std::string_view name) {
+    if (name == "per_example") return BackwardMode::per_example;
+    if (name == "unified") return BackwardMode::unified;
+    if (name == "dense") return BackwardMode::dense;
+    detail::fail("unknown mode '", name, "' (expected 'per_example', 'unified' or 'dense')");
+}
+
+BiasGradient parse_bias_gradient(std::string_view name) {
+    if (name == "dense") return BiasGradient::dense;
+    if (name == "sparse") return BiasGradient::sparse;
+    detail::fail("unknown bias gradient '", name, "' (expected 'dense' or 'sparse')");
+}
+
+void validate_index_sets(IndexSets s, std::size_t batch, std::size_t n_out) {
+    if (s.ids == nullptr && s.sets * s.k > 0) detail::fail("index sets have a null pointer");
+    if (s.sets != 1 && s.sets != batch) {
+        detail::fail("expected 1 shared index set or one per example (", batch, "), got ", s.sets);
+    }
+    if (s.k < 1 || s.k > n_out) detail::fail("index sets must hold 1..", n_out, " ids, got ", s.k);
+    for (std::size_t r = 0; r < s.sets; ++r) {
+        const std::int64_t* ids = s.ids + r * s.k;
+        for (std::size_t t = 0; t < s.k; ++t) {
+            if (ids[t] < 0 || static_cast<std::size_t>(ids[t]) >= n_out) {
+                detail::fail("index set ", r, " holds id ", ids[t], " outside [0, ", n_out, ")");
+            }
+            if (t > 0 && ids[t] <= ids[t - 1]) {
+                detail::fail("index set ", r, " is not strictly ascending at position ", t);
+            }
+        }
+    }
+}
+
+namespace {
+
+template <class T>
+void check_shapes(ConstMatrix<T> dy, std::size_t rows, std::size_t cols, const char* what) {
+    if (rows != dy.rows) detail::fail(what, " has ", rows, " rows but dy has ", dy.rows);
+    (void)cols;
+}
+
+// The entries of mask_S(dy) grouped by example: row b holds (S_b[t], dy[b, S_b[t]]).
+template <class T>
+struct EntriesByExample {
+    std::vector<std::size_t> row_begin;
+    std::vector<std::int64_t> cols;
+    std::vector<T> values;
+};
+
+template <class T>
+EntriesByExample<T> entries_by_example(ConstMatrix<T> dy, IndexSets s) {
+    const std::size_t B = dy.rows, k = s.k;
+    EntriesByExample<T> e;
+    e.row_begin.resize(B + 1);
+    e.cols.resize(B * k);
+    e.values.resize(B * k);
+    for (std::size_t b = 0; b < B; ++b) {
+        e.row_begin[b] = b * k;
+        const std::int64_t* ids = s.set(b);
+        const T* row = dy.row(b);
+        for (std::size_t t = 0; t < k; ++t) {
+            e.cols[b * k + t] = ids[t];
+            e.values[b * k + t] = row[ids[t]];
+        }
+    }
+    e.row_begin[B] = B * k;
+    return e;
+}
+
+// The same entries grouped by output unit j (the transpose), only touched j,
+// ascending; within a unit the examples come in ascending order.
+template <class T>
+struct EntriesByUnit {
+    std::vector<std::int64_t> units;
+    std::vector<std::size_t> row_begin;
+    std::vector<std::int64_t> examples;
+    std::vector<T> values;
+};
+
+template <class T>
+EntriesByUnit<T> entries_by_unit(ConstMatrix<T> dy, IndexSets s) {
+    const std::size_t B = dy.rows, k = s.k, n_out = dy.cols;
+    EntriesByUnit<T> e;
+    e.examples.resize(B * k);
+    e.values.resize(B * k);
+    if (s.sets == 1) {  // every example shares the units: a dense k x B block
+        e.units.assign(s.ids, s.ids + k);
+        e.row_begin.resize(k + 1);
+        for (std::size_t t = 0; t < k; ++t) {
+            e.row_begin[t] = t * B;
+            for (std::size_t b = 0; b < B; ++b) {
+                e.examples[t * B + b] = static_cast<std::int64_t>(b);
+                e.values[t * B + b] = dy.row(b)[s.ids[t]];
+            }
+        }
+        e.row_begin[k] = k * B;
+        return e;
+    }
+    // Counting sort by unit; a stable fill keeps examples in ascending order.
+    std::vector<std::size_t> count(n_out + 1, 0);
+    for (std::size_t i = 0; i < B * k; ++i) ++count[static_cast<std::size_t>(s.ids[i])];
+    std::vector<std::size_t> slot(n_out, 0);
+    std::size_t offset = 0;
+    for (std::size_t j = 0; j < n_out; ++j) {
+        if (count[j] == 0) continue;
+        e.units.push_back(static_cast<std::int64_t>(j));
+        e.row_begin.push_back(offset);
+        slot[j] = offset;
+        offset += count[j];
+    }
+    e.row_begin.push_back(offset);
+    for (std::size_t b = 0; b < B; ++b) {
+        const std::int64_t* ids = s.set(b);
+        const T* row = dy.row(b);
+        for (std::size_t t = 0; t < k; ++t) {
+            const std::size_t at = slot[static_cast<std::size_t>(ids[t])]++;
+            e.examples[at] = static_cast<std::int64_t>(b);
+            e.values[at] = row[ids[t]];
+        }
+    }
+    return e;
+}
+
+}  // namespace
+
+template <class T>
+void sparse_input_grad(ConstMatrix<T> dy, ConstMatrix<T> W, IndexSets s, Matrix<T> dx) {
+    if (W.rows != dy.cols) detail::fail("W has ", W.rows, " rows but dy has ", dy.cols, " columns");
+    if (dx.rows != dy.rows || dx.cols != W.cols) {
+        detail::fail("dx must be ", dy.rows, " x ", W.cols, ", got ", dx.rows, " x ", dx.cols);
+    }
+    validate_index_sets(s, dy.rows, dy.cols);
+    if (dy.rows == 0 || W.cols == 0) return;
+    const auto e = entries_by_example(dy, s);
+    const detail::RowCombination<T> plan{dy.rows, e.row_begin.data(), e.cols.data(),
+                                         e.values.data()};
+    detail::combine_rows(plan, W, dx, nullptr, false);
+}
+
+template <class T>
+RowGradients<T> sparse_weight_grad(ConstMatrix<T> dy, ConstMatrix<T> x, IndexSets s) {
+    check_shapes(dy, x.rows, x.cols, "x");
+    validate_index_sets(s, dy.rows, dy.cols);
+    RowGradients<T> result;
+    result.cols = x.cols;
+    if (dy.rows == 0) return result;
+    const auto e = entries_by_unit(dy, s);
+    result.rows = e.units;
+    result.grads.resize(e.units.size() * x.cols);
+    if (x.cols == 0) return result;
+    const detail::RowCombination<T> plan{e.units.size(), e.row_begin.data(), e.examples.data(),
+                                         e.values.data()};
+    detail::combine_rows(plan, x, Matrix<T>{result.grads.data(), e.units.size(), x.cols}, nullptr,
+                         false);
+    return result;
+}
+
+template <class T>
+void sparse_weight_grad_accumulate(ConstMatrix<T> dy, ConstMatrix<T> x, IndexSets s,
+                                   Matrix<T> dW) {
+    check_shapes(dy, x.rows, x.cols, "x");
+    if (dW.rows != dy.cols || dW.cols != x.cols) {
+        detail::fail("dW must be ", dy.cols, " x ", x.cols, ", got ", dW.rows, " x ", dW.cols);
+    }
+    validate_index_sets(s, dy.rows, dy.cols);
+    if (dy.rows == 0 || x.cols == 0) return;
+    const auto e = entries_by_unit(dy, s);
+    const detail::RowCombination<T> plan{e.units.size(), e.row_begin.data(), e.examples.data(),
+                                         e.values.data()};
+    detail::combine_rows(plan, x, dW, e.units.data(), true);
+}
+
+template <class T>
+void bias_grad(ConstMatrix<T> dy, const IndexSets* s, BiasGradient kind, T* db, bool accumulate) {
+    if (db == nullptr && dy.cols > 0) detail::fail("db is a null pointer");
+    std::vector<T> sums(dy.cols, T(0));
+    if (kind == BiasGradient::dense || s == nullptr) {
+        for (std::size_t b = 0; b < dy.rows; ++b) {
+            const T* row = dy.row(b);
+            for (std::size_t j = 0; j < dy.cols; ++j) sums[j] += row[j];
+        }
+    } else {
+        validate_index_sets(*s, dy.rows, dy.cols);
+        for (std::size_t b = 0; b < dy.rows; ++b) {
+            const std::int64_t* ids = s->set(b);
+            for (std::size_t t = 0; t < s->k; ++t) sums[ids[t]] += dy.row(b)[ids[t]];
+        }
+    }
+    for (std::size_t j = 0; j < dy.cols; ++j) db[j] = accumulate ? db[j] + sums[j] : sums[j];
+}
+
+template <class T>
+std::vector<std::int64_t> select_index_sets(ConstMatrix<T> dy, BackwardMode mode, std::size_t k,
+                                            IndexSets& sets, SelectMethod method) {
+    std::vector<std::int64_t> ids;
+    switch (mode) {
+        case BackwardMode::per_example:
+            if (dy.rows == 0) detail::fail("dy has no rows");
+            if (k < 1 || k > dy.cols) detail::fail("k must be in [1, ", dy.cols, "], got ", k);
+            ids.resize(dy.rows * k);
+            topk_rows(dy, k, ids.data(), method);
+            sets = {ids.data(), dy.rows, k};
+            break;
+        case BackwardMode::unified:
+            if (k < 1 || k > dy.cols) detail::fail("k must be in [1, ", dy.cols, "], got ", k);
+            ids.resize(k);
+            topk_unified(dy, k, ids.data(), method);
+            sets = {ids.data(), 1, k};
+            break;
+        case BackwardMode::dense:
+            ids.resize(dy.cols);
+            std::iota(ids.begin(), ids.end(), std::int64_t{0});
+            sets = {ids.data(), 1, dy.cols};
+            break;
+    }
+    return ids;
+}
+
+template <class T>
+LinearGradients<T> linear_backward(ConstMatrix<T> dy, ConstMatrix<T> x, ConstMatrix<T> W,
+                                   std::size_t k, BackwardMode mode, BiasGradient bias) {
+    if (x.rows != dy.rows) detail::fail("x has ", x.rows, " rows but dy has ", dy.rows);
+    if (W.rows != dy.cols || W.cols != x.cols) {
+        detail::fail("W must be ", dy.cols, " x ", x.cols, ", got ", W.rows, " x ", W.cols);
+    }
+    LinearGradients<T> g;
+    IndexSets sets;
+    g.indices = select_index_sets(dy, mode, k, sets, SelectMethod::automatic);
+    g.dx.resize(dy.rows * W.cols);
+    sparse_input_grad(dy, W, sets, Matrix<T>{g.dx.data(), dy.rows, W.cols});
+    g.dW = sparse_weight_grad(dy, x, sets);
+    g.db.resize(dy.cols);
+    bias_grad(dy, &sets, bias, g.db.data(), false);
+    return g;
+}
+
+#define MEPROP_INSTANTIATE_BACKWARD(T)                                                          \
+    template void sparse_input_grad<T>(ConstMatrix<T>, ConstMatrix<T>, IndexSets, Matrix<T>);   \
+    template RowGradients<T> sparse_weight_grad<T>(ConstMatrix<T>, ConstMatrix<T>, IndexSets);  \
+    template void sparse_weight_grad_accumulate<T>(ConstMatrix<T>, ConstMatrix<T>, IndexSets,   \
+                                                   Matrix<T>);                                  \
+    template void bias_grad<T>(ConstMatrix<T>, const IndexSets*, BiasGradient, T*, bool);       \
+    template std::vector<std::int64_t> select_index_sets<T>(ConstMatrix<T>, BackwardMode,       \
+                                                            std::size_t, IndexSets&,            \
+                                                            SelectMethod);                      \
+    template LinearGradients<T> linear_backward<T>(ConstMatrix<T>, ConstMatrix<T>,              \
+                                                   ConstMatrix<T>, std::size_t, BackwardMode,   \
+                                                   BiasGradient);
+
+MEPROP_INSTANTIATE_BACKWARD(float)
+MEPROP_INSTANTIATE_BACKWARD(double)
+
+}  // namespace meprop

@@ -1,0 +1,313 @@
+// The only source that knows Python: converts and checks arrays, releases the
+// GIL, and calls the C++ core. C++ std::invalid_argument surfaces as ValueError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "meprop/meprop.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+enum class Precision { f32, f64 };
+
+std::string dtype_name(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+Precision precision_of(const py::array& a, const char* name) {
+    if (a.dtype().is(py::dtype::of<float>()) || a.dtype().equal(py::dtype::of<float>())) {
+        return Precision::f32;
+    }
+    if (a.dtype().equal(py::dtype::of<double>())) return Precision::f64;
+    throw py::type_error(std::string(name) + " has dtype " + dtype_name(a) +
+                         "; meprop kernels take float32 or float64 (convert explicitly, "
+                         "e.g. a.astype(numpy.float32))");
+}
+
+// Any array-like becomes a C-contiguous float array: a list becomes float64,
+// a non-contiguous or Fortran-ordered array is copied, a float32/float64
+// C-contiguous array is used as is. Other dtypes are rejected, never cast.
+py::array as_input(py::handle obj, const char* name, py::ssize_t ndim) {
+    py::array a = py::array::ensure(obj);
+    if (!a) {
+        PyErr_Clear();
+        throw py::type_error(std::string(name) + " is not convertible to a numpy array");
+    }
+    precision_of(a, name);
+    if (a.ndim() != ndim) {
+        throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) +
+                              "-D, got " + std::to_string(a.ndim()) + "-D");
+    }
+    if (!(a.flags() & py::array::c_style)) a = py::array::ensure(a, py::array::c_style);
+    return a;
+}
+
+// Output buffers are never converted: a copy would silently swallow the writes.
+void check_output(const py::array& out, const char* name, Precision want,
+                  std::vector<py::ssize_t> shape) {
+    if (precision_of(out, name) != want) {
+        throw py::type_error(std::string(name) + " has dtype " + dtype_name(out) +
+                             " but the inputs are " + (want == Precision::f32 ? "float32" : "float64"));
+    }
+    if (!(out.flags() & py::array::c_style)) {
+        throw py::value_error(std::string(name) + " must be C-contiguous");
+    }
+    if (!out.writeable()) throw py::value_error(std::string(name) + " is read-only");
+    bool same = out.ndim() == static_cast<py::ssize_t>(shape.size());
+    for (std::size_t d = 0; same && d < shape.size(); ++d) same = out.shape(d) == shape[d];
+    if (!same) {
+        std::string expected = "(";
+        for (std::size_t d = 0; d < shape.size(); ++d) {
+            expected += (d ? ", " : "") + std::to_string(shape[d]);
+        }
+        throw py::value_error(std::string(name) + " must have shape " + expected +
+                              (shape.size() == 1 ? ",)" : ")"));
+    }
+}
+
+bool overlaps(const py::array& a, const py::array& b) {
+    const auto* a0 = static_cast<const char*>(a.data());
+    const auto* b0 = static_cast<const char*>(b.data());
+    return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
+std::size_t checked_k(std::int64_t k, std::size_t n, const char* what) {
+    if (k < 1 || static_cast<std::size_t>(k) > n) {
+        throw py::value_error("k must be in [1, " + std::to_string(n) + "] (" + what + "), got " +
+                              std::to_string(k));
+    }
+    return static_cast<std::size_t>(k);
+}
+
+template <class T>
+meprop::ConstMatrix<T> view(const py::array& a) {
+    const auto rows = a.ndim() == 2 ? static_cast<std::size_t>(a.shape(0)) : 1;
+    const auto cols = static_cast<std::size_t>(a.shape(a.ndim() - 1));
+    return {static_cast<const T*>(a.data()), rows, cols};
+}
+
+template <class T>
+meprop::Matrix<T> mutable_view(py::array& a) {
+    const auto rows = a.ndim() == 2 ? static_cast<std::size_t>(a.shape(0)) : 1;
+    const auto cols = static_cast<std::size_t>(a.shape(a.ndim() - 1));
+    return {static_cast<T*>(a.mutable_data()), rows, cols};
+}
+
+// Hands a vector's storage to numpy without copying.
+template <class T>
+py::array to_numpy(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
+    auto owned = std::make_unique<std::vector<T>>(std::move(v));
+    T* data = owned->data();
+    py::capsule owner(owned.get(), [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    owned.release();
+    return py::array_t<T>(shape, data, owner);
+}
+
+// ---- top-k ----------------------------------------------------------------
+
+py::array topk(py::handle a_obj, std::int64_t k_arg, const std::string& method_name) {
+    const auto method = meprop::parse_select_method(method_name);
+    py::array a = as_input(a_obj, "a", 1);
+    const auto n = static_cast<std::size_t>(a.shape(0));
+    const std::size_t k = checked_k(k_arg, n, "the length of a");
+    py::array_t<std::int64_t> out(static_cast<py::ssize_t>(k));
+    std::int64_t* o = out.mutable_data();
+    const Precision p = precision_of(a, "a");
+    py::gil_scoped_release unlocked;
+    if (p == Precision::f32) meprop::topk(static_cast<const float*>(a.data()), n, k, o, method);
+    else meprop::topk(static_cast<const double*>(a.data()), n, k, o, method);
+    return std::move(out);
+}
+
+py::array topk_2d(py::handle a_obj, std::int64_t k_arg, const std::string& method_name,
+                  bool unified) {
+    const auto method = meprop::parse_select_method(method_name);
+    py::array a = as_input(a_obj, "A", 2);
+    const auto rows = a.shape(0);
+    const auto n = static_cast<std::size_t>(a.shape(1));
+    if (unified && rows == 0) throw py::value_error("A has no rows; unified top-k needs at least one");
+    const std::size_t k = checked_k(k_arg, n, "the number of columns of A");
+    py::array_t<std::int64_t> out = unified ? py::array_t<std::int64_t>(static_cast<py::ssize_t>(k))
+                                            : py::array_t<std::int64_t>({rows, static_cast<py::ssize_t>(k)});
+    std::int64_t* o = out.mutable_data();
+    const Precision p = precision_of(a, "A");
+    py::gil_scoped_release unlocked;
+    if (p == Precision::f32) {
+        unified ? meprop::topk_unified(view<float>(a), k, o, method)
+                : meprop::topk_rows(view<float>(a), k, o, method);
+    } else {
+        unified ? meprop::topk_unified(view<double>(a), k, o, method)
+                : meprop::topk_rows(view<double>(a), k, o, method);
+    }
+    return std::move(out);
+}
+
+// ---- linear backward -------------------------------------------------------
+
+struct BackwardArgs {
+    py::array dy, x, W;
+    Precision precision;
+    meprop::BackwardMode mode;
+    meprop::BiasGradient bias;
+    meprop::SelectMethod method;
+    std::size_t k;  // unused in dense mode
+};
+
+BackwardArgs parse_backward_args(py::handle dy_obj, py::handle x_obj, py::handle W_obj,
+                                 std::optional<std::int64_t> k, const std::string& mode,
+                                 const std::string& bias, const std::string& method) {
+    BackwardArgs a;
+    a.mode = meprop::parse_backward_mode(mode);
+    a.bias = meprop::parse_bias_gradient(bias);
+    a.method = meprop::parse_select_method(method);
+    a.dy = as_input(dy_obj, "dy", 2);
+    a.x = as_input(x_obj, "x", 2);
+    a.W = as_input(W_obj, "W", 2);
+    a.precision = precision_of(a.dy, "dy");
+    if (precision_of(a.x, "x") != a.precision || precision_of(a.W, "W") != a.precision) {
+        throw py::type_error("dy, x and W must share one dtype, got " + dtype_name(a.dy) + ", " +
+                             dtype_name(a.x) + " and " + dtype_name(a.W));
+    }
+    const auto B = a.dy.shape(0), n_out = a.dy.shape(1);
+    if (a.x.shape(0) != B) {
+        throw py::value_error("x has " + std::to_string(a.x.shape(0)) + " rows but dy has " +
+                              std::to_string(B));
+    }
+    if (a.W.shape(0) != n_out || a.W.shape(1) != a.x.shape(1)) {
+        throw py::value_error("W must have shape (n_out, n_in) = (" + std::to_string(n_out) +
+                              ", " + std::to_string(a.x.shape(1)) + "), got (" +
+                              std::to_string(a.W.shape(0)) + ", " + std::to_string(a.W.shape(1)) + ")");
+    }
+    if (B == 0) throw py::value_error("dy has no rows (empty batch)");
+    if (a.mode == meprop::BackwardMode::dense) {
+        a.k = static_cast<std::size_t>(n_out);
+    } else {
+        if (!k) throw py::value_error("k is required for mode '" + mode + "'");
+        a.k = checked_k(*k, static_cast<std::size_t>(n_out), "the number of columns of dy");
+    }
+    return a;
+}
+
+template <class T>
+py::tuple backward_dense_dw(BackwardArgs& a, std::optional<py::array> dx_out,
+                            std::optional<py::array> dW_out, std::optional<py::array> db_out,
+                            bool accumulate) {
+    const auto B = a.dy.shape(0), n_out = a.dy.shape(1), n_in = a.x.shape(1);
+    if (accumulate && (!dW_out || !db_out)) {
+        throw py::value_error("accumulate=True needs dW_out and db_out to add into");
+    }
+    py::array dx = dx_out ? *dx_out : py::array(py::array_t<T>({B, n_in}));
+    py::array dW = dW_out ? *dW_out : py::array(py::array_t<T>({n_out, n_in}));
+    py::array db = db_out ? *db_out : py::array(py::array_t<T>(n_out));
+    check_output(dx, "dx_out", a.precision, {B, n_in});
+    check_output(dW, "dW_out", a.precision, {n_out, n_in});
+    check_output(db, "db_out", a.precision, {n_out});
+    for (const py::array* in : {&a.dy, &a.x, &a.W}) {
+        if (overlaps(dx, *in) || overlaps(dW, *in) || overlaps(db, *in)) {
+            throw py::value_error("output buffers must not overlap dy, x or W");
+        }
+    }
+    if (overlaps(dx, dW) || overlaps(dx, db) || overlaps(dW, db)) {
+        throw py::value_error("dx_out, dW_out and db_out must not overlap each other");
+    }
+    auto dxv = mutable_view<T>(dx);
+    auto dWv = mutable_view<T>(dW);
+    T* dbp = static_cast<T*>(db.mutable_data());
+    {
+        py::gil_scoped_release unlocked;
+        meprop::IndexSets sets;
+        const auto ids = meprop::select_index_sets(view<T>(a.dy), a.mode, a.k, sets, a.method);
+        meprop::sparse_input_grad(view<T>(a.dy), view<T>(a.W), sets, dxv);
+        if (!accumulate) std::fill(dWv.data, dWv.data + dWv.rows * dWv.cols, T(0));
+        meprop::sparse_weight_grad_accumulate(view<T>(a.dy), view<T>(a.x), sets, dWv);
+        meprop::bias_grad(view<T>(a.dy), &sets, a.bias, dbp, accumulate);
+    }
+    return py::make_tuple(dx, dW, db);
+}
+
+template <class T>
+py::tuple backward_compact(BackwardArgs& a) {
+    const auto B = a.dy.shape(0), n_in = a.x.shape(1), n_out = a.dy.shape(1);
+    py::array_t<T> dx({B, n_in});
+    py::array_t<T> db(n_out);
+    auto dxv = mutable_view<T>(dx);
+    T* dbp = db.mutable_data();
+    meprop::RowGradients<T> rows;
+    {
+        py::gil_scoped_release unlocked;
+        meprop::IndexSets sets;
+        const auto ids = meprop::select_index_sets(view<T>(a.dy), a.mode, a.k, sets, a.method);
+        meprop::sparse_input_grad(view<T>(a.dy), view<T>(a.W), sets, dxv);
+        rows = meprop::sparse_weight_grad(view<T>(a.dy), view<T>(a.x), sets);
+        meprop::bias_grad(view<T>(a.dy), &sets, a.bias, dbp, false);
+    }
+    const auto m = static_cast<py::ssize_t>(rows.rows.size());
+    return py::make_tuple(dx, to_numpy(std::move(rows.rows), {m}),
+                          to_numpy(std::move(rows.grads), {m, n_in}), db);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "meprop-native compiled core: top-k selection and sparse linear backward.";
+    m.attr("__version__") = meprop::version;
+
+    m.def("topk", &topk, py::arg("a"), py::arg("k"), py::arg("method") = "auto",
+          "Indices (int64, ascending) of the k largest |a[i]| of a 1-D float array.");
+    m.def(
+        "topk_rows",
+        [](py::handle a, std::int64_t k, const std::string& method) {
+            return topk_2d(a, k, method, false);
+        },
+        py::arg("A"), py::arg("k"), py::arg("method") = "auto",
+        "Per-row top-k of a 2-D float array: (B, k) int64, each row ascending.");
+    m.def(
+        "topk_unified",
+        [](py::handle a, std::int64_t k, const std::string& method) {
+            return topk_2d(a, k, method, true);
+        },
+        py::arg("A"), py::arg("k"), py::arg("method") = "auto",
+        "The k columns (int64, ascending) with the largest sum over rows of |A[b, j]|.");
+    m.def(
+        "linear_backward",
+        [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k,
+           const std::string& mode, const std::string& bias_grad, const std::string& method,
+           std::optional<py::array> dx_out, std::optional<py::array> dW_out,
+           std::optional<py::array> db_out, bool accumulate) {
+            auto a = parse_backward_args(dy, x, W, k, mode, bias_grad, method);
+            return a.precision == Precision::f32
+                       ? backward_dense_dw<float>(a, dx_out, dW_out, db_out, accumulate)
+                       : backward_dense_dw<double>(a, dx_out, dW_out, db_out, accumulate);
+        },
+        py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(),
+        py::arg("mode") = "per_example", py::kw_only(), py::arg("bias_grad") = "dense",
+        py::arg("method") = "auto", py::arg("dx_out") = py::none(), py::arg("dW_out") = py::none(),
+        py::arg("db_out") = py::none(), py::arg("accumulate") = false,
+        "meProp backward of y = x W^T + b; returns (dx, dW, db) with dW dense.");
+    m.def(
+        "linear_backward_compact",
+        [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k,
+           const std::string& mode, const std::string& bias_grad, const std::string& method) {
+            auto a = parse_backward_args(dy, x, W, k, mode, bias_grad, method);
+            return a.precision == Precision::f32 ? backward_compact<float>(a)
+                                                 : backward_compact<double>(a);
+        },
+        py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(),
+        py::arg("mode") = "per_example", py::kw_only(), py::arg("bias_grad") = "dense",
+        py::arg("method") = "auto",
+        "meProp backward returning only the touched rows of dW: (dx, rows, dW_rows, db).");
+    m.def("select_method_for",
+          [](std::size_t n, std::size_t k) {
+              return std::string(meprop::select_method_name(meprop::select_method_for(n, k)));
+          },
+          py::arg("n"), py::arg("k"), "The method 'auto' picks for a row of n entries.");
+    m.def("set_num_threads", &meprop::set_num_threads, py::arg("n"),
+          "Sets the number of OpenMP threads the kernels use.");
+    m.def("get_num_threads", &meprop::num_threads, "The number of threads the kernels use.");
+}

@@ -1,0 +1,35 @@
+"""meprop-native: meProp (minimal effort back-propagation) on CPUs.
+
+The forward pass of a linear layer stays dense; its backward keeps only the k
+largest-magnitude entries of the output gradient, so only k rows of W get a
+gradient and only k rows of W are read (Sun et al., ICML 2017).
+"""
+
+from ._threads import configure_openmp_wait_policy
+
+configure_openmp_wait_policy()  # before the compiled core loads OpenMP
+
+from ._backward import CompactGradients, linear_backward_compact  # noqa: E402
+from ._core import (  # noqa: E402
+    __version__,
+    linear_backward,
+    select_method_for,
+    topk,
+    topk_rows,
+    topk_unified,
+)
+from ._threads import get_num_threads, set_num_threads, thread_limits  # noqa: E402
+
+__all__ = [
+    "CompactGradients",
+    "__version__",
+    "get_num_threads",
+    "linear_backward",
+    "linear_backward_compact",
+    "select_method_for",
+    "set_num_threads",
+    "thread_limits",
+    "topk",
+    "topk_rows",
+    "topk_unified",
+]
