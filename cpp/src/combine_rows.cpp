@@ -23,28 +23,63 @@ constexpr std::size_t column_block = 512;
 // Below this many multiply-adds one thread is faster than waking a team.
 constexpr std::size_t parallel_min_work = 1 << 16;
 
+// One pass over the output block for up to four source rows: out = (or +=)
+// c0*s0 + c1*s1 + c2*s2 + c3*s3. Grouping four rows per pass means one load and
+// store of the output per four multiply-adds instead of one per multiply-add.
+template <class T, int Rows, bool Accumulate>
+[[gnu::always_inline]] inline void combine_pass(T* __restrict out, std::size_t len,
+                                                const std::int64_t* src_rows, const T* coefs,
+                                                const T* src, std::size_t ld) {
+    const T* __restrict s0 = src + src_rows[0] * ld;
+    const T* __restrict s1 = Rows > 1 ? src + src_rows[1] * ld : s0;
+    const T* __restrict s2 = Rows > 2 ? src + src_rows[2] * ld : s0;
+    const T* __restrict s3 = Rows > 3 ? src + src_rows[3] * ld : s0;
+    const T c0 = coefs[0];
+    const T c1 = Rows > 1 ? coefs[1] : T(0);
+    const T c2 = Rows > 2 ? coefs[2] : T(0);
+    const T c3 = Rows > 3 ? coefs[3] : T(0);
+    for (std::size_t c = 0; c < len; ++c) {
+        T sum = c0 * s0[c];
+        if constexpr (Rows > 1) sum += c1 * s1[c];
+        if constexpr (Rows > 2) sum += c2 * s2[c];
+        if constexpr (Rows > 3) sum += c3 * s3[c];
+        if constexpr (Accumulate) out[c] += sum;
+        else out[c] = sum;
+    }
+}
+
+template <class T, bool Accumulate>
+[[gnu::always_inline]] inline void combine_group(T* out, std::size_t len, const std::int64_t* rows,
+                                                 const T* coefs, std::size_t count, const T* src,
+                                                 std::size_t ld) {
+    switch (count) {
+        case 1: combine_pass<T, 1, Accumulate>(out, len, rows, coefs, src, ld); break;
+        case 2: combine_pass<T, 2, Accumulate>(out, len, rows, coefs, src, ld); break;
+        case 3: combine_pass<T, 3, Accumulate>(out, len, rows, coefs, src, ld); break;
+        default: combine_pass<T, 4, Accumulate>(out, len, rows, coefs, src, ld); break;
+    }
+}
+
+// The entries are taken in groups of four, in order; the first group writes
+// the block (no separate zero fill) unless accumulating.
 template <class T>
 [[gnu::always_inline]] inline void combine_block(T* __restrict out, std::size_t len,
                                                  const std::int64_t* src_rows, const T* coefs,
                                                  std::size_t n, const T* src, std::size_t ld,
                                                  bool accumulate) {
-    if (!accumulate) std::fill(out, out + len, T(0));
     std::size_t e = 0;
-    // Four source rows per sweep: one load and store of out per four FMAs.
-    for (; e + 4 <= n; e += 4) {
-        const T* __restrict s0 = src + src_rows[e] * ld;
-        const T* __restrict s1 = src + src_rows[e + 1] * ld;
-        const T* __restrict s2 = src + src_rows[e + 2] * ld;
-        const T* __restrict s3 = src + src_rows[e + 3] * ld;
-        const T c0 = coefs[e], c1 = coefs[e + 1], c2 = coefs[e + 2], c3 = coefs[e + 3];
-        for (std::size_t c = 0; c < len; ++c) {
-            out[c] += c0 * s0[c] + c1 * s1[c] + c2 * s2[c] + c3 * s3[c];
+    if (!accumulate) {
+        if (n == 0) {
+            std::fill(out, out + len, T(0));
+            return;
         }
+        const std::size_t count = std::min<std::size_t>(n, 4);
+        combine_group<T, false>(out, len, src_rows, coefs, count, src, ld);
+        e = count;
     }
-    for (; e < n; ++e) {
-        const T* __restrict s0 = src + src_rows[e] * ld;
-        const T c0 = coefs[e];
-        for (std::size_t c = 0; c < len; ++c) out[c] += c0 * s0[c];
+    for (; e < n; e += 4) {
+        const std::size_t count = std::min<std::size_t>(n - e, 4);
+        combine_group<T, true>(out, len, src_rows + e, coefs + e, count, src, ld);
     }
 }
 

@@ -42,12 +42,6 @@ void validate_index_sets(IndexSets s, std::size_t batch, std::size_t n_out) {
 
 namespace {
 
-template <class T>
-void check_shapes(ConstMatrix<T> dy, std::size_t rows, std::size_t cols, const char* what) {
-    if (rows != dy.rows) detail::fail(what, " has ", rows, " rows but dy has ", dy.rows);
-    (void)cols;
-}
-
 // The entries of mask_S(dy) grouped by example: row b holds (S_b[t], dy[b, S_b[t]]).
 template <class T>
 struct EntriesByExample {
@@ -76,60 +70,6 @@ EntriesByExample<T> entries_by_example(ConstMatrix<T> dy, IndexSets s) {
     return e;
 }
 
-// The same entries grouped by output unit j (the transpose), only touched j,
-// ascending; within a unit the examples come in ascending order.
-template <class T>
-struct EntriesByUnit {
-    std::vector<std::int64_t> units;
-    std::vector<std::size_t> row_begin;
-    std::vector<std::int64_t> examples;
-    std::vector<T> values;
-};
-
-template <class T>
-EntriesByUnit<T> entries_by_unit(ConstMatrix<T> dy, IndexSets s) {
-    const std::size_t B = dy.rows, k = s.k, n_out = dy.cols;
-    EntriesByUnit<T> e;
-    e.examples.resize(B * k);
-    e.values.resize(B * k);
-    if (s.sets == 1) {  // every example shares the units: a dense k x B block
-        e.units.assign(s.ids, s.ids + k);
-        e.row_begin.resize(k + 1);
-        for (std::size_t t = 0; t < k; ++t) {
-            e.row_begin[t] = t * B;
-            for (std::size_t b = 0; b < B; ++b) {
-                e.examples[t * B + b] = static_cast<std::int64_t>(b);
-                e.values[t * B + b] = dy.row(b)[s.ids[t]];
-            }
-        }
-        e.row_begin[k] = k * B;
-        return e;
-    }
-    // Counting sort by unit; a stable fill keeps examples in ascending order.
-    std::vector<std::size_t> count(n_out + 1, 0);
-    for (std::size_t i = 0; i < B * k; ++i) ++count[static_cast<std::size_t>(s.ids[i])];
-    std::vector<std::size_t> slot(n_out, 0);
-    std::size_t offset = 0;
-    for (std::size_t j = 0; j < n_out; ++j) {
-        if (count[j] == 0) continue;
-        e.units.push_back(static_cast<std::int64_t>(j));
-        e.row_begin.push_back(offset);
-        slot[j] = offset;
-        offset += count[j];
-    }
-    e.row_begin.push_back(offset);
-    for (std::size_t b = 0; b < B; ++b) {
-        const std::int64_t* ids = s.set(b);
-        const T* row = dy.row(b);
-        for (std::size_t t = 0; t < k; ++t) {
-            const std::size_t at = slot[static_cast<std::size_t>(ids[t])]++;
-            e.examples[at] = static_cast<std::int64_t>(b);
-            e.values[at] = row[ids[t]];
-        }
-    }
-    return e;
-}
-
 }  // namespace
 
 template <class T>
@@ -147,36 +87,92 @@ void sparse_input_grad(ConstMatrix<T> dy, ConstMatrix<T> W, IndexSets s, Matrix<
 }
 
 template <class T>
-RowGradients<T> sparse_weight_grad(ConstMatrix<T> dy, ConstMatrix<T> x, IndexSets s) {
-    check_shapes(dy, x.rows, x.cols, "x");
+WeightGradPlan<T>::WeightGradPlan(ConstMatrix<T> dy, IndexSets s) : batch_(dy.rows) {
     validate_index_sets(s, dy.rows, dy.cols);
+    const std::size_t B = dy.rows, k = s.k, n_out = dy.cols;
+    examples_.resize(B * k);
+    values_.resize(B * k);
+    if (s.sets == 1) {  // every example shares the units: a dense k x B block
+        units_.assign(s.ids, s.ids + k);
+        row_begin_.resize(k + 1);
+        for (std::size_t t = 0; t < k; ++t) {
+            row_begin_[t] = t * B;
+            for (std::size_t b = 0; b < B; ++b) {
+                examples_[t * B + b] = static_cast<std::int64_t>(b);
+                values_[t * B + b] = dy.row(b)[s.ids[t]];
+            }
+        }
+        row_begin_[k] = k * B;
+        return;
+    }
+    // Counting sort by unit; a stable fill keeps examples in ascending order,
+    // which fixes the summation order of every gradient row.
+    std::vector<std::size_t> slot(n_out, 0);
+    for (std::size_t i = 0; i < B * k; ++i) ++slot[static_cast<std::size_t>(s.ids[i])];
+    std::size_t offset = 0;
+    for (std::size_t j = 0; j < n_out; ++j) {
+        const std::size_t count = slot[j];
+        if (count == 0) continue;
+        units_.push_back(static_cast<std::int64_t>(j));
+        row_begin_.push_back(offset);
+        slot[j] = offset;
+        offset += count;
+    }
+    row_begin_.push_back(offset);
+    for (std::size_t b = 0; b < B; ++b) {
+        const std::int64_t* ids = s.set(b);
+        const T* row = dy.row(b);
+        for (std::size_t t = 0; t < k; ++t) {
+            const std::size_t at = slot[static_cast<std::size_t>(ids[t])]++;
+            examples_[at] = static_cast<std::int64_t>(b);
+            values_[at] = row[ids[t]];
+        }
+    }
+}
+
+template <class T>
+void WeightGradPlan<T>::compute(ConstMatrix<T> x, Matrix<T> out) const {
+    if (x.rows != batch_) detail::fail("x has ", x.rows, " rows but dy has ", batch_);
+    if (out.rows != units_.size() || out.cols != x.cols) {
+        detail::fail("gradient rows must be ", units_.size(), " x ", x.cols, ", got ", out.rows,
+                     " x ", out.cols);
+    }
+    if (units_.empty() || x.cols == 0) return;
+    const detail::RowCombination<T> plan{units_.size(), row_begin_.data(), examples_.data(),
+                                         values_.data()};
+    detail::combine_rows(plan, x, out, nullptr, false);
+}
+
+template <class T>
+void WeightGradPlan<T>::accumulate(ConstMatrix<T> x, Matrix<T> dW) const {
+    if (x.rows != batch_) detail::fail("x has ", x.rows, " rows but dy has ", batch_);
+    if (dW.cols != x.cols || (!units_.empty() && static_cast<std::size_t>(units_.back()) >= dW.rows)) {
+        detail::fail("dW must have ", x.cols, " columns and a row for every touched unit");
+    }
+    if (units_.empty() || x.cols == 0) return;
+    const detail::RowCombination<T> plan{units_.size(), row_begin_.data(), examples_.data(),
+                                         values_.data()};
+    detail::combine_rows(plan, x, dW, units_.data(), true);
+}
+
+template <class T>
+RowGradients<T> sparse_weight_grad(ConstMatrix<T> dy, ConstMatrix<T> x, IndexSets s) {
+    const WeightGradPlan<T> plan(dy, s);
     RowGradients<T> result;
     result.cols = x.cols;
-    if (dy.rows == 0) return result;
-    const auto e = entries_by_unit(dy, s);
-    result.rows = e.units;
-    result.grads.resize(e.units.size() * x.cols);
-    if (x.cols == 0) return result;
-    const detail::RowCombination<T> plan{e.units.size(), e.row_begin.data(), e.examples.data(),
-                                         e.values.data()};
-    detail::combine_rows(plan, x, Matrix<T>{result.grads.data(), e.units.size(), x.cols}, nullptr,
-                         false);
+    result.rows = plan.rows();
+    result.grads.resize(result.rows.size() * x.cols);
+    plan.compute(x, Matrix<T>{result.grads.data(), result.rows.size(), x.cols});
     return result;
 }
 
 template <class T>
 void sparse_weight_grad_accumulate(ConstMatrix<T> dy, ConstMatrix<T> x, IndexSets s,
                                    Matrix<T> dW) {
-    check_shapes(dy, x.rows, x.cols, "x");
     if (dW.rows != dy.cols || dW.cols != x.cols) {
         detail::fail("dW must be ", dy.cols, " x ", x.cols, ", got ", dW.rows, " x ", dW.cols);
     }
-    validate_index_sets(s, dy.rows, dy.cols);
-    if (dy.rows == 0 || x.cols == 0) return;
-    const auto e = entries_by_unit(dy, s);
-    const detail::RowCombination<T> plan{e.units.size(), e.row_begin.data(), e.examples.data(),
-                                         e.values.data()};
-    detail::combine_rows(plan, x, dW, e.units.data(), true);
+    WeightGradPlan<T>(dy, s).accumulate(x, dW);
 }
 
 template <class T>
@@ -244,6 +240,7 @@ LinearGradients<T> linear_backward(ConstMatrix<T> dy, ConstMatrix<T> x, ConstMat
 }
 
 #define MEPROP_INSTANTIATE_BACKWARD(T)                                                          \
+    template class WeightGradPlan<T>;                                                           \
     template void sparse_input_grad<T>(ConstMatrix<T>, ConstMatrix<T>, IndexSets, Matrix<T>);   \
     template RowGradients<T> sparse_weight_grad<T>(ConstMatrix<T>, ConstMatrix<T>, IndexSets);  \
     template void sparse_weight_grad_accumulate<T>(ConstMatrix<T>, ConstMatrix<T>, IndexSets,   \

@@ -1,11 +1,14 @@
-// Radix select on magnitude keys, then one exact pass in index order.
+// Radix select on magnitude keys with an exact finish.
 //
-// Pass 1 turns every entry into its magnitude key and histograms the top digit.
-// The digit holding the k-th largest key becomes the only one still undecided;
-// its entries are refined digit by digit until the k-th largest key t is known
-// exactly. The final pass walks the keys in index order and keeps every key
-// above t and the first (lowest-index) entries equal to t, which gives the
-// ascending order and the tie rule for free. O(n) time, O(n) workspace.
+// Pass 1 turns every entry into its magnitude key and histograms the top
+// digit (the exponent, for floats). The bucket holding the k-th largest key is
+// the boundary: everything above it is kept, everything below it dropped.
+// Pass 2 gathers, in index order, the entries at or above the boundary bucket
+// (typically k plus a small bucket). Only these are refined digit by digit
+// until the k-th largest key t is exact; the output is then those with a key
+// above t plus the first (lowest-index) ones equal to t, which gives the
+// ascending order and the tie rule for free. Two passes over n; the rest is on
+// the small candidate list. O(n) time, O(n) workspace reused per thread.
 #pragma once
 
 #include <array>
@@ -17,12 +20,26 @@
 
 namespace meprop::detail {
 
+constexpr int radix_digit_bits = 8;
+constexpr std::size_t radix_buckets = std::size_t{1} << radix_digit_bits;
+
+// The digit whose bucket holds the need-th largest key; `need` becomes the
+// count still to take inside that bucket.
+inline std::size_t boundary_digit(const std::uint32_t* hist, std::size_t& need) {
+    std::size_t above = 0;
+    std::size_t digit = radix_buckets;
+    while (digit-- > 0) {
+        if (above + hist[digit] >= need) break;
+        above += hist[digit];
+    }
+    need -= above;
+    return digit;
+}
+
 template <class T>
 void select_radix(const T* a, std::size_t n, std::size_t k, std::int64_t* out) {
     using MK = MagnitudeKey<T>;
     using Key = typename MK::type;
-    constexpr int digit_bits = 8;
-    constexpr std::size_t buckets = std::size_t{1} << digit_bits;
 
     auto& ws = SelectWorkspace<Key>::for_this_thread();
     ensure_size(ws.keys, n);
@@ -30,74 +47,68 @@ void select_radix(const T* a, std::size_t n, std::size_t k, std::int64_t* out) {
     Key* keys = ws.keys.data();
     std::uint32_t* cand = ws.candidates.data();
 
-    std::array<std::uint32_t, buckets> hist;
-    int shift = MK::bits - digit_bits;
+    // Pass 1: keys, and four interleaved histograms so that runs of equal
+    // digits (common: gradients share few exponents) do not serialise on one
+    // counter.
+    int shift = MK::bits - radix_digit_bits;
+    std::array<std::array<std::uint32_t, radix_buckets>, 4> partial{};
+    std::size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        for (std::size_t lane = 0; lane < 4; ++lane) {
+            const Key key = MK::of(a[i + lane]);
+            keys[i + lane] = key;
+            ++partial[lane][key >> shift];
+        }
+    }
+    for (; i < n; ++i) {
+        keys[i] = MK::of(a[i]);
+        ++partial[0][keys[i] >> shift];
+    }
+    std::array<std::uint32_t, radix_buckets> hist;
+    for (std::size_t d = 0; d < radix_buckets; ++d) {
+        hist[d] = partial[0][d] + partial[1][d] + partial[2][d] + partial[3][d];
+    }
+    std::size_t need = k;  // still to take among keys sharing `prefix`
+    Key prefix = static_cast<Key>(boundary_digit(hist.data(), need)) << shift;
 
-    // Pass 1: keys and the histogram of the top digit.
-    hist.fill(0);
-    for (std::size_t i = 0; i < n; ++i) {
-        const Key key = MK::of(a[i]);
-        keys[i] = key;
-        ++hist[key >> shift];
+    // Pass 2: the entries at or above the boundary bucket, in index order.
+    std::size_t n_cand = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+        cand[n_cand] = static_cast<std::uint32_t>(j);
+        n_cand += keys[j] >= prefix;
     }
 
-    Key prefix = 0;         // the digits of t decided so far
-    std::size_t need = k;   // how many entries still to take at or below prefix
-    std::size_t n_cand = 0; // undecided entries (all of them share prefix)
-    bool first = true;
-    for (;;) {
-        // The bucket holding the need-th largest remaining key.
-        std::size_t above = 0;
-        std::size_t digit = buckets;
-        while (digit-- > 0) {
-            if (above + hist[digit] >= need) break;
-            above += hist[digit];
-        }
-        need -= above;
-        prefix |= static_cast<Key>(digit) << shift;
-        const Key mask = ~((Key{1} << shift) - 1);  // the digits decided so far
-        // Entries whose key starts with prefix stay candidates.
-        std::size_t next = 0;
-        if (first) {
-            for (std::size_t i = 0; i < n; ++i) {
-                cand[next] = static_cast<std::uint32_t>(i);
-                next += (keys[i] & mask) == prefix;
-            }
-            first = false;
-        } else {
-            for (std::size_t c = 0; c < n_cand; ++c) {
-                cand[next] = cand[c];
-                next += (keys[cand[c]] & mask) == prefix;
-            }
-        }
-        n_cand = next;
-        if (shift == 0 || n_cand == need) break;
-
-        const int width = shift < digit_bits ? shift : digit_bits;
+    // Refine the boundary digit by digit among the candidates that share the
+    // decided prefix; the candidates above it are already certain.
+    Key decided = ~((Key{1} << shift) - 1);  // bits of the key fixed so far
+    std::size_t tied = 0;                    // candidates sharing the prefix
+    for (std::size_t c = 0; c < n_cand; ++c) tied += (keys[cand[c]] & decided) == prefix;
+    while (shift > 0 && tied > need) {
+        const int width = shift < radix_digit_bits ? shift : radix_digit_bits;
         shift -= width;
         const Key digit_mask = (Key{1} << width) - 1;
         hist.fill(0);
-        for (std::size_t c = 0; c < n_cand; ++c) ++hist[(keys[cand[c]] >> shift) & digit_mask];
-    }
-
-    // Threshold: the smallest key that is taken. When every candidate is taken
-    // it is the candidates' minimum; otherwise all remaining digits are fixed.
-    Key threshold = prefix;
-    if (n_cand == need && shift != 0) {
-        threshold = keys[cand[0]];
-        for (std::size_t c = 1; c < n_cand; ++c) {
-            if (keys[cand[c]] < threshold) threshold = keys[cand[c]];
+        for (std::size_t c = 0; c < n_cand; ++c) {
+            const Key key = keys[cand[c]];
+            if ((key & decided) == prefix) ++hist[(key >> shift) & digit_mask];
         }
-        need = 0;
-        for (std::size_t c = 0; c < n_cand; ++c) need += keys[cand[c]] == threshold;
+        prefix |= static_cast<Key>(boundary_digit(hist.data(), need)) << shift;
+        decided |= digit_mask << shift;
+        tied = 0;
+        for (std::size_t c = 0; c < n_cand; ++c) tied += (keys[cand[c]] & decided) == prefix;
     }
 
+    // Exact finish. Either every key sharing the prefix is kept (tied == need)
+    // or the prefix is the whole key and the lowest `need` indices among the
+    // equal keys are kept.
     std::size_t taken = 0;
-    for (std::size_t i = 0; i < n && taken < k; ++i) {
-        const Key key = keys[i];
-        if (key > threshold || (key == threshold && need > 0)) {
-            need -= key == threshold;
-            out[taken++] = static_cast<std::int64_t>(i);
+    for (std::size_t c = 0; c < n_cand && taken < k; ++c) {
+        const std::uint32_t j = cand[c];
+        const Key key = keys[j];
+        const bool shares = (key & decided) == prefix;
+        if (key > (prefix | ~decided) || (shares && need > 0)) {
+            need -= shares;
+            out[taken++] = static_cast<std::int64_t>(j);
         }
     }
 }

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -30,11 +31,13 @@ const char* select_method_name(SelectMethod method) {
 }
 
 SelectMethod select_method_for(std::size_t n, std::size_t k) {
-    // Measured on a 2-core AVX-512 machine (benchmarks/bench_select.py): the
-    // heap wins while few entries ever enter it (small k relative to n);
-    // beyond that the radix pass, whose cost is flat in k, is 2-4x faster.
-    if (k <= 16 || n < 256) return SelectMethod::heap;
-    return SelectMethod::radix;
+    // Measured per row, one thread, AVX-512 machine (benchmarks/bench_select.py):
+    // the heap costs about one mispredicted sift per entry that enters it, so it
+    // wins only while few do (k <= 4, or k <= n/256 for long rows); the radix
+    // pass costs two sweeps whatever k is (n=500: 0.7-0.9 us vs the heap's
+    // 1.0 us at k=8 and 2.3 us at k=20).
+    const std::size_t heap_limit = std::max<std::size_t>(4, n / 256);
+    return k <= heap_limit ? SelectMethod::heap : SelectMethod::radix;
 }
 
 namespace {

@@ -2,10 +2,10 @@
 // GIL, and calls the C++ core. C++ std::invalid_argument surfaces as ValueError.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -97,16 +97,6 @@ meprop::Matrix<T> mutable_view(py::array& a) {
     const auto rows = a.ndim() == 2 ? static_cast<std::size_t>(a.shape(0)) : 1;
     const auto cols = static_cast<std::size_t>(a.shape(a.ndim() - 1));
     return {static_cast<T*>(a.mutable_data()), rows, cols};
-}
-
-// Hands a vector's storage to numpy without copying.
-template <class T>
-py::array to_numpy(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
-    auto owned = std::make_unique<std::vector<T>>(std::move(v));
-    T* data = owned->data();
-    py::capsule owner(owned.get(), [](void* p) { delete static_cast<std::vector<T>*>(p); });
-    owned.release();
-    return py::array_t<T>(shape, data, owner);
 }
 
 // ---- top-k ----------------------------------------------------------------
@@ -238,18 +228,27 @@ py::tuple backward_compact(BackwardArgs& a) {
     py::array_t<T> db(n_out);
     auto dxv = mutable_view<T>(dx);
     T* dbp = db.mutable_data();
-    meprop::RowGradients<T> rows;
+    std::vector<std::int64_t> ids;
+    meprop::IndexSets sets;
+    std::optional<meprop::WeightGradPlan<T>> plan;
     {
         py::gil_scoped_release unlocked;
-        meprop::IndexSets sets;
-        const auto ids = meprop::select_index_sets(view<T>(a.dy), a.mode, a.k, sets, a.method);
+        ids = meprop::select_index_sets(view<T>(a.dy), a.mode, a.k, sets, a.method);
         meprop::sparse_input_grad(view<T>(a.dy), view<T>(a.W), sets, dxv);
-        rows = meprop::sparse_weight_grad(view<T>(a.dy), view<T>(a.x), sets);
+        plan.emplace(view<T>(a.dy), sets);
         meprop::bias_grad(view<T>(a.dy), &sets, a.bias, dbp, false);
     }
-    const auto m = static_cast<py::ssize_t>(rows.rows.size());
-    return py::make_tuple(dx, to_numpy(std::move(rows.rows), {m}),
-                          to_numpy(std::move(rows.grads), {m, n_in}), db);
+    // The number of touched rows is known only now; numpy owns the buffer.
+    const auto m = static_cast<py::ssize_t>(plan->rows().size());
+    py::array_t<T> dW_rows({m, n_in});
+    py::array_t<std::int64_t> rows(m);
+    std::copy(plan->rows().begin(), plan->rows().end(), rows.mutable_data());
+    auto out = mutable_view<T>(dW_rows);
+    {
+        py::gil_scoped_release unlocked;
+        plan->compute(view<T>(a.x), out);
+    }
+    return py::make_tuple(dx, rows, dW_rows, db);
 }
 
 }  // namespace

@@ -65,6 +65,26 @@ struct RowGradients {
 template <class T>
 RowGradients<T> sparse_weight_grad(ConstMatrix<T> dy, ConstMatrix<T> x, IndexSets s);
 
+// The same in two steps, for callers that own the output memory: the plan
+// groups the kept entries of dy by the row of W they update; `compute` writes
+// the touched rows' gradients into a rows().size() x n_in buffer.
+template <class T>
+class WeightGradPlan {
+public:
+    WeightGradPlan(ConstMatrix<T> dy, IndexSets s);
+
+    const std::vector<std::int64_t>& rows() const { return units_; }
+    void compute(ConstMatrix<T> x, Matrix<T> out) const;     // out = gradient rows
+    void accumulate(ConstMatrix<T> x, Matrix<T> dW) const;   // dW[rows] += ...
+
+private:
+    std::size_t batch_ = 0;
+    std::vector<std::int64_t> units_;       // touched rows of W, ascending
+    std::vector<std::size_t> row_begin_;    // per unit: offset into the entries
+    std::vector<std::int64_t> examples_;    // per entry: the example b
+    std::vector<T> values_;                 // per entry: dy[b, unit]
+};
+
 // dW[j] += (mask_S(dy)^T x)[j] for touched rows j; other rows are not read or
 // written, so a persistent gradient buffer costs nothing for untouched rows.
 template <class T>
