@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import gc
 import importlib
+import json
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -200,6 +203,43 @@ def machine_info(torch: ModuleType | None, meprop: ModuleType, threads: int) -> 
     return info
 
 
+# Each probe process spins for this long and reports the fraction of wall time
+# it was not running (gaps > 1 ms between two clock reads = descheduled).
+_SPIN_PROBE = """
+import sys, time
+start, length = float(sys.argv[1]), float(sys.argv[2])
+while time.time() < start:
+    pass
+end = time.perf_counter() + length
+last = time.perf_counter()
+lost = 0.0
+while last < end:
+    now = time.perf_counter()
+    if now - last > 1e-3:
+        lost += now - last
+    last = now
+print(lost / length)
+"""
+
+
+def parallel_capacity(threads: int, seconds: float = 0.3) -> float:
+    """How many of ``threads`` concurrently spinning processes really run.
+
+    A virtual machine can advertise more vCPUs than the host lets it use at
+    once; then multi-threaded timings are dominated by the host's throttling
+    (stalls of whole scheduler ticks), not by the code. Separate processes, so
+    the GIL and the already loaded thread pools play no part.
+    """
+    start = time.time() + 0.3  # lets every interpreter start before spinning
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _SPIN_PROBE, repr(start), repr(seconds)],
+                         stdout=subprocess.PIPE, text=True)
+        for _ in range(threads)
+    ]
+    lost = [float(p.communicate()[0].strip() or 1.0) for p in procs]
+    return sum(max(0.0, 1.0 - f) for f in lost)
+
+
 def format_ns(ns: float) -> str:
     """Human-readable duration."""
     if ns < 1e3:
@@ -209,3 +249,19 @@ def format_ns(ns: float) -> str:
     if ns < 1e9:
         return f"{ns / 1e6:.2f} ms"
     return f"{ns / 1e9:.2f} s"
+
+
+def write_json_atomic(path: str, payload: dict[str, Any]) -> None:
+    """Writes to a temp file in the same folder, then renames over the target."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".bench-", suffix=".json.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -59,10 +59,8 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +80,8 @@ from _timing import (
     import_torch,
     machine_info,
     measure,
+    parallel_capacity,
+    write_json_atomic,
 )
 
 # torch first: see the module docstring.
@@ -448,22 +448,6 @@ def print_bars(bars: list[dict[str, Any]]) -> None:
               f"{ratios}{comp}")
 
 
-def write_json_atomic(path: str, payload: dict[str, Any]) -> None:
-    """Writes to a temp file in the same folder, then renames over the target."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".kernels-", suffix=".json.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 # ---------------------------------------------------------------------------
 # Main
 
@@ -516,11 +500,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     limiter = set_threads(args.threads)
     info = machine_info(torch, meprop, args.threads)
+    info["parallel_capacity"] = parallel_capacity(args.threads)
     print(f"meprop-native {info['meprop_native']} | numpy {info['numpy']} | torch {info['torch'] or 'not installed'}"
           f" | {info['cpu_count']} CPUs | {args.threads} threads each | {args.dtype}"
           f" | {'quick' if args.quick else 'full'}{' bars-only' if args.bars_only else ''}")
     if torch is None:
         print("torch is not installed: torch columns and torch bars are skipped")
+    print(f"parallel capacity: {info['parallel_capacity']:.2f} of {args.threads} spinning processes really ran")
+    if info["parallel_capacity"] < 0.8 * args.threads:
+        # Multi-threaded kernels then lose whole scheduler ticks at barriers.
+        print("WARNING: the host does not give this machine all its CPUs at once; multi-threaded "
+              "timings will be noisy (compare with --threads 1)")
 
     started = time.perf_counter()
     topk_rows: list[dict[str, Any]] = []

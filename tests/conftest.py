@@ -7,12 +7,24 @@ the dense float64 gradient computed with dy masked to the reference top-k.
 
 from __future__ import annotations
 
+import warnings
 import zlib
 
 import numpy as np
 import pytest
 
 import meprop_native
+
+# When a hypothesis test fails, its pytest plugin imports libcst to suggest a
+# patch; in some environments that import emits a DeprecationWarning (from
+# mypy_extensions), which filterwarnings=error turns into an INTERNALERROR that
+# hides the real failure. Import it once here with warnings silenced.
+try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import hypothesis.extra._patching  # noqa: F401
+except Exception:  # pragma: no cover - optional dependency (libcst) or API change
+    pass
 
 METHODS = ("auto", "heap", "radix")
 MODES = ("per_example", "unified", "dense")
@@ -40,7 +52,8 @@ def reference_topk(a, k: int) -> np.ndarray:
     assert a.ndim == 1
     n = a.shape[0]
     assert 1 <= k <= n
-    mag = np.abs(a.astype(np.float64))
+    with np.errstate(all="ignore"):  # signalling NaNs warn on cast
+        mag = np.abs(a.astype(np.float64))
     is_nan = np.isnan(mag)
     neg_mag = -np.where(is_nan, 0.0, mag)  # -0.0 and 0.0 compare equal in the sort
     idx = np.arange(n)
@@ -62,9 +75,10 @@ def reference_topk_rows(A, k: int) -> np.ndarray:
 def unified_sums(A) -> np.ndarray:
     """sum_b |A[b, j]| accumulated in A's dtype, row by row (the library's order)."""
     A = np.asarray(A)
-    s = np.abs(A[0]).copy()
-    for r in range(1, A.shape[0]):
-        s += np.abs(A[r])
+    with np.errstate(all="ignore"):  # inf + inf overflow, signalling NaNs
+        s = np.abs(A[0]).copy()
+        for r in range(1, A.shape[0]):
+            s += np.abs(A[r])
     return s
 
 

@@ -19,6 +19,9 @@ struct RowCombination {
     const std::size_t* row_begin = nullptr;  // out_rows + 1 offsets into the entries
     const std::int64_t* src_rows = nullptr;  // per entry: which source row
     const T* coefs = nullptr;                // per entry: its weight
+    // Every row has the same source rows (unified and dense modes). Then a
+    // tile of output rows shares each source load, a small dense product.
+    bool shared_sources = false;
 };
 
 // Writes row r of the result to out + out_row_ids[r] * out.cols (or row r when

@@ -82,7 +82,7 @@ void sparse_input_grad(ConstMatrix<T> dy, ConstMatrix<T> W, IndexSets s, Matrix<
     if (dy.rows == 0 || W.cols == 0) return;
     const auto e = entries_by_example(dy, s);
     const detail::RowCombination<T> plan{dy.rows, e.row_begin.data(), e.cols.data(),
-                                         e.values.data()};
+                                         e.values.data(), s.sets == 1};
     detail::combine_rows(plan, W, dx, nullptr, false);
 }
 
@@ -93,6 +93,7 @@ WeightGradPlan<T>::WeightGradPlan(ConstMatrix<T> dy, IndexSets s) : batch_(dy.ro
     examples_.resize(B * k);
     values_.resize(B * k);
     if (s.sets == 1) {  // every example shares the units: a dense k x B block
+        shared_ = true;
         units_.assign(s.ids, s.ids + k);
         row_begin_.resize(k + 1);
         for (std::size_t t = 0; t < k; ++t) {
@@ -139,7 +140,7 @@ void WeightGradPlan<T>::compute(ConstMatrix<T> x, Matrix<T> out) const {
     }
     if (units_.empty() || x.cols == 0) return;
     const detail::RowCombination<T> plan{units_.size(), row_begin_.data(), examples_.data(),
-                                         values_.data()};
+                                         values_.data(), shared_};
     detail::combine_rows(plan, x, out, nullptr, false);
 }
 
@@ -151,7 +152,7 @@ void WeightGradPlan<T>::accumulate(ConstMatrix<T> x, Matrix<T> dW) const {
     }
     if (units_.empty() || x.cols == 0) return;
     const detail::RowCombination<T> plan{units_.size(), row_begin_.data(), examples_.data(),
-                                         values_.data()};
+                                         values_.data(), shared_};
     detail::combine_rows(plan, x, dW, units_.data(), true);
 }
 

@@ -5,12 +5,8 @@ largest-magnitude entries of the output gradient, so only k rows of W get a
 gradient and only k rows of W are read (Sun et al., ICML 2017).
 """
 
-from ._threads import configure_openmp_wait_policy
-
-configure_openmp_wait_policy()  # before the compiled core loads OpenMP
-
-from ._backward import CompactGradients, linear_backward_compact  # noqa: E402
-from ._core import (  # noqa: E402
+from ._backward import CompactGradients, linear_backward_compact
+from ._core import (
     __version__,
     linear_backward,
     select_method_for,
@@ -18,7 +14,7 @@ from ._core import (  # noqa: E402
     topk_rows,
     topk_unified,
 )
-from ._threads import get_num_threads, set_num_threads, thread_limits  # noqa: E402
+from ._threads import get_num_threads, set_num_threads, thread_limits
 
 __all__ = [
     "CompactGradients",

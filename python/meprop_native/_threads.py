@@ -1,43 +1,33 @@
 """One thread pool at a time.
 
-The kernels run on OpenMP; NumPy's matrix products run on its BLAS pool. When
-both pools busy-wait for work on the same cores, each steals the cores the other
-is computing on, and a layer step becomes 20-40x slower. The policy:
+The kernels run on OpenMP; NumPy's matrix products run on its BLAS pool. Both
+pools keep their threads spinning for a while after each call so that the next
+call starts at once. When both spin on the same cores, each steals the cores the
+other is computing on, and a layer step becomes 20-40x slower.
 
-* meprop's OpenMP threads spin only briefly after a kernel, long enough for the
-  next kernel of the same backward step to find them awake, then sleep
-  (``GOMP_SPINCOUNT`` is set to 10000 before the kernels load, unless the user
-  set it or ``OMP_WAIT_POLICY``). Fully passive threads cost a futex wake-up
-  per kernel (measured: 2x slower backward steps); the default spin of libgomp
-  keeps a core busy for milliseconds;
-* :func:`thread_limits` gives meprop the cores and runs BLAS on one thread for
-  the duration of a training loop, so BLAS never spins while meprop works.
+The policy: meprop's OpenMP pool keeps libgomp's default spinning, because on
+virtual machines a sleeping worker can take up to a millisecond to wake (a
+fully passive pool measured 10-20x slower backward steps here). Instead, while
+meprop kernels and NumPy products alternate (a training loop), BLAS runs on one
+thread, so it has no worker threads to spin: :func:`thread_limits` does that
+and restores both settings on exit. Outside such loops nothing is changed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
-
-def configure_openmp_wait_policy() -> None:
-    """Makes idle OpenMP threads sleep soon; must run before the core is loaded."""
-    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-        os.environ["GOMP_SPINCOUNT"] = "10000"
+from . import _core
 
 
 def set_num_threads(n: int) -> None:
     """Sets how many threads meprop's kernels use (n >= 1), process-wide."""
-    from . import _core
-
     _core.set_num_threads(int(n))
 
 
 def get_num_threads() -> int:
-    """How many threads meprop's kernels use."""
-    from . import _core
-
+    """How many threads meprop's kernels use (default: OMP_NUM_THREADS or the cores)."""
     return int(_core.get_num_threads())
 
 
@@ -45,9 +35,9 @@ def get_num_threads() -> int:
 def thread_limits(n: int | None = None, blas: int = 1) -> Iterator[None]:
     """Runs meprop's kernels on ``n`` threads and BLAS on ``blas`` threads inside.
 
-    The default gives the kernels every core they already had and BLAS one
-    thread, the setting for training loops that alternate NumPy products and
-    meprop kernels. Both settings are restored on exit.
+    ``n=None`` keeps meprop's current count. The default gives BLAS one thread,
+    the setting for loops that alternate NumPy products and meprop kernels.
+    Both settings are restored on exit.
     """
     from threadpoolctl import threadpool_limits
 

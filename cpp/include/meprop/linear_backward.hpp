@@ -79,6 +79,7 @@ public:
 
 private:
     std::size_t batch_ = 0;
+    bool shared_ = false;                   // one index set for all examples
     std::vector<std::int64_t> units_;       // touched rows of W, ascending
     std::vector<std::size_t> row_begin_;    // per unit: offset into the entries
     std::vector<std::int64_t> examples_;    // per entry: the example b
