@@ -140,9 +140,7 @@ def measure(calls: Sequence[Callable[[], object]], cfg: TimingConfig) -> Timing:
         q1, med, q3 = statistics.quantiles(samples, n=4, method="inclusive")
     else:
         q1 = med = q3 = samples[0]
-    return Timing(
-        median_ns=med, q1_ns=q1, q3_ns=q3, min_ns=min(samples), samples=len(samples), batch=batch
-    )
+    return Timing(median_ns=med, q1_ns=q1, q3_ns=q3, min_ns=min(samples), samples=len(samples), batch=batch)
 
 
 def import_torch() -> ModuleType | None:
@@ -232,8 +230,9 @@ def parallel_capacity(threads: int, seconds: float = 0.3) -> float:
     """
     start = time.time() + 0.3  # lets every interpreter start before spinning
     procs = [
-        subprocess.Popen([sys.executable, "-c", _SPIN_PROBE, repr(start), repr(seconds)],
-                         stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _SPIN_PROBE, repr(start), repr(seconds)], stdout=subprocess.PIPE, text=True
+        )
         for _ in range(threads)
     ]
     lost = [float(p.communicate()[0].strip() or 1.0) for p in procs]
@@ -257,6 +256,10 @@ def write_json_atomic(path: str, payload: dict[str, Any]) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".bench-", suffix=".json.tmp", dir=folder)
     try:
+        # mkstemp creates 0600; give the result the permissions of a normal file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f, indent=2)
             f.write("\n")

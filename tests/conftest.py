@@ -7,24 +7,21 @@ the dense float64 gradient computed with dy masked to the reference top-k.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 import zlib
 
+import meprop_native
 import numpy as np
 import pytest
-
-import meprop_native
 
 # When a hypothesis test fails, its pytest plugin imports libcst to suggest a
 # patch; in some environments that import emits a DeprecationWarning (from
 # mypy_extensions), which filterwarnings=error turns into an INTERNALERROR that
 # hides the real failure. Import it once here with warnings silenced.
-try:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import hypothesis.extra._patching  # noqa: F401
-except Exception:  # pragma: no cover - optional dependency (libcst) or API change
-    pass
+with contextlib.suppress(ImportError), warnings.catch_warnings():  # libcst is optional
+    warnings.simplefilter("ignore")
+    import hypothesis.extra._patching  # noqa: F401
 
 METHODS = ("auto", "heap", "radix")
 MODES = ("per_example", "unified", "dense")

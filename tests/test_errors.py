@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import meprop_native as mp
 import numpy as np
 import pytest
 from conftest import bitwise_equal, random_problem
-
-import meprop_native as mp
 
 BAD_DTYPES = [np.int8, np.int32, np.int64, np.uint32, np.float16, np.complex64, np.complex128, np.bool_]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import meprop_native as mp
 import numpy as np
 import pytest
 from conftest import (
@@ -18,8 +19,6 @@ from conftest import (
     reference_topk_rows,
     reference_topk_unified,
 )
-
-import meprop_native as mp
 
 # (B, n_in, n_out, k)
 SHAPES = [
@@ -391,3 +390,41 @@ def test_compact_row_counts(mode, rng):
     else:
         assert k <= c.rows.size <= B * k
         np.testing.assert_array_equal(c.rows, np.unique(reference_topk_rows(dy, k)))
+
+
+# ---- tile and block edges ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+def test_tile_edges(mode, dtype, rng):
+    """Batch sizes, k and n_in around multiples of 4, 8, 16 and the 512-column block."""
+    for B in (1, 2, 3, 4, 5, 9):
+        for n_in in (1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 65, 511, 512, 513):
+            for n_out, k in ((1, 1), (6, 2), (7, 3), (9, 4), (12, 5)):
+                dy, x, W = random_problem(rng, B, n_in, n_out, dtype)
+                ref = Reference(dy, x, W, k, mode, "sparse")
+                got = mp.linear_backward(dy, x, W, k, mode, bias_grad="sparse")
+                check_backward(got, ref, dtype)
+                c = mp.linear_backward_compact(dy, x, W, k, mode, bias_grad="sparse")
+                check_compact(c, ref, dtype)
+                np.testing.assert_array_equal(c.dense_dW(n_out), got[1])
+                dW0 = rng.standard_normal((n_out, n_in)).astype(dtype)
+                db0 = rng.standard_normal(n_out).astype(dtype)
+                dW_out, db_out = dW0.copy(), db0.copy()
+                mp.linear_backward(dy, x, W, k, mode, bias_grad="sparse", dW_out=dW_out,
+                                   db_out=db_out, accumulate=True)
+                untouched = np.setdiff1d(np.arange(n_out), ref.rows)
+                assert bitwise_equal(dW_out[untouched], dW0[untouched])
+                assert bitwise_equal(db_out[untouched], db0[untouched])
+                assert_close(dW_out, dW0 + ref.dW, ref.dW_scale + np.abs(dW0), dtype, "dW acc")
+                assert_close(db_out, db0 + ref.db, ref.db_scale + np.abs(db0), dtype, "db acc")
+
+
+def test_public_api():
+    for name in mp.__all__:
+        assert hasattr(mp, name), name
+    assert isinstance(mp.__version__, str) and mp.__version__
+    for name in ("topk", "topk_rows", "topk_unified", "linear_backward", "linear_backward_compact",
+                 "CompactGradients", "set_num_threads", "get_num_threads", "thread_limits"):
+        assert name in mp.__all__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import meprop_native as mp
 import numpy as np
 import pytest
 from conftest import (
@@ -18,8 +19,6 @@ from conftest import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import meprop_native as mp
 
 SETTINGS = settings(
     max_examples=150,
@@ -238,19 +237,28 @@ def _finite_values(dtype):
 
 @st.composite
 def backward_problems(draw, max_B=6, max_n=24):
+    """(dy, x, W, k). dy comes from a few drawn levels (ties decide the kept sets)
+    or from a normal distribution; x and W are normal or small dyadic numbers
+    (exact arithmetic). Arrays are filled by NumPy from a drawn seed, which keeps
+    generation fast."""
     dtype = draw(dtypes)
     B = draw(st.integers(1, max_B))
     n_in = draw(st.integers(1, max_n))
     n_out = draw(st.integers(1, max_n))
-    vals = _finite_values(dtype)
-
-    def mat(r, c):
-        return np.array(draw(st.lists(vals, min_size=r * c, max_size=r * c)), dtype=dtype).reshape(r, c)
-
-    dy = mat(B, n_out)
-    x = mat(B, n_in)
-    W = mat(n_out, n_in)
     k = draw(st.integers(1, n_out))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+
+    def fill(shape, kind):
+        if kind == "levels":
+            levels = draw(st.lists(_finite_values(dtype), min_size=1, max_size=5))
+            return rng.choice(np.array(levels, dtype=dtype), size=shape)
+        if kind == "dyadic":
+            return (rng.integers(-8, 9, size=shape) / 4.0).astype(dtype)
+        return rng.standard_normal(shape).astype(dtype)
+
+    dy = fill((B, n_out), draw(st.sampled_from(["levels", "dyadic", "normal"])))
+    x = fill((B, n_in), draw(st.sampled_from(["dyadic", "normal"])))
+    W = fill((n_out, n_in), draw(st.sampled_from(["dyadic", "normal"])))
     return dy, x, W, k
 
 
@@ -276,10 +284,9 @@ def test_linear_backward_accumulate(problem, mode, bias_grad, data):
     dy, x, W, k = problem
     dtype = dy.dtype.type
     n_out, n_in = W.shape
-    vals = _finite_values(dtype)
-    dW0 = np.array(data.draw(st.lists(vals, min_size=n_out * n_in, max_size=n_out * n_in)),
-                   dtype=dtype).reshape(n_out, n_in)
-    db0 = np.array(data.draw(st.lists(vals, min_size=n_out, max_size=n_out)), dtype=dtype)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    dW0 = rng.standard_normal((n_out, n_in)).astype(dtype)
+    db0 = rng.standard_normal(n_out).astype(dtype)
     dW_out, db_out = dW0.copy(), db0.copy()
     mp.linear_backward(dy, x, W, k, mode, bias_grad=bias_grad, dW_out=dW_out, db_out=db_out,
                        accumulate=True)

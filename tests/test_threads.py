@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import meprop_native as mp
 import numpy as np
 import pytest
 from conftest import (
@@ -16,8 +17,6 @@ from conftest import (
     reference_topk_rows,
     reference_topk_unified,
 )
-
-import meprop_native as mp
 
 THREADS = (1, 2, 3)
 
@@ -118,7 +117,8 @@ def test_other_shapes_threads(B, n_in, n_out, k, dtype):
     rng = np.random.default_rng(B * n_in + k)
     dy, x, W = random_problem(rng, B, n_in, n_out, dtype)
     for mode in ("per_example", "unified"):
-        assert_all_bitwise_equal(run_with_threads(lambda: mp.linear_backward(dy, x, W, k, mode)))
+        assert_all_bitwise_equal(
+            run_with_threads(lambda mode=mode: mp.linear_backward(dy, x, W, k, mode)))
 
 
 def test_many_threads_more_than_rows():
@@ -171,10 +171,9 @@ def test_thread_limits_restores_on_exception():
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom):
-        with mp.thread_limits(1):
-            assert mp.get_num_threads() == 1
-            raise Boom
+    with pytest.raises(Boom), mp.thread_limits(1):
+        assert mp.get_num_threads() == 1
+        raise Boom
     assert mp.get_num_threads() == 3
 
 
@@ -196,7 +195,23 @@ def test_thread_limits_results_identical(big_problems):
 
 def test_thread_limits_invalid():
     before = mp.get_num_threads()
-    with pytest.raises(ValueError):
-        with mp.thread_limits(0):
-            pass  # pragma: no cover
+    with pytest.raises(ValueError), mp.thread_limits(0):
+        pass  # pragma: no cover
     assert mp.get_num_threads() == before
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+
+
+def test_thread_limits_limits_and_restores_blas():
+    before = _blas_threads()
+    with mp.thread_limits():
+        assert all(n == 1 for n in _blas_threads())
+    assert _blas_threads() == before
+    with mp.thread_limits(1, blas=2):
+        assert all(n <= 2 for n in _blas_threads())
+        assert mp.get_num_threads() == 1
+    assert _blas_threads() == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import meprop_native as mp
 import numpy as np
 import pytest
 from conftest import (
@@ -12,8 +13,6 @@ from conftest import (
     reference_topk_unified,
     unified_sums,
 )
-
-import meprop_native as mp
 
 nan, inf = np.nan, np.inf
 
@@ -223,6 +222,9 @@ def test_select_method_for(n, k):
 def test_list_input_is_float64():
     assert mp.topk([0.5, -3.0, 2.0, 2.0], 2).tolist() == [1, 2]
     assert mp.topk((1.0, float("nan"), -1.0), 1).tolist() == [1]
+    assert mp.topk([1, 2.5, -3], 1).tolist() == [2]  # mixed ints and floats: float64
+    assert mp.topk_rows([[1.0, -2.0], [3.0, 0.5]], 1).tolist() == [[1], [0]]
+    assert mp.topk_unified([[1.0, -2.0], [3.0, 0.5]], 1).tolist() == [0]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

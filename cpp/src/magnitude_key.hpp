@@ -24,7 +24,7 @@ struct MagnitudeKey<float> {
         type u;
         std::memcpy(&u, &v, sizeof u);
         u &= 0x7fffffffu;
-        return u > inf ? inf + 1 : u;
+        return u < inf + 1 ? u : inf + 1;  // a min: vectorises
     }
 };
 
@@ -38,7 +38,7 @@ struct MagnitudeKey<double> {
         type u;
         std::memcpy(&u, &v, sizeof u);
         u &= 0x7fffffffffffffffull;
-        return u > inf ? inf + 1 : u;
+        return u < inf + 1 ? u : inf + 1;
     }
 };
 

@@ -51,19 +51,16 @@ void select_radix(const T* a, std::size_t n, std::size_t k, std::int64_t* out) {
     // digits (common: gradients share few exponents) do not serialise on one
     // counter.
     int shift = MK::bits - radix_digit_bits;
+    for (std::size_t j = 0; j < n; ++j) keys[j] = MK::of(a[j]);  // vectorises
     std::array<std::array<std::uint32_t, radix_buckets>, 4> partial{};
     std::size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        for (std::size_t lane = 0; lane < 4; ++lane) {
-            const Key key = MK::of(a[i + lane]);
-            keys[i + lane] = key;
-            ++partial[lane][key >> shift];
-        }
-    }
-    for (; i < n; ++i) {
-        keys[i] = MK::of(a[i]);
         ++partial[0][keys[i] >> shift];
+        ++partial[1][keys[i + 1] >> shift];
+        ++partial[2][keys[i + 2] >> shift];
+        ++partial[3][keys[i + 3] >> shift];
     }
+    for (; i < n; ++i) ++partial[0][keys[i] >> shift];
     std::array<std::uint32_t, radix_buckets> hist;
     for (std::size_t d = 0; d < radix_buckets; ++d) {
         hist[d] = partial[0][d] + partial[1][d] + partial[2][d] + partial[3][d];
@@ -73,9 +70,10 @@ void select_radix(const T* a, std::size_t n, std::size_t k, std::int64_t* out) {
 
     // Pass 2: the entries at or above the boundary bucket, in index order.
     std::size_t n_cand = 0;
+    // Few entries pass (about k plus one bucket), so the branch predicts well
+    // and beats a branch-free store per entry.
     for (std::size_t j = 0; j < n; ++j) {
-        cand[n_cand] = static_cast<std::uint32_t>(j);
-        n_cand += keys[j] >= prefix;
+        if (keys[j] >= prefix) cand[n_cand++] = static_cast<std::uint32_t>(j);
     }
 
     // Refine the boundary digit by digit among the candidates that share the

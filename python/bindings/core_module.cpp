@@ -251,6 +251,96 @@ py::tuple backward_compact(BackwardArgs& a) {
     return py::make_tuple(dx, rows, dW_rows, db);
 }
 
+// ---- optimizers ------------------------------------------------------------
+
+// A parameter (1-D or 2-D) with its gradient rows and state buffers, checked.
+struct UpdateArgs {
+    Precision precision;
+    py::array rows;       // int64 (m,)
+    py::array grad_rows;  // (m, cols)
+};
+
+UpdateArgs parse_update(py::array& param, py::handle rows_obj, py::handle grads_obj,
+                        std::vector<py::array*> state, const std::vector<const char*>& names) {
+    if (param.ndim() != 1 && param.ndim() != 2) throw py::value_error("param must be 1-D or 2-D");
+    UpdateArgs u;
+    u.precision = precision_of(param, "param");
+    std::vector<py::ssize_t> shape(param.shape(), param.shape() + param.ndim());
+    check_output(param, "param", u.precision, shape);
+    for (std::size_t i = 0; i < state.size(); ++i) {
+        check_output(*state[i], names[i], u.precision, shape);
+        if (overlaps(*state[i], param)) throw py::value_error(std::string(names[i]) + " overlaps param");
+    }
+    u.rows = py::array::ensure(rows_obj, py::array::c_style);
+    if (!u.rows || !u.rows.dtype().equal(py::dtype::of<std::int64_t>()) || u.rows.ndim() != 1) {
+        PyErr_Clear();
+        throw py::type_error("rows must be a 1-D int64 array of row ids");
+    }
+    const auto cols = param.ndim() == 2 ? param.shape(1) : param.shape(0);
+    const auto n_rows = param.ndim() == 2 ? param.shape(0) : 1;
+    u.grad_rows = as_input(grads_obj, "grad_rows", 2);
+    if (precision_of(u.grad_rows, "grad_rows") != u.precision) {
+        throw py::type_error("grad_rows must have the dtype of param");
+    }
+    if (u.grad_rows.shape(0) != u.rows.shape(0) || u.grad_rows.shape(1) != cols) {
+        throw py::value_error("grad_rows must have shape (len(rows), " + std::to_string(cols) + ")");
+    }
+    if (u.rows.shape(0) > n_rows) throw py::value_error("more gradient rows than param has rows");
+    return u;
+}
+
+template <class T>
+meprop::RowGradientView row_view(const UpdateArgs& u) {
+    return {static_cast<const std::int64_t*>(u.rows.data()), static_cast<std::size_t>(u.rows.shape(0))};
+}
+
+void sgd_update(py::array param, py::handle rows, py::handle grad_rows, double lr, double clip) {
+    auto u = parse_update(param, rows, grad_rows, {}, {});
+    const meprop::SgdConfig c{lr, clip};
+    py::gil_scoped_release unlocked;
+    if (u.precision == Precision::f32) {
+        meprop::sgd_update(mutable_view<float>(param), row_view<float>(u),
+                           static_cast<const float*>(u.grad_rows.data()), c);
+    } else {
+        meprop::sgd_update(mutable_view<double>(param), row_view<double>(u),
+                           static_cast<const double*>(u.grad_rows.data()), c);
+    }
+}
+
+void adagrad_update(py::array param, py::handle rows, py::handle grad_rows, py::array sum_sq,
+                    double lr, double eps, double clip) {
+    auto u = parse_update(param, rows, grad_rows, {&sum_sq}, {"sum_sq"});
+    const meprop::AdagradConfig c{lr, eps, clip};
+    py::gil_scoped_release unlocked;
+    if (u.precision == Precision::f32) {
+        meprop::adagrad_update(mutable_view<float>(param), row_view<float>(u),
+                               static_cast<const float*>(u.grad_rows.data()),
+                               mutable_view<float>(sum_sq), c);
+    } else {
+        meprop::adagrad_update(mutable_view<double>(param), row_view<double>(u),
+                               static_cast<const double*>(u.grad_rows.data()),
+                               mutable_view<double>(sum_sq), c);
+    }
+}
+
+void adam_update(py::array param, py::handle rows, py::handle grad_rows, py::array m, py::array v,
+                 std::int64_t step, double lr, double beta1, double beta2, double eps, double clip,
+                 bool lazy) {
+    auto u = parse_update(param, rows, grad_rows, {&m, &v}, {"m", "v"});
+    if (overlaps(m, v)) throw py::value_error("m and v overlap");
+    const meprop::AdamConfig c{lr, beta1, beta2, eps, clip};
+    py::gil_scoped_release unlocked;
+    if (u.precision == Precision::f32) {
+        meprop::adam_update(mutable_view<float>(param), row_view<float>(u),
+                            static_cast<const float*>(u.grad_rows.data()), mutable_view<float>(m),
+                            mutable_view<float>(v), step, c, lazy);
+    } else {
+        meprop::adam_update(mutable_view<double>(param), row_view<double>(u),
+                            static_cast<const double*>(u.grad_rows.data()),
+                            mutable_view<double>(m), mutable_view<double>(v), step, c, lazy);
+    }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -301,6 +391,17 @@ PYBIND11_MODULE(_core, m) {
         py::arg("mode") = "per_example", py::kw_only(), py::arg("bias_grad") = "dense",
         py::arg("method") = "auto",
         "meProp backward returning only the touched rows of dW: (dx, rows, dW_rows, db).");
+    m.def("sgd_update", &sgd_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"),
+          py::arg("lr"), py::arg("clip") = 0.0,
+          "In place: param[rows] -= lr * grad_rows (gradient clipped to +-clip when clip > 0).");
+    m.def("adagrad_update", &adagrad_update, py::arg("param"), py::arg("rows"),
+          py::arg("grad_rows"), py::arg("sum_sq"), py::arg("lr"), py::arg("eps") = 1e-6,
+          py::arg("clip") = 0.0, "In place AdaGrad step on the given rows.");
+    m.def("adam_update", &adam_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"),
+          py::arg("m"), py::arg("v"), py::arg("step"), py::arg("lr") = 1e-3,
+          py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("eps") = 1e-8,
+          py::arg("clip") = 0.0, py::arg("lazy") = false,
+          "In place Adam step; lazy=False also moves rows without gradient (zero gradient).");
     m.def("select_method_for",
           [](std::size_t n, std::size_t k) {
               return std::string(meprop::select_method_name(meprop::select_method_for(n, k)));

@@ -3,6 +3,7 @@
 
 #include "meprop/linear_backward.hpp"
 #include "meprop/matrix.hpp"
+#include "meprop/optimizers.hpp"
 #include "meprop/threading.hpp"
 #include "meprop/topk.hpp"
 #include "meprop/version.hpp"

@@ -1,0 +1,179 @@
+"""Heap vs radix top-k selection, one thread: where should ``auto`` switch?
+
+Usage::
+
+    python benchmarks/bench_select.py            # full grid
+    python benchmarks/bench_select.py --quick    # fewer samples
+
+For every row length n and k it times ``meprop_native.topk_rows(A, k,
+"heap")`` and ``(A, k, "radix")`` on a (rows, n) standard-normal matrix, on one
+thread (``set_num_threads(1)``, BLAS is not involved), and reports the time per
+row. Inputs rotate over a pool of different random matrices inside every timed
+sample (see ``_timing.py``) so the branch predictor cannot learn one input, and
+each method is measured in its own block.
+
+The table shows heap/radix (> 1: radix is faster), what
+``meprop_native.select_method_for(n, k)`` picks, and flags every case where
+that pick is more than 20% slower than the other method. The summary gives,
+per n, the smallest k from which radix stays faster: the crossover ``auto``
+should follow. Results also go to JSON (default
+``benchmarks/results/select.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from _timing import (
+    FULL,
+    QUICK,
+    TimingConfig,
+    format_ns,
+    idle_pause,
+    import_meprop,
+    machine_info,
+    measure,
+    write_json_atomic,
+)
+
+meprop = import_meprop()
+
+DEFAULT_NS = (100, 256, 500, 1000, 4096)
+DEFAULT_KS = (1, 4, 8, 12, 16, 20, 24, 32, 64, 128)
+DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "select.json")
+# A pick is flagged when it is this much slower than the other method.
+FLAG_SLOWDOWN = 1.20
+
+
+def time_method(method: str, pool: list[np.ndarray], k: int, cfg: TimingConfig) -> float:
+    """Median ns per row of topk_rows with one method, inputs rotating."""
+    idle_pause()
+    calls = [functools.partial(meprop.topk_rows, a, k, method) for a in pool]
+    return measure(calls, cfg).median_ns / pool[0].shape[0]
+
+
+def run_case(
+    n: int, k: int, rows: int, pool_size: int, dtype: np.dtype, cfg: TimingConfig, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Heap and radix on one (n, k), with auto's pick and the flag."""
+    pool = [rng.standard_normal((rows, n)).astype(dtype) for _ in range(pool_size)]
+    heap = time_method("heap", pool, k, cfg)
+    radix = time_method("radix", pool, k, cfg)
+    pick = meprop.select_method_for(n, k)
+    faster = "heap" if heap <= radix else "radix"
+    picked, other = (heap, radix) if pick == "heap" else (radix, heap)
+    return {
+        "n": n,
+        "k": k,
+        "heap_ns_per_row": heap,
+        "radix_ns_per_row": radix,
+        "heap_over_radix": heap / radix,
+        "faster": faster,
+        "auto_picks": pick,
+        "auto_slowdown": picked / other,
+        "flag": picked / other > FLAG_SLOWDOWN,
+    }
+
+
+def crossover(results: list[dict[str, Any]], n: int) -> int | None:
+    """Smallest k from which radix is faster for every larger k measured, for one n."""
+    row = sorted((r for r in results if r["n"] == n), key=lambda r: r["k"])
+    best: int | None = None
+    for r in reversed(row):
+        if r["faster"] != "radix":
+            break
+        best = r["k"]
+    return best
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print(f"{'n':>5} {'k':>4} {'heap/row':>10} {'radix/row':>10} {'heap/radix':>10} {'auto':>6}  flag")
+    for r in results:
+        flag = f"AUTO {r['auto_slowdown']:.2f}x SLOWER" if r["flag"] else ""
+        print(
+            f"{r['n']:>5} {r['k']:>4} {format_ns(r['heap_ns_per_row']):>10} "
+            f"{format_ns(r['radix_ns_per_row']):>10} {r['heap_over_radix']:>10.2f} {r['auto_picks']:>6}  {flag}"
+        )
+
+
+def print_summary(results: list[dict[str, Any]], ns: Sequence[int]) -> dict[int, int | None]:
+    """Per-n crossover and the flagged cases."""
+    print("\nCrossover (smallest k from which radix stays faster):")
+    found: dict[int, int | None] = {}
+    for n in ns:
+        found[n] = crossover(results, n)
+        print(
+            f"  n={n:>5}: "
+            + (f"radix from k={found[n]}" if found[n] is not None else "heap for every k measured")
+        )
+    flagged = [r for r in results if r["flag"]]
+    print(
+        f"\nauto picks the slower method by > {FLAG_SLOWDOWN - 1:.0%}: {len(flagged)} of {len(results)} cases"
+    )
+    for r in flagged:
+        print(
+            f"  n={r['n']} k={r['k']}: auto -> {r['auto_picks']}, {r['auto_slowdown']:.2f}x slower than {r['faster']}"
+        )
+    return found
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer samples per case")
+    p.add_argument("--ns", default=",".join(map(str, DEFAULT_NS)), help="row lengths")
+    p.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)), help="k values (k > n skipped)")
+    p.add_argument("--rows", type=int, default=64, help="rows per matrix; times are per row")
+    p.add_argument("--pool", type=int, default=8, help="number of rotating random inputs")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"JSON output path (default: {DEFAULT_OUT})")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    ns = [int(v) for v in args.ns.split(",")]
+    ks = [int(v) for v in args.ks.split(",")]
+    cfg = QUICK if args.quick else FULL
+    dtype = np.dtype(args.dtype)
+    rng = np.random.default_rng(args.seed)
+    # One thread: the choice between the two selections is a per-row decision,
+    # and threads only split rows between cores.
+    meprop.set_num_threads(1)
+    print(
+        f"meprop-native {meprop.__version__} | 1 thread | {args.dtype} | {args.rows} rows per call"
+        f" | {'quick' if args.quick else 'full'}\n"
+    )
+
+    results = [run_case(n, k, args.rows, args.pool, dtype, cfg, rng) for n in ns for k in ks if k <= n]
+    print_table(results)
+    found = print_summary(results, ns)
+
+    payload = {
+        "machine": machine_info(None, meprop, 1),
+        "config": {
+            "quick": args.quick,
+            "rows": args.rows,
+            "pool": args.pool,
+            "dtype": args.dtype,
+            "seed": args.seed,
+            "timing": cfg.__dict__,
+            "flag_slowdown": FLAG_SLOWDOWN,
+        },
+        "results": results,
+        "crossover_k": {str(n): k for n, k in found.items()},
+    }
+    write_json_atomic(args.out, payload)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+#include "meprop/optimizers.hpp"
+
+#include <omp.h>
+
+#include <cmath>
+
+#include "check.hpp"
+#include "meprop/threading.hpp"
+
+namespace meprop {
+namespace {
+
+constexpr std::size_t parallel_min_elements = 1 << 15;
+
+void check_rows(RowGradientView rows, std::size_t n_rows) {
+    for (std::size_t i = 0; i < rows.count; ++i) {
+        if (rows.rows[i] < 0 || static_cast<std::size_t>(rows.rows[i]) >= n_rows) {
+            detail::fail("gradient row id ", rows.rows[i], " outside [0, ", n_rows, ")");
+        }
+        if (i > 0 && rows.rows[i] <= rows.rows[i - 1]) {
+            detail::fail("gradient row ids must be strictly ascending (position ", i, ")");
+        }
+    }
+}
+
+template <class T>
+void check_state(Matrix<T> param, Matrix<T> state, const char* name) {
+    if (state.rows != param.rows || state.cols != param.cols) {
+        detail::fail(name, " must be ", param.rows, " x ", param.cols, ", got ", state.rows, " x ",
+                     state.cols);
+    }
+}
+
+template <class T>
+inline T clipped(T g, T clip) {
+    if (clip > T(0)) g = g > clip ? clip : (g < -clip ? -clip : g);
+    return g;
+}
+
+// Calls fn(row, grad_row or nullptr) for the rows to update, in parallel.
+// Every row (lazy false) or only listed rows (lazy true).
+template <class T, class Fn>
+void for_each_row(Matrix<T> param, RowGradientView rows, const T* grad_rows, bool lazy, Fn&& fn) {
+    const std::size_t cols = param.cols;
+    const std::size_t n_rows = lazy ? rows.count : param.rows;
+    const int threads = n_rows * cols >= parallel_min_elements ? num_threads() : 1;
+    if (lazy) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+        for (std::int64_t i = 0; i < static_cast<std::int64_t>(rows.count); ++i) {
+            fn(static_cast<std::size_t>(rows.rows[i]), grad_rows + static_cast<std::size_t>(i) * cols);
+        }
+        return;
+    }
+    // Row r's gradient is at position p(r) in the ascending list, if present:
+    // each thread walks its own contiguous range of rows with a cursor.
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const std::size_t r0 = param.rows * static_cast<std::size_t>(t) / static_cast<std::size_t>(nt);
+        const std::size_t r1 = param.rows * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(nt);
+        std::size_t p = 0;
+        while (p < rows.count && static_cast<std::size_t>(rows.rows[p]) < r0) ++p;
+        for (std::size_t r = r0; r < r1; ++r) {
+            const bool has = p < rows.count && static_cast<std::size_t>(rows.rows[p]) == r;
+            fn(r, has ? grad_rows + p * cols : nullptr);
+            p += has;
+        }
+    }
+}
+
+}  // namespace
+
+template <class T>
+void sgd_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, const SgdConfig& c) {
+    check_rows(rows, param.rows);
+    const T lr = static_cast<T>(c.lr), clip = static_cast<T>(c.clip);
+    const std::size_t cols = param.cols;
+    for_each_row(param, rows, grad_rows, true, [&](std::size_t r, const T* g) {
+        T* p = param.row(r);
+        for (std::size_t i = 0; i < cols; ++i) p[i] -= lr * clipped(g[i], clip);
+    });
+}
+
+template <class T>
+void adagrad_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> sum_sq,
+                    const AdagradConfig& c) {
+    check_rows(rows, param.rows);
+    check_state(param, sum_sq, "AdaGrad state");
+    const T lr = static_cast<T>(c.lr), eps = static_cast<T>(c.eps), clip = static_cast<T>(c.clip);
+    const std::size_t cols = param.cols;
+    for_each_row(param, rows, grad_rows, true, [&](std::size_t r, const T* g) {
+        T* p = param.row(r);
+        T* s = sum_sq.row(r);
+        for (std::size_t i = 0; i < cols; ++i) {
+            const T gi = clipped(g[i], clip);
+            s[i] += gi * gi;
+            p[i] -= lr * gi / (std::sqrt(s[i]) + eps);
+        }
+    });
+}
+
+template <class T>
+void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> m,
+                 Matrix<T> v, std::int64_t step, const AdamConfig& c, bool lazy) {
+    check_rows(rows, param.rows);
+    check_state(param, m, "Adam first moment");
+    check_state(param, v, "Adam second moment");
+    if (step < 1) detail::fail("Adam step must be >= 1, got ", step);
+    const T b1 = static_cast<T>(c.beta1), b2 = static_cast<T>(c.beta2);
+    const T eps = static_cast<T>(c.eps), clip = static_cast<T>(c.clip);
+    const double bc1 = 1.0 - std::pow(c.beta1, static_cast<double>(step));
+    const double bc2 = 1.0 - std::pow(c.beta2, static_cast<double>(step));
+    const T step_size = static_cast<T>(c.lr / bc1);
+    const T inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(bc2));
+    const std::size_t cols = param.cols;
+    for_each_row(param, rows, grad_rows, lazy, [&](std::size_t r, const T* g) {
+        T* p = param.row(r);
+        T* mr = m.row(r);
+        T* vr = v.row(r);
+        if (g == nullptr) {  // zero gradient: the moments decay, the row still moves
+            for (std::size_t i = 0; i < cols; ++i) {
+                mr[i] = b1 * mr[i];
+                vr[i] = b2 * vr[i];
+                p[i] -= step_size * mr[i] / (std::sqrt(vr[i]) * inv_sqrt_bc2 + eps);
+            }
+            return;
+        }
+        for (std::size_t i = 0; i < cols; ++i) {
+            const T gi = clipped(g[i], clip);
+            mr[i] = b1 * mr[i] + (T(1) - b1) * gi;
+            vr[i] = b2 * vr[i] + (T(1) - b2) * gi * gi;
+            p[i] -= step_size * mr[i] / (std::sqrt(vr[i]) * inv_sqrt_bc2 + eps);
+        }
+    });
+}
+
+#define MEPROP_INSTANTIATE_OPTIMIZERS(T)                                                      \
+    template void sgd_update<T>(Matrix<T>, RowGradientView, const T*, const SgdConfig&);     \
+    template void adagrad_update<T>(Matrix<T>, RowGradientView, const T*, Matrix<T>,         \
+                                    const AdagradConfig&);                                   \
+    template void adam_update<T>(Matrix<T>, RowGradientView, const T*, Matrix<T>, Matrix<T>, \
+                                 std::int64_t, const AdamConfig&, bool);
+
+MEPROP_INSTANTIATE_OPTIMIZERS(float)
+MEPROP_INSTANTIATE_OPTIMIZERS(double)
+
+}  // namespace meprop

@@ -1,0 +1,50 @@
+"""Dataset loading for the meProp experiments (NumPy and the standard library only).
+
+Nothing here imports the compiled core, so the data code can be used and
+tested on its own.
+
+    >>> from meprop_native.data import load_mnist
+    >>> splits = load_mnist("path/to/data")       # doctest: +SKIP
+    >>> splits.train_x.shape, splits.train_x.dtype  # doctest: +SKIP
+    ((55000, 784), dtype('float32'))
+"""
+
+from .idx import IDX_TYPES, IdxFormatError, parse_idx, read_idx
+from .mnist import DEV_SIZE, MIRRORS, MNIST_FILES, MnistSplits, load_mnist, locate_mnist
+from .paths import (
+    ENV_VAR,
+    ChecksumError,
+    DataFile,
+    DatasetNotFoundError,
+    DownloadError,
+    candidate_dirs,
+    default_cache_dir,
+    download_file,
+    file_md5,
+    locate_files,
+    search_roots,
+)
+
+__all__ = [
+    "DEV_SIZE",
+    "ENV_VAR",
+    "IDX_TYPES",
+    "MIRRORS",
+    "MNIST_FILES",
+    "ChecksumError",
+    "DataFile",
+    "DatasetNotFoundError",
+    "DownloadError",
+    "IdxFormatError",
+    "MnistSplits",
+    "candidate_dirs",
+    "default_cache_dir",
+    "download_file",
+    "file_md5",
+    "load_mnist",
+    "locate_files",
+    "locate_mnist",
+    "parse_idx",
+    "read_idx",
+    "search_roots",
+]
