@@ -146,8 +146,8 @@ def measure(calls: Sequence[Callable[[], object]], cfg: TimingConfig) -> Timing:
 def import_torch() -> ModuleType | None:
     """Imports torch if installed.
 
-    Must run before meprop_native is imported: meprop sets OMP_WAIT_POLICY at
-    import time, and torch's own OpenMP runtime should keep its defaults.
+    Must run before meprop_native is imported, so that torch's OpenMP runtime
+    starts with its own defaults whatever meprop's import changes.
     """
     try:
         import torch

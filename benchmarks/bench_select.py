@@ -10,7 +10,9 @@ For every row length n and k it times ``meprop_native.topk_rows(A, k,
 thread (``set_num_threads(1)``, BLAS is not involved), and reports the time per
 row. Inputs rotate over a pool of different random matrices inside every timed
 sample (see ``_timing.py``) so the branch predictor cannot learn one input, and
-each method is measured in its own block.
+each method is measured in its own block; ``--rounds`` blocks per method (order
+alternating) give the median that is reported, so one block slowed as a whole
+by the host does not flip a comparison.
 
 The table shows heap/radix (> 1: radix is faster), what
 ``meprop_native.select_method_for(n, k)`` picks, and flags every case where
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import statistics
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -60,12 +63,29 @@ def time_method(method: str, pool: list[np.ndarray], k: int, cfg: TimingConfig) 
 
 
 def run_case(
-    n: int, k: int, rows: int, pool_size: int, dtype: np.dtype, cfg: TimingConfig, rng: np.random.Generator
+    n: int,
+    k: int,
+    rows: int,
+    pool_size: int,
+    rounds: int,
+    dtype: np.dtype,
+    cfg: TimingConfig,
+    rng: np.random.Generator,
 ) -> dict[str, Any]:
-    """Heap and radix on one (n, k), with auto's pick and the flag."""
+    """Heap and radix on one (n, k), with auto's pick and the flag.
+
+    Each round measures both methods (one block each, the order alternating
+    between rounds); the result is the median over rounds. A single block can
+    be slowed as a whole by the host, which the median within a block cannot
+    see, and one slowed block would flip the comparison.
+    """
     pool = [rng.standard_normal((rows, n)).astype(dtype) for _ in range(pool_size)]
-    heap = time_method("heap", pool, k, cfg)
-    radix = time_method("radix", pool, k, cfg)
+    times: dict[str, list[float]] = {"heap": [], "radix": []}
+    for r in range(rounds):
+        for method in ("heap", "radix") if r % 2 == 0 else ("radix", "heap"):
+            times[method].append(time_method(method, pool, k, cfg))
+    heap = statistics.median(times["heap"])
+    radix = statistics.median(times["radix"])
     pick = meprop.select_method_for(n, k)
     faster = "heap" if heap <= radix else "radix"
     picked, other = (heap, radix) if pick == "heap" else (radix, heap)
@@ -74,6 +94,8 @@ def run_case(
         "k": k,
         "heap_ns_per_row": heap,
         "radix_ns_per_row": radix,
+        "heap_rounds_ns": times["heap"],
+        "radix_rounds_ns": times["radix"],
         "heap_over_radix": heap / radix,
         "faster": faster,
         "auto_picks": pick,
@@ -129,6 +151,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="fewer samples per case")
     p.add_argument("--ns", default=",".join(map(str, DEFAULT_NS)), help="row lengths")
     p.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)), help="k values (k > n skipped)")
+    p.add_argument("--rounds", type=int, default=3, help="blocks per method and case; median over them")
     p.add_argument("--rows", type=int, default=64, help="rows per matrix; times are per row")
     p.add_argument("--pool", type=int, default=8, help="number of rotating random inputs")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -152,7 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" | {'quick' if args.quick else 'full'}\n"
     )
 
-    results = [run_case(n, k, args.rows, args.pool, dtype, cfg, rng) for n in ns for k in ks if k <= n]
+    results = [
+        run_case(n, k, args.rows, args.pool, args.rounds, dtype, cfg, rng) for n in ns for k in ks if k <= n
+    ]
     print_table(results)
     found = print_summary(results, ns)
 

@@ -8,6 +8,7 @@ skipped when it is absent.
 
 from __future__ import annotations
 
+import ast
 import gzip
 import hashlib
 import io
@@ -209,7 +210,10 @@ GOOD = idx_bytes(np.arange(60, dtype=np.uint8).reshape(3, 4, 5))  # 16-byte head
     ("data", "problem"),
     [
         (b"", "empty file"),
-        (b"\x00\x00\x08", "too short for an IDX header: the magic number needs 4 bytes, file has 3"),
+        (
+            b"\x00\x00\x08",
+            "too short for an IDX header: the magic number needs 4 bytes, file has 3",
+        ),
         (b"\x12\x34" + GOOD[2:], "bad magic number 0x12340803: the first two bytes must be zero"),
         (b"\x00\x01" + GOOD[2:], "bad magic number 0x00010803"),
         (GOOD[:2] + b"\x07" + GOOD[3:], "bad magic number 0x00000703: unknown type code 0x07"),
@@ -396,7 +400,7 @@ def test_verify_accepts_gunzipped_file_by_raw_md5(tmp_path):
     assert found == {"f.gz": tmp_path / "f"}
 
 
-def test_local_md5_matches_canonical_table():
+def test_canonical_files_and_mirrors():
     # The table the loader verifies against, byte for byte (an md5 typo would
     # reject every user's good files).
     assert {k: (v.name, v.md5) for k, v in MNIST_FILES.items()} == {
@@ -642,6 +646,29 @@ def test_load_mnist_downloads_missing_files(tmp_path, rng, isolated, monkeypatch
     assert isolated.calls == []
 
 
+def test_data_package_needs_only_numpy_and_stdlib():
+    # The data code must work without the compiled core: no imports from the
+    # parent package, and nothing outside numpy and the standard library.
+    import meprop_native.data as data_pkg
+
+    allowed = {"__future__", "numpy", "collections", "contextlib", "dataclasses", "gzip"}
+    allowed |= {"hashlib", "http", "os", "pathlib", "struct", "tempfile", "typing", "urllib"}
+    allowed |= {"zlib"}
+
+    for path in Path(data_pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level <= 1, f"{path.name}: imports from the parent package"
+                top = (node.module or "").split(".")[0]
+                mods = [top] if node.level == 0 else []
+            elif isinstance(node, ast.Import):
+                mods = [a.name.split(".")[0] for a in node.names]
+            else:
+                continue
+            for m in mods:
+                assert m in allowed, f"{path.name}: imports {m}"
+
+
 # ---- the real data -----------------------------------------------------------
 
 
@@ -658,8 +685,19 @@ def test_real_mnist(isolated):
         980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009,
     ]  # fmt: skip
     # The split adds back up to the official training class counts.
-    train_counts = np.bincount(splits.train_y, minlength=10) + np.bincount(splits.dev_y, minlength=10)
-    assert train_counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    counts = [np.bincount(y, minlength=10) for y in (splits.train_y, splits.dev_y)]
+    assert (counts[0] + counts[1]).tolist() == [
+        5923,
+        6742,
+        5958,
+        6131,
+        5842,
+        5421,
+        5918,
+        6265,
+        5851,
+        5949,
+    ]
     for x in (splits.train_x, splits.dev_x, splits.test_x):
         assert x.dtype == np.float32
         assert x.min() == 0.0 and x.max() == 1.0

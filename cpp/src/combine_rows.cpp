@@ -7,13 +7,7 @@
 
 #include "meprop/threading.hpp"
 
-// Portable builds compile for the baseline ISA; on x86-64 with GCC or clang the
-// hot loop is also compiled for AVX2+FMA and AVX-512 and picked at load time.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MEPROP_NATIVE_ARCH)
-#define MEPROP_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MEPROP_CLONES
-#endif
+#include "multiversion.hpp"
 
 namespace meprop::detail {
 namespace {

@@ -6,6 +6,7 @@
 
 #include "check.hpp"
 #include "meprop/threading.hpp"
+#include "multiversion.hpp"
 
 namespace meprop {
 namespace {
@@ -68,6 +69,73 @@ void for_each_row(Matrix<T> param, RowGradientView rows, const T* grad_rows, boo
     }
 }
 
+// The per-row loops, with restrict so that they vectorise (sqrt and divide
+// included) and clones for the wider ISAs.
+template <class T>
+[[gnu::always_inline]] inline void adam_row(T* __restrict p, T* __restrict m, T* __restrict v,
+                                            const T* __restrict g, std::size_t n, T b1, T b2,
+                                            T step_size, T inv_sqrt_bc2, T eps, T clip) {
+    if (g == nullptr) {  // zero gradient: the moments decay, the row still moves
+        for (std::size_t i = 0; i < n; ++i) {
+            m[i] = b1 * m[i];
+            v[i] = b2 * v[i];
+            p[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+        }
+        return;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        const T gi = clipped(g[i], clip);
+        m[i] = b1 * m[i] + (T(1) - b1) * gi;
+        v[i] = b2 * v[i] + (T(1) - b2) * gi * gi;
+        p[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+    }
+}
+
+MEPROP_CLONES void adam_row_f32(float* p, float* m, float* v, const float* g, std::size_t n,
+                                float b1, float b2, float s, float ib, float eps, float clip) {
+    adam_row(p, m, v, g, n, b1, b2, s, ib, eps, clip);
+}
+MEPROP_CLONES void adam_row_f64(double* p, double* m, double* v, const double* g, std::size_t n,
+                                double b1, double b2, double s, double ib, double eps,
+                                double clip) {
+    adam_row(p, m, v, g, n, b1, b2, s, ib, eps, clip);
+}
+inline void adam_row_any(float* p, float* m, float* v, const float* g, std::size_t n, float b1,
+                         float b2, float s, float ib, float eps, float clip) {
+    adam_row_f32(p, m, v, g, n, b1, b2, s, ib, eps, clip);
+}
+inline void adam_row_any(double* p, double* m, double* v, const double* g, std::size_t n,
+                         double b1, double b2, double s, double ib, double eps, double clip) {
+    adam_row_f64(p, m, v, g, n, b1, b2, s, ib, eps, clip);
+}
+
+template <class T>
+[[gnu::always_inline]] inline void adagrad_row(T* __restrict p, T* __restrict s,
+                                               const T* __restrict g, std::size_t n, T lr, T eps,
+                                               T clip) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const T gi = clipped(g[i], clip);
+        s[i] += gi * gi;
+        p[i] -= lr * gi / (std::sqrt(s[i]) + eps);
+    }
+}
+MEPROP_CLONES void adagrad_row_f32(float* p, float* s, const float* g, std::size_t n, float lr,
+                                   float eps, float clip) {
+    adagrad_row(p, s, g, n, lr, eps, clip);
+}
+MEPROP_CLONES void adagrad_row_f64(double* p, double* s, const double* g, std::size_t n,
+                                   double lr, double eps, double clip) {
+    adagrad_row(p, s, g, n, lr, eps, clip);
+}
+inline void adagrad_row_any(float* p, float* s, const float* g, std::size_t n, float lr, float eps,
+                            float clip) {
+    adagrad_row_f32(p, s, g, n, lr, eps, clip);
+}
+inline void adagrad_row_any(double* p, double* s, const double* g, std::size_t n, double lr,
+                            double eps, double clip) {
+    adagrad_row_f64(p, s, g, n, lr, eps, clip);
+}
+
 }  // namespace
 
 template <class T>
@@ -89,13 +157,7 @@ void adagrad_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, M
     const T lr = static_cast<T>(c.lr), eps = static_cast<T>(c.eps), clip = static_cast<T>(c.clip);
     const std::size_t cols = param.cols;
     for_each_row(param, rows, grad_rows, true, [&](std::size_t r, const T* g) {
-        T* p = param.row(r);
-        T* s = sum_sq.row(r);
-        for (std::size_t i = 0; i < cols; ++i) {
-            const T gi = clipped(g[i], clip);
-            s[i] += gi * gi;
-            p[i] -= lr * gi / (std::sqrt(s[i]) + eps);
-        }
+        adagrad_row_any(param.row(r), sum_sq.row(r), g, cols, lr, eps, clip);
     });
 }
 
@@ -114,23 +176,8 @@ void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matr
     const T inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(bc2));
     const std::size_t cols = param.cols;
     for_each_row(param, rows, grad_rows, lazy, [&](std::size_t r, const T* g) {
-        T* p = param.row(r);
-        T* mr = m.row(r);
-        T* vr = v.row(r);
-        if (g == nullptr) {  // zero gradient: the moments decay, the row still moves
-            for (std::size_t i = 0; i < cols; ++i) {
-                mr[i] = b1 * mr[i];
-                vr[i] = b2 * vr[i];
-                p[i] -= step_size * mr[i] / (std::sqrt(vr[i]) * inv_sqrt_bc2 + eps);
-            }
-            return;
-        }
-        for (std::size_t i = 0; i < cols; ++i) {
-            const T gi = clipped(g[i], clip);
-            mr[i] = b1 * mr[i] + (T(1) - b1) * gi;
-            vr[i] = b2 * vr[i] + (T(1) - b2) * gi * gi;
-            p[i] -= step_size * mr[i] / (std::sqrt(vr[i]) * inv_sqrt_bc2 + eps);
-        }
+        adam_row_any(param.row(r), m.row(r), v.row(r), g, cols, b1, b2, step_size, inv_sqrt_bc2,
+                     eps, clip);
     });
 }
 

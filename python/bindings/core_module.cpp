@@ -222,9 +222,10 @@ py::tuple backward_dense_dw(BackwardArgs& a, std::optional<py::array> dx_out,
 }
 
 template <class T>
-py::tuple backward_compact(BackwardArgs& a) {
+py::tuple backward_compact(BackwardArgs& a, bool input_grad) {
     const auto B = a.dy.shape(0), n_in = a.x.shape(1), n_out = a.dy.shape(1);
-    py::array_t<T> dx({B, n_in});
+    // A first layer needs no dx: skip its cost entirely.
+    py::array_t<T> dx(std::vector<py::ssize_t>{input_grad ? B : 0, n_in});
     py::array_t<T> db(n_out);
     auto dxv = mutable_view<T>(dx);
     T* dbp = db.mutable_data();
@@ -234,7 +235,7 @@ py::tuple backward_compact(BackwardArgs& a) {
     {
         py::gil_scoped_release unlocked;
         ids = meprop::select_index_sets(view<T>(a.dy), a.mode, a.k, sets, a.method);
-        meprop::sparse_input_grad(view<T>(a.dy), view<T>(a.W), sets, dxv);
+        if (input_grad) meprop::sparse_input_grad(view<T>(a.dy), view<T>(a.W), sets, dxv);
         plan.emplace(view<T>(a.dy), sets);
         meprop::bias_grad(view<T>(a.dy), &sets, a.bias, dbp, false);
     }
@@ -248,7 +249,7 @@ py::tuple backward_compact(BackwardArgs& a) {
         py::gil_scoped_release unlocked;
         plan->compute(view<T>(a.x), out);
     }
-    return py::make_tuple(dx, rows, dW_rows, db);
+    return py::make_tuple(input_grad ? py::object(dx) : py::object(py::none()), rows, dW_rows, db);
 }
 
 // ---- optimizers ------------------------------------------------------------
@@ -382,14 +383,15 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "linear_backward_compact",
         [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k,
-           const std::string& mode, const std::string& bias_grad, const std::string& method) {
+           const std::string& mode, const std::string& bias_grad, const std::string& method,
+           bool input_grad) {
             auto a = parse_backward_args(dy, x, W, k, mode, bias_grad, method);
-            return a.precision == Precision::f32 ? backward_compact<float>(a)
-                                                 : backward_compact<double>(a);
+            return a.precision == Precision::f32 ? backward_compact<float>(a, input_grad)
+                                                 : backward_compact<double>(a, input_grad);
         },
         py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(),
         py::arg("mode") = "per_example", py::kw_only(), py::arg("bias_grad") = "dense",
-        py::arg("method") = "auto",
+        py::arg("method") = "auto", py::arg("input_grad") = true,
         "meProp backward returning only the touched rows of dW: (dx, rows, dW_rows, db).");
     m.def("sgd_update", &sgd_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"),
           py::arg("lr"), py::arg("clip") = 0.0,

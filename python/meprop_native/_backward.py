@@ -13,13 +13,13 @@ from . import _core
 class CompactGradients(NamedTuple):
     """Gradients of y = x W^T + b with dW kept as its touched rows only.
 
-    dx:       (B, n_in)  gradient of the input.
+    dx:       (B, n_in)  gradient of the input (None when input_grad=False).
     rows:     (m,) int64 ascending ids of the rows of W that got gradient.
     dW_rows:  (m, n_in)  those rows' gradients: dW[rows] = dW_rows, other rows 0.
     db:       (n_out,)   gradient of the bias.
     """
 
-    dx: np.ndarray
+    dx: np.ndarray | None
     rows: np.ndarray
     dW_rows: np.ndarray
     db: np.ndarray
@@ -40,6 +40,7 @@ def linear_backward_compact(
     *,
     bias_grad: str = "dense",
     method: str = "auto",
+    input_grad: bool = True,
 ) -> CompactGradients:
     """meProp backward of ``y = x @ W.T + b`` returning only the touched rows of dW.
 
@@ -47,8 +48,11 @@ def linear_backward_compact(
     that some kept entry of dy points at are computed and stored: at most
     ``B * k`` rows for ``per_example``, exactly ``k`` for ``unified``. This is
     the form to use in training loops; the dense dW of :func:`linear_backward`
-    costs a write of the whole matrix.
+    costs a write of the whole matrix. ``input_grad=False`` skips dx (a
+    network's first layer needs none) and returns ``dx=None``.
     """
     return CompactGradients(
-        *_core.linear_backward_compact(dy, x, W, k, mode, bias_grad=bias_grad, method=method)
+        *_core.linear_backward_compact(
+            dy, x, W, k, mode, bias_grad=bias_grad, method=method, input_grad=input_grad
+        )
     )

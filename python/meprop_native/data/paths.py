@@ -194,9 +194,9 @@ def verify_file(path: Path, spec: DataFile) -> None:
     digest = file_md5(path)
     if spec.accepts(digest):
         return
-    expected = (
-        spec.md5 if spec.raw_md5 is None else f"{spec.md5} (gzipped) or {spec.raw_md5} (gunzipped)"
-    )
+    expected = spec.md5
+    if spec.raw_md5 is not None:
+        expected = f"{spec.md5} (gzipped) or {spec.raw_md5} (gunzipped)"
     raise ChecksumError(
         f"{path}: md5 mismatch: expected {expected}, found {digest}. The file was left "
         f"untouched; replace it with the published {spec.name} (or delete it to have it "

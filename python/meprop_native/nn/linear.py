@@ -1,0 +1,105 @@
+"""The linear layer whose backward is meProp's."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .._backward import linear_backward_compact
+from .module import Module
+from .parameter import Parameter
+
+MODES = ("per_example", "unified")
+
+
+class Linear(Module):
+    """y = x W^T + b with a meProp backward.
+
+    Args:
+        in_features, out_features: sizes; W is (out_features, in_features).
+        k: how many entries of dy to keep per example (``per_example``) or per
+            mini-batch (``unified``). ``None`` or ``k >= out_features`` means
+            dense backprop, run through the same kernels so that dense and
+            meProp timings compare like with like.
+        mode: ``"per_example"`` (the paper's meProp) or ``"unified"``.
+        bias: whether to learn a bias. Its gradient is dense, as in the paper.
+        rng: the generator for initialisation.
+        dtype: float32 (default) or float64.
+
+    Initialisation (PyTorch's default for nn.Linear): W and b uniform in
+    [-1/sqrt(in_features), 1/sqrt(in_features)].
+
+    ``backward_seconds`` accumulates the wall time of the backward kernel: the
+    paper's "backprop time" of the linear transformations.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        k: int | None = None,
+        mode: str = "per_example",
+        bias: bool = True,
+        rng: np.random.Generator | None = None,
+        dtype: type = np.float32,
+    ) -> None:
+        if in_features < 1 or out_features < 1:
+            raise ValueError(f"layer sizes must be >= 1, got {in_features} x {out_features}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if k is not None and k < 1:
+            raise ValueError(f"k must be >= 1 or None (dense), got {k}")
+        rng = rng if rng is not None else np.random.default_rng(0)
+        bound = 1.0 / np.sqrt(in_features)
+        self.in_features = in_features
+        self.out_features = out_features
+        self.k = k
+        self.mode = mode
+        self.weight = Parameter(
+            "weight", rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype)
+        )
+        self.bias = (
+            Parameter("bias", rng.uniform(-bound, bound, out_features).astype(dtype))
+            if bias
+            else None
+        )
+        self.backward_seconds = 0.0
+        self._x: np.ndarray | None = None
+        self._all_rows = np.arange(1, dtype=np.int64)
+
+    @property
+    def dense(self) -> bool:
+        return self.k is None or self.k >= self.out_features
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = np.ascontiguousarray(x, dtype=self.weight.value.dtype)
+        y = self._x @ self.weight.value.T
+        if self.bias is not None:
+            y += self.bias.value
+        return y
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._x is None:
+            raise RuntimeError("Linear.backward called before forward")
+        start = time.perf_counter()
+        g = linear_backward_compact(
+            dy,
+            self._x,
+            self.weight.value,
+            None if self.dense else self.k,
+            "dense" if self.dense else self.mode,
+            input_grad=input_grad,
+        )
+        self.backward_seconds += time.perf_counter() - start
+        self.weight.set_grad(g.rows, g.dW_rows)
+        if self.bias is not None:
+            self.bias.set_grad(self._all_rows, g.db.reshape(1, -1))
+        return g.dx
+
+    def parameters(self) -> list[Parameter]:
+        return [self.weight] + ([self.bias] if self.bias is not None else [])
+
+    def __repr__(self) -> str:
+        k = "dense" if self.dense else f"k={self.k}, {self.mode}"
+        return f"Linear({self.in_features}, {self.out_features}, {k})"

@@ -1,0 +1,23 @@
+"""Softmax cross-entropy over class scores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy of ``logits`` (B, C) against int ``labels`` (B,).
+
+    Returns the loss and its gradient with respect to the logits, (B, C).
+    """
+    if logits.ndim != 2 or labels.shape != (logits.shape[0],):
+        raise ValueError(f"expected logits (B, C) and labels (B,), got {logits.shape} and {labels.shape}")
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    total = exp.sum(axis=1, keepdims=True)
+    batch = np.arange(logits.shape[0])
+    loss = float(np.mean(np.log(total[:, 0]) - shifted[batch, labels]))
+    grad = exp / total
+    grad[batch, labels] -= 1
+    grad /= logits.shape[0]
+    return loss, grad.astype(logits.dtype, copy=False)

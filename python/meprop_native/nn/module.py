@@ -1,0 +1,37 @@
+"""The interface every layer implements."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .parameter import Parameter
+
+
+class Module:
+    """A layer: ``forward`` caches what ``backward`` needs.
+
+    ``backward(dy, input_grad)`` returns the gradient of the input (or None
+    when ``input_grad`` is False, which lets a first layer skip that work) and
+    stores parameter gradients on the parameters.
+    """
+
+    training: bool = True
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def parameters(self) -> list[Parameter]:
+        return []
+
+    def train(self, mode: bool = True) -> Module:
+        self.training = mode
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)

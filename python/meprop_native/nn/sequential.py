@@ -1,0 +1,120 @@
+"""Layers in a row, and the paper's MLP built from them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from .activations import ACTIVATIONS
+from .dropout import Dropout
+from .linear import Linear
+from .module import Module
+from .parameter import Parameter
+
+
+class Sequential(Module):
+    """Runs layers in order; backward runs them in reverse.
+
+    The first layer is asked for no input gradient: nothing consumes it.
+    """
+
+    def __init__(self, layers: Iterable[Module]) -> None:
+        self.layers = list(layers)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy: np.ndarray, input_grad: bool = False) -> np.ndarray | None:
+        grad: np.ndarray | None = dy
+        for i in range(len(self.layers) - 1, -1, -1):
+            assert grad is not None
+            grad = self.layers[i].backward(grad, input_grad=input_grad or i > 0)
+        return grad
+
+    def parameters(self) -> list[Parameter]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
+        return [
+            (f"{i}.{p.name}", p) for i, layer in enumerate(self.layers) for p in layer.parameters()
+        ]
+
+    def linear_layers(self) -> list[Linear]:
+        return [layer for layer in self.layers if isinstance(layer, Linear)]
+
+    def train(self, mode: bool = True) -> Sequential:
+        self.training = mode
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.zero_grad()
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter, by name ("0.weight", "0.bias", ...)."""
+        return {name: p.value.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copies values in place; names, shapes and dtypes must match exactly."""
+        params = dict(self.named_parameters())
+        missing, unexpected = set(params) - set(state), set(state) - set(params)
+        if missing or unexpected:
+            raise KeyError(f"state does not fit the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+        for name, p in params.items():
+            value = np.asarray(state[name])
+            if value.shape != p.value.shape or value.dtype != p.value.dtype:
+                raise ValueError(
+                    f"{name}: expected {p.value.shape} {p.value.dtype}, got {value.shape} {value.dtype}"
+                )
+            p.value[...] = value
+
+    def backward_seconds(self) -> float:
+        """Time spent in the linear layers' backward kernels (paper: "backprop time")."""
+        return sum(layer.backward_seconds for layer in self.linear_layers())
+
+    def reset_timers(self) -> None:
+        for layer in self.linear_layers():
+            layer.backward_seconds = 0.0
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) if isinstance(layer, Linear) else type(layer).__name__ for layer in self.layers)
+        return f"Sequential({inner})"
+
+
+def mlp(
+    sizes: list[int],
+    k: int | None = None,
+    k_out: int | None = None,
+    mode: str = "per_example",
+    activation: str = "relu",
+    dropout: float = 0.0,
+    seed: int = 0,
+    dtype: type = np.float32,
+) -> Sequential:
+    """An MLP ``sizes[0] -> ... -> sizes[-1]`` with meProp on every linear layer.
+
+    Hidden layers keep ``k`` entries of dy, the output layer ``k_out`` (None:
+    dense, e.g. 10 classes). Activation (and dropout, if p > 0) after every
+    hidden layer. Weights drawn from ``numpy.random.default_rng(seed)``;
+    dropout masks from a generator seeded with ``seed + 1``.
+    """
+    if len(sizes) < 2:
+        raise ValueError(f"an MLP needs at least an input and an output size, got {sizes}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    init_rng = np.random.default_rng(seed)
+    drop_rng = np.random.default_rng(seed + 1)
+    layers: list[Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = i == len(sizes) - 2
+        layers.append(Linear(n_in, n_out, k_out if last else k, mode, rng=init_rng, dtype=dtype))
+        if not last:
+            layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                layers.append(Dropout(dropout, drop_rng))
+    return Sequential(layers)

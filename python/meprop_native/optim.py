@@ -1,0 +1,122 @@
+"""SGD, AdaGrad and Adam over row-form gradients, on fused native kernels.
+
+By default the optimizers behave as in the paper's code: every parameter is
+updated, so under Adam rows that got no gradient this step still move through
+their moments. ``lazy=True`` (Adam) updates only the rows that received
+gradient. SGD and AdaGrad leave rows without gradient unchanged either way
+(their update for a zero gradient is zero). ``clip > 0`` clips each gradient
+element to [-clip, clip] first (the paper used 5).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from .nn.parameter import Parameter
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+class Optimizer:
+    """Holds the parameters and their per-parameter state arrays."""
+
+    def __init__(self, params: list[Parameter], lr: float, clip: float = 0.0) -> None:
+        if lr <= 0:
+            raise ValueError(f"learning rate must be > 0, got {lr}")
+        if clip < 0:
+            raise ValueError(f"clip must be >= 0 (0 disables clipping), got {clip}")
+        self.params = list(params)
+        self.lr = lr
+        self.clip = clip
+        self.steps = 0
+
+    def step(self) -> None:
+        self.steps += 1
+        for i, p in enumerate(self.params):
+            rows = p.grad_rows if p.grad_rows is not None else _NO_ROWS
+            grad = p.grad if p.grad is not None else np.zeros((0, p.matrix().shape[1]), p.value.dtype)
+            self._update(i, p, rows, grad)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.zero_grad()
+
+    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Named state arrays (for checkpoints); shared with the optimizer."""
+        return {}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state = {name: a.copy() for name, a in self.state_arrays().items()}
+        state["steps"] = np.array(self.steps, dtype=np.int64)
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for name, array in self.state_arrays().items():
+            if name not in state or state[name].shape != array.shape:
+                raise ValueError(f"optimizer state {name!r} missing or of the wrong shape")
+            array[...] = state[name]
+        self.steps = int(state["steps"])
+
+
+class SGD(Optimizer):
+    """param -= lr * grad."""
+
+    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray) -> None:
+        if len(rows):
+            _core.sgd_update(p.matrix(), rows, grad, self.lr, self.clip)
+
+
+class AdaGrad(Optimizer):
+    """sum_sq += grad^2; param -= lr * grad / (sqrt(sum_sq) + eps)."""
+
+    def __init__(self, params: list[Parameter], lr: float = 0.01, eps: float = 1e-6, clip: float = 0.0) -> None:
+        super().__init__(params, lr, clip)
+        self.eps = eps
+        self.sum_sq = [np.zeros_like(p.matrix()) for p in self.params]
+
+    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray) -> None:
+        if len(rows):
+            _core.adagrad_update(p.matrix(), rows, grad, self.sum_sq[i], self.lr, self.eps, self.clip)
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {f"sum_sq.{i}": a for i, a in enumerate(self.sum_sq)}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction; beta1 0.9, beta2 0.999, eps 1e-8."""
+
+    def __init__(
+        self,
+        params: list[Parameter],
+        lr: float = 0.001,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        clip: float = 0.0,
+        lazy: bool = False,
+    ) -> None:
+        super().__init__(params, lr, clip)
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.lazy = lazy
+        self.m = [np.zeros_like(p.matrix()) for p in self.params]
+        self.v = [np.zeros_like(p.matrix()) for p in self.params]
+
+    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray) -> None:
+        if self.lazy and not len(rows):
+            return
+        _core.adam_update(
+            p.matrix(), rows, grad, self.m[i], self.v[i], self.steps,
+            self.lr, self.beta1, self.beta2, self.eps, self.clip, self.lazy,
+        )
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {f"m.{i}": a for i, a in enumerate(self.m)}
+        arrays.update({f"v.{i}": a for i, a in enumerate(self.v)})
+        return arrays
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adagrad": AdaGrad, "adam": Adam}
