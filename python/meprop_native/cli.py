@@ -1,0 +1,61 @@
+"""The ``meprop`` command: ``meprop train mnist [options]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .data import DatasetNotFoundError, IdxFormatError
+from .data.paths import ChecksumError
+from .train import CheckpointError, TrainingDiverged, TrainingInterrupted
+from .train.plots import plot_summary
+
+TASKS = {
+    "mnist": "MLP on MNIST (the paper's 784-500-500-10, batch 10; default: Adam, k=20)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .tasks import mnist
+
+    parser = argparse.ArgumentParser(
+        prog="meprop",
+        description="Train networks on the CPU with meProp (minimal effort back-propagation): "
+        "the backward pass of every linear layer keeps only the k largest-magnitude entries of "
+        "the output gradient.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = commands.add_parser("train", help="train a model on one of the paper's tasks",
+                                description="Train a model on one of the paper's tasks.")
+    tasks = train.add_subparsers(dest="task", required=True, metavar="TASK")
+    mnist_parser = tasks.add_parser("mnist", help=TASKS["mnist"], description=TASKS["mnist"] + ".")
+    mnist.add_arguments(mnist_parser)
+    mnist_parser.set_defaults(run=mnist.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summary = args.run(args)
+    except (DatasetNotFoundError, ChecksumError, IdxFormatError, CheckpointError) as error:
+        print(f"meprop: error: {error}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as error:
+        print(f"meprop: error: {error}", file=sys.stderr)
+        return 3
+    except TrainingInterrupted as error:
+        print(f"meprop: {error}", file=sys.stderr)
+        return 130
+    plotted = plot_summary(summary, args.out / "curves.png")
+    brief = {key: summary[key] for key in ("best_dev_accuracy", "best_epoch", "test_accuracy_at_best_dev", "time")}
+    print(json.dumps(brief, indent=2))
+    print(f"wrote {args.out}/summary.json, metrics.jsonl, best_model.npz"
+          + (", curves.png" if plotted else " (install matplotlib for curves.png)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

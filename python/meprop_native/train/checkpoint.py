@@ -1,0 +1,44 @@
+"""Checkpoints: named arrays plus JSON metadata in one .npz, written atomically.
+
+The metadata travels as a uint8 array of UTF-8 JSON, so loading never needs
+pickle (``allow_pickle=False``): a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import write_with
+
+_META_KEY = "__meta__"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable or does not fit the run."""
+
+
+def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    if _META_KEY in arrays:
+        raise ValueError(f"{_META_KEY!r} is reserved")
+    payload = dict(arrays)
+    payload[_META_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    write_with(path, lambda handle: np.savez(handle, **payload))
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no checkpoint to resume from") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from error
+    if _META_KEY not in arrays:
+        raise CheckpointError(f"{path}: not a meprop checkpoint (no metadata)")
+    meta = json.loads(arrays.pop(_META_KEY).tobytes().decode())
+    return arrays, meta

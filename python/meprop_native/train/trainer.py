@@ -1,0 +1,331 @@
+"""Mini-batch training with the paper's protocol, safe checkpoints and resume.
+
+Protocol (Sun et al. 2017): shuffled mini-batches, evaluation on dev and test
+after every epoch, and the reported test score is the one at the epoch with the
+best dev score. Each epoch's permutation is drawn from (seed, epoch), and every
+other source of randomness (dropout) is checkpointed, so a run resumed from a
+checkpoint ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..nn import Dropout, Sequential, softmax_cross_entropy
+from ..optim import Optimizer
+from .atomic import atomic_open, write_json
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .timing import TimeBreakdown
+
+
+class Splits(NamedTuple):
+    """Inputs (N, features) and int labels (N,) of each split."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    dev_x: np.ndarray
+    dev_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C (SIGINT) or SIGTERM: a checkpoint was saved and training stopped."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 10
+    seed: int = 0
+    checkpoint_every: int = 2000  # steps between mid-epoch checkpoints
+    eval_batch_size: int = 1000
+    progress: bool = True
+    steps_per_epoch: int | None = None  # cap, for smoke runs
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the original."""
+        return {"batch_size": self.batch_size, "seed": self.seed, "steps_per_epoch": self.steps_per_epoch}
+
+
+@dataclass
+class _Position:
+    epoch: int = 0  # epochs completed
+    step_in_epoch: int = 0
+    global_step: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    times: TimeBreakdown = field(default_factory=TimeBreakdown)
+
+
+class Trainer:
+    """Trains ``model`` with ``optimizer`` on ``splits``; writes into ``out_dir``.
+
+    Files: ``checkpoint.npz`` (resume point), ``metrics.jsonl`` (one line per
+    epoch), ``summary.json`` (at the end). All are written atomically.
+    """
+
+    def __init__(
+        self,
+        model: Sequential,
+        optimizer: Optimizer,
+        splits: Splits,
+        config: TrainConfig,
+        out_dir: Path,
+        run_info: dict[str, Any] | None = None,
+    ) -> None:
+        if config.epochs < 1 or config.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        self.model = model
+        self.optimizer = optimizer
+        self.splits = splits
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.run_info = dict(run_info or {})
+        self.checkpoint_path = self.out_dir / "checkpoint.npz"
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"dev_accuracy": -1.0, "epoch": 0, "test_accuracy": None}
+        self.best_state: dict[str, np.ndarray] = model.state_dict()
+        self.pos = _Position()
+        self._stop_signal: int | None = None
+
+    # ---- the loop ---------------------------------------------------------
+
+    def steps_per_epoch(self) -> int:
+        steps = math.ceil(len(self.splits.train_y) / self.config.batch_size)
+        cap = self.config.steps_per_epoch
+        return min(steps, cap) if cap else steps
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Trains to the configured number of epochs and returns the summary."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self._restore()
+        handlers = self._install_signal_handlers()
+        try:
+            while self.pos.epoch < self.config.epochs:
+                self._run_epoch()
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        self.model.load_state_dict(self.best_state)
+        summary = self._summary()
+        write_json(self.out_dir / "summary.json", summary)
+        return summary
+
+    def _run_epoch(self) -> None:
+        cfg = self.config
+        epoch = self.pos.epoch
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.splits.train_y))
+        steps = self.steps_per_epoch()
+        bar = self._progress_bar(epoch, steps)
+        self.model.train()
+        try:
+            while self.pos.step_in_epoch < steps:
+                s = self.pos.step_in_epoch
+                batch = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+                self._train_step(self.splits.train_x[batch], self.splits.train_y[batch])
+                if bar is not None:
+                    bar.update(1)
+                    if s % 100 == 0:
+                        self._show_progress(bar)
+                if self._stop_signal is not None:
+                    self._save_checkpoint()
+                    raise TrainingInterrupted(
+                        f"stopped by signal {self._stop_signal} at epoch {epoch + 1}, step "
+                        f"{self.pos.step_in_epoch}; checkpoint saved to {self.checkpoint_path}; "
+                        "run again with --resume to continue"
+                    )
+                if self.pos.step_in_epoch % cfg.checkpoint_every == 0 and self.pos.step_in_epoch < steps:
+                    self._save_checkpoint()
+        finally:
+            if bar is not None:
+                bar.close()
+        self._end_epoch()
+
+    def _train_step(self, x: np.ndarray, y: np.ndarray) -> None:
+        times = self.pos.times
+        kernels_before = self.model.backward_seconds()
+        t0 = time.perf_counter()
+        logits = self.model.forward(x)
+        loss, grad = softmax_cross_entropy(logits, y)
+        t1 = time.perf_counter()
+        if not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss} at epoch {self.pos.epoch + 1}, step {self.pos.step_in_epoch + 1}; "
+                f"training stopped. The last good checkpoint is {self.checkpoint_path} "
+                "(try a smaller --lr)"
+            )
+        self.model.backward(grad)
+        t2 = time.perf_counter()
+        self.optimizer.step()
+        t3 = time.perf_counter()
+        times.forward += t1 - t0
+        times.overall_backprop += t2 - t1
+        times.backprop += self.model.backward_seconds() - kernels_before
+        times.optimizer += t3 - t2
+        times.total += t3 - t0
+        self.pos.loss_sum += loss * len(y)
+        self.pos.correct += int(np.count_nonzero(logits.argmax(axis=1) == y))
+        self.pos.seen += len(y)
+        self.pos.step_in_epoch += 1
+        self.pos.global_step += 1
+
+    def _end_epoch(self) -> None:
+        start = time.perf_counter()
+        dev = self.evaluate(self.splits.dev_x, self.splits.dev_y)
+        test = self.evaluate(self.splits.test_x, self.splits.test_y)
+        eval_seconds = time.perf_counter() - start
+        epoch = self.pos.epoch + 1
+        record = {
+            "epoch": epoch,
+            "step": self.pos.global_step,
+            "train_loss": self.pos.loss_sum / max(self.pos.seen, 1),
+            "train_accuracy": self.pos.correct / max(self.pos.seen, 1),
+            "dev_accuracy": dev,
+            "test_accuracy": test,
+            "time": self.pos.times.as_dict(),
+            "eval_seconds": eval_seconds,
+        }
+        self.history.append(record)
+        if dev > self.best["dev_accuracy"]:
+            self.best = {"dev_accuracy": dev, "epoch": epoch, "test_accuracy": test}
+            self.best_state = self.model.state_dict()
+        self.pos = _Position(epoch=epoch, global_step=self.pos.global_step)
+        self._write_metrics()
+        self._save_checkpoint()
+        self._report_epoch(record)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Accuracy of the model in evaluation mode (dropout off)."""
+        self.model.eval()
+        correct = 0
+        for start in range(0, len(y), self.config.eval_batch_size):
+            stop = start + self.config.eval_batch_size
+            correct += int(np.count_nonzero(self.model.forward(x[start:stop]).argmax(axis=1) == y[start:stop]))
+        self.model.train()
+        return correct / len(y)
+
+    # ---- checkpoints ------------------------------------------------------
+
+    def _dropout_layers(self) -> list[Dropout]:
+        return [layer for layer in self.model.layers if isinstance(layer, Dropout)]
+
+    def _save_checkpoint(self) -> None:
+        arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        arrays.update({f"best/{k}": v for k, v in self.best_state.items()})
+        arrays.update({f"optimizer/{k}": v for k, v in self.optimizer.state_dict().items()})
+        pos = asdict(self.pos)
+        meta = {
+            "format": 1,
+            "run": self.run_info,
+            "config": self.config.identity(),
+            "position": pos,
+            "history": self.history,
+            "best": self.best,
+            "dropout_rng": [layer.rng.bit_generator.state for layer in self._dropout_layers()],
+        }
+        save_checkpoint(self.checkpoint_path, arrays, meta)
+
+    def _restore(self) -> None:
+        arrays, meta = load_checkpoint(self.checkpoint_path)
+        if meta.get("config") != self.config.identity() or meta.get("run") != self.run_info:
+            raise CheckpointError(
+                f"{self.checkpoint_path} was written by a run with other settings: "
+                f"{meta.get('run')} {meta.get('config')}; resume with the same options or use another --out"
+            )
+
+        def section(prefix: str) -> dict[str, np.ndarray]:
+            return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+        self.model.load_state_dict(section("model/"))
+        self.best_state = section("best/")
+        self.optimizer.load_state_dict(section("optimizer/"))
+        for layer, state in zip(self._dropout_layers(), meta["dropout_rng"]):
+            layer.rng.bit_generator.state = state
+        pos = dict(meta["position"])
+        pos["times"] = TimeBreakdown.from_dict(pos["times"])
+        self.pos = _Position(**pos)
+        self.history = meta["history"]
+        self.best = meta["best"]
+
+    # ---- output -----------------------------------------------------------
+
+    def _write_metrics(self) -> None:
+        with atomic_open(self.out_dir / "metrics.jsonl", "w") as handle:
+            for record in self.history:
+                handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def _summary(self) -> dict[str, Any]:
+        total = TimeBreakdown()
+        for record in self.history:
+            total.add(TimeBreakdown.from_dict(record["time"]))
+        return {
+            "run": self.run_info,
+            "epochs": len(self.history),
+            "best_dev_accuracy": self.best["dev_accuracy"],
+            "best_epoch": self.best["epoch"],
+            "test_accuracy_at_best_dev": self.best["test_accuracy"],
+            "time": total.as_dict(),
+            "history": self.history,
+            "peak_rss_mb": _peak_rss_mb(),
+        }
+
+    def _progress_bar(self, epoch: int, steps: int) -> Any:
+        if not self.config.progress:
+            return None
+        from tqdm import tqdm
+
+        self._bar_start = (time.perf_counter(), self.pos.seen)
+        return tqdm(total=steps, initial=self.pos.step_in_epoch, desc=f"epoch {epoch + 1}/{self.config.epochs}",
+                    unit="step", leave=False, dynamic_ncols=True)
+
+    def _show_progress(self, bar: Any) -> None:
+        t0, seen0 = self._bar_start
+        rate = (self.pos.seen - seen0) / max(time.perf_counter() - t0, 1e-9)
+        bar.set_postfix(loss=f"{self.pos.loss_sum / max(self.pos.seen, 1):.4f}",
+                        acc=f"{self.pos.correct / max(self.pos.seen, 1):.4f}", ex_s=f"{rate:.0f}")
+
+    def _report_epoch(self, record: dict[str, Any]) -> None:
+        if not self.config.progress:
+            return
+        t = record["time"]
+        print(
+            f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  dev {record['dev_accuracy']:.4f}  "
+            f"test {record['test_accuracy']:.4f}  | fwd {t['forward']:.2f}s  backprop {t['backprop']:.2f}s  "
+            f"overall bp {t['overall_backprop']:.2f}s  opt {t['optimizer']:.2f}s  total {t['total']:.2f}s",
+            flush=True,
+        )
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        def request_stop(signum: int, frame: Any) -> None:
+            self._stop_signal = signum
+
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[signum] = signal.signal(signum, request_stop)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return previous
+
+
+def _peak_rss_mb() -> float:
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
