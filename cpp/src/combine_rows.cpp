@@ -15,8 +15,11 @@ namespace {
 // Columns per task: fits the output block in L1 and keeps the per-task split,
 // and so the summation order, independent of the thread count.
 constexpr std::size_t column_block = 512;
-// Below this many multiply-adds one thread is faster than waking a team.
-constexpr std::size_t parallel_min_work = 1 << 16;
+// Below this many multiply-adds (about 10 us on one core) one thread is
+// faster than a team: the kernel is too short to amortise waking a second
+// thread, and a team stalls on its slowest member when another process takes
+// a core, which costs short kernels most.
+constexpr std::size_t parallel_min_work = 1 << 18;
 
 // One pass over the output block for up to four source rows: out = (or +=)
 // c0*s0 + c1*s1 + c2*s2 + c3*s3. Grouping four rows per pass means one load and

@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         summary = args.run(args)
-    except (DatasetNotFoundError, ChecksumError, IdxFormatError, CheckpointError) as error:
+    except (DatasetNotFoundError, ChecksumError, IdxFormatError, CheckpointError, ValueError) as error:
         print(f"meprop: error: {error}", file=sys.stderr)
         return 2
     except TrainingDiverged as error:

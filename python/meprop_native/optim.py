@@ -10,6 +10,8 @@ element to [-clip, clip] first (the paper used 5).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _core
@@ -22,27 +24,28 @@ class Optimizer:
     """Holds the parameters and their per-parameter state arrays."""
 
     def __init__(self, params: list[Parameter], lr: float, clip: float = 0.0) -> None:
-        if lr <= 0:
-            raise ValueError(f"learning rate must be > 0, got {lr}")
-        if clip < 0:
-            raise ValueError(f"clip must be >= 0 (0 disables clipping), got {clip}")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"learning rate must be a finite number > 0, got {lr}")
+        if not (math.isfinite(clip) and clip >= 0):
+            raise ValueError(f"clip must be a finite number >= 0 (0 disables clipping), got {clip}")
         self.params = list(params)
         self.lr = lr
         self.clip = clip
         self.steps = 0
 
     def step(self) -> None:
-        self.steps += 1
+        step = self.steps + 1  # counted only once every update went through
         for i, p in enumerate(self.params):
             rows = p.grad_rows if p.grad_rows is not None else _NO_ROWS
             grad = p.grad if p.grad is not None else np.zeros((0, p.matrix().shape[1]), p.value.dtype)
-            self._update(i, p, rows, grad)
+            self._update(i, p, rows, grad, step)
+        self.steps = step
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.zero_grad()
 
-    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray) -> None:
+    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray, step: int) -> None:
         raise NotImplementedError
 
     def state_arrays(self) -> dict[str, np.ndarray]:
@@ -65,7 +68,7 @@ class Optimizer:
 class SGD(Optimizer):
     """param -= lr * grad."""
 
-    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray) -> None:
+    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray, step: int) -> None:
         if len(rows):
             _core.sgd_update(p.matrix(), rows, grad, self.lr, self.clip)
 
@@ -78,7 +81,7 @@ class AdaGrad(Optimizer):
         self.eps = eps
         self.sum_sq = [np.zeros_like(p.matrix()) for p in self.params]
 
-    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray) -> None:
+    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray, step: int) -> None:
         if len(rows):
             _core.adagrad_update(p.matrix(), rows, grad, self.sum_sq[i], self.lr, self.eps, self.clip)
 
@@ -105,11 +108,11 @@ class Adam(Optimizer):
         self.m = [np.zeros_like(p.matrix()) for p in self.params]
         self.v = [np.zeros_like(p.matrix()) for p in self.params]
 
-    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray) -> None:
+    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray, step: int) -> None:
         if self.lazy and not len(rows):
             return
         _core.adam_update(
-            p.matrix(), rows, grad, self.m[i], self.v[i], self.steps,
+            p.matrix(), rows, grad, self.m[i], self.v[i], step,
             self.lr, self.beta1, self.beta2, self.eps, self.clip, self.lazy,
         )
 

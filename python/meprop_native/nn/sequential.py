@@ -65,13 +65,15 @@ class Sequential(Module):
         missing, unexpected = set(params) - set(state), set(state) - set(params)
         if missing or unexpected:
             raise KeyError(f"state does not fit the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
-        for name, p in params.items():
-            value = np.asarray(state[name])
+        values = {name: np.asarray(state[name]) for name in params}
+        for name, p in params.items():  # check everything before changing anything
+            value = values[name]
             if value.shape != p.value.shape or value.dtype != p.value.dtype:
                 raise ValueError(
                     f"{name}: expected {p.value.shape} {p.value.dtype}, got {value.shape} {value.dtype}"
                 )
-            p.value[...] = value
+        for name, p in params.items():
+            p.value[...] = values[name]
 
     def backward_seconds(self) -> float:
         """Time spent in the linear layers' backward kernels (paper: "backprop time")."""
@@ -105,6 +107,8 @@ def mlp(
     """
     if len(sizes) < 2:
         raise ValueError(f"an MLP needs at least an input and an output size, got {sizes}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {dropout}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     init_rng = np.random.default_rng(seed)

@@ -32,7 +32,8 @@ def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, A
 
 def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # Open the file ourselves: np.load leaks its handle when zipfile fails.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no checkpoint to resume from") from None
@@ -40,5 +41,8 @@ def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from error
     if _META_KEY not in arrays:
         raise CheckpointError(f"{path}: not a meprop checkpoint (no metadata)")
-    meta = json.loads(arrays.pop(_META_KEY).tobytes().decode())
+    try:
+        meta = json.loads(arrays.pop(_META_KEY).tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: corrupt checkpoint metadata ({error})") from error
     return arrays, meta

@@ -87,14 +87,18 @@ class Trainer:
         out_dir: Path,
         run_info: dict[str, Any] | None = None,
     ) -> None:
-        if config.epochs < 1 or config.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
+        if config.epochs < 1 or config.batch_size < 1 or config.checkpoint_every < 1:
+            raise ValueError("epochs, batch_size and checkpoint_every must be >= 1")
+        if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
+            raise ValueError("steps_per_epoch must be >= 1 (or None for whole epochs)")
         self.model = model
         self.optimizer = optimizer
         self.splits = splits
         self.config = config
         self.out_dir = Path(out_dir)
-        self.run_info = dict(run_info or {})
+        # As JSON will give it back, so a resumed run compares equal (tuples
+        # become lists).
+        self.run_info = json.loads(json.dumps(run_info or {}))
         self.checkpoint_path = self.out_dir / "checkpoint.npz"
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"dev_accuracy": -1.0, "epoch": 0, "test_accuracy": None}
@@ -112,6 +116,7 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Trains to the configured number of epochs and returns the summary."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._stop_signal = None
         if resume:
             self._restore()
         handlers = self._install_signal_handlers()
@@ -164,10 +169,14 @@ class Trainer:
         loss, grad = softmax_cross_entropy(logits, y)
         t1 = time.perf_counter()
         if not math.isfinite(loss):
+            kept = (
+                f"the last good checkpoint is {self.checkpoint_path}"
+                if self.checkpoint_path.exists()
+                else "no checkpoint had been written yet"
+            )
             raise TrainingDiverged(
                 f"loss became {loss} at epoch {self.pos.epoch + 1}, step {self.pos.step_in_epoch + 1}; "
-                f"training stopped. The last good checkpoint is {self.checkpoint_path} "
-                "(try a smaller --lr)"
+                f"training stopped and {kept} (try a smaller --lr)"
             )
         self.model.backward(grad)
         t2 = time.perf_counter()
