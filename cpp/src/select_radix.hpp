@@ -11,6 +11,7 @@
 // the small candidate list. O(n) time, O(n) workspace reused per thread.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -25,9 +26,10 @@ constexpr std::size_t radix_buckets = std::size_t{1} << radix_digit_bits;
 
 // The digit whose bucket holds the need-th largest key; `need` becomes the
 // count still to take inside that bucket.
-inline std::size_t boundary_digit(const std::uint32_t* hist, std::size_t& need) {
+inline std::size_t boundary_digit(const std::uint32_t* hist, std::size_t& need,
+                                  std::size_t buckets = radix_buckets) {
     std::size_t above = 0;
-    std::size_t digit = radix_buckets;
+    std::size_t digit = buckets;
     while (digit-- > 0) {
         if (above + hist[digit] >= need) break;
         above += hist[digit];
@@ -70,10 +72,11 @@ void select_radix(const T* a, std::size_t n, std::size_t k, std::int64_t* out) {
 
     // Pass 2: the entries at or above the boundary bucket, in index order.
     std::size_t n_cand = 0;
-    // Few entries pass (about k plus one bucket), so the branch predicts well
-    // and beats a branch-free store per entry.
+    // Branch-free: which entries pass is data-dependent, and a mispredicted
+    // branch per passing entry costs more than a store per entry.
     for (std::size_t j = 0; j < n; ++j) {
-        if (keys[j] >= prefix) cand[n_cand++] = static_cast<std::uint32_t>(j);
+        cand[n_cand] = static_cast<std::uint32_t>(j);
+        n_cand += keys[j] >= prefix;
     }
 
     // Refine the boundary digit by digit among the candidates that share the
@@ -82,15 +85,19 @@ void select_radix(const T* a, std::size_t n, std::size_t k, std::int64_t* out) {
     std::size_t tied = 0;                    // candidates sharing the prefix
     for (std::size_t c = 0; c < n_cand; ++c) tied += (keys[cand[c]] & decided) == prefix;
     while (shift > 0 && tied > need) {
-        const int width = shift < radix_digit_bits ? shift : radix_digit_bits;
+        // Few candidates left: narrow digits, so that clearing and scanning
+        // the histogram does not cost more than counting into it.
+        const int wanted = tied <= 64 ? 4 : radix_digit_bits;
+        const int width = shift < wanted ? shift : wanted;
         shift -= width;
         const Key digit_mask = (Key{1} << width) - 1;
-        hist.fill(0);
+        const std::size_t buckets = std::size_t{1} << width;
+        std::fill(hist.begin(), hist.begin() + static_cast<std::ptrdiff_t>(buckets), 0u);
         for (std::size_t c = 0; c < n_cand; ++c) {
             const Key key = keys[cand[c]];
             if ((key & decided) == prefix) ++hist[(key >> shift) & digit_mask];
         }
-        prefix |= static_cast<Key>(boundary_digit(hist.data(), need)) << shift;
+        prefix |= static_cast<Key>(boundary_digit(hist.data(), need, buckets)) << shift;
         decided |= digit_mask << shift;
         tied = 0;
         for (std::size_t c = 0; c < n_cand; ++c) tied += (keys[cand[c]] & decided) == prefix;

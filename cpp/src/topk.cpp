@@ -33,10 +33,10 @@ const char* select_method_name(SelectMethod method) {
 SelectMethod select_method_for(std::size_t n, std::size_t k) {
     // Measured per row, one thread, AVX-512 machine (benchmarks/bench_select.py):
     // the heap costs about one mispredicted sift per entry that enters it, so it
-    // wins only while few do (k <= 4, or k <= n/256 for long rows); the radix
-    // pass costs two sweeps whatever k is (n=500: 0.7-0.9 us vs the heap's
-    // 1.0 us at k=8 and 2.3 us at k=20).
-    const std::size_t heap_limit = std::max<std::size_t>(4, n / 256);
+    // wins only while few do (k <= 4, or k <= n/512 for long rows); the radix
+    // pass costs a few sweeps whatever k is (n=500: 0.74-0.90 us for k=8-20
+    // against the heap's 1.07-2.4 us).
+    const std::size_t heap_limit = std::max<std::size_t>(4, n / 512);
     return k <= heap_limit ? SelectMethod::heap : SelectMethod::radix;
 }
 
