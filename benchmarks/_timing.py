@@ -46,7 +46,10 @@ BATCH_TARGET_NS = 20_000
 MAX_BATCH = 256
 # Pause between measurement blocks: lets busy-waiting OpenMP / BLAS worker
 # threads from the previous block give up their cores before the next one.
-IDLE_PAUSE_S = 0.05
+# OpenBLAS workers spin for about 2^28 cycles (~0.1 s) after a call; a 50 ms
+# pause left them spinning into the next block and made the torch baseline
+# measured right after NumPy's up to 1.5x slower than alone.
+IDLE_PAUSE_S = 0.25
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,10 @@ const char* select_method_name(SelectMethod method) {
 SelectMethod select_method_for(std::size_t n, std::size_t k) {
     // Measured per row, one thread, AVX-512 machine (benchmarks/bench_select.py):
     // the heap costs about one mispredicted sift per entry that enters it, so it
-    // wins only while few do (k <= 4, or k <= n/512 for long rows); the radix
+    // wins only while few do (k <= 4, or k <= n/400 for long rows); the radix
     // pass costs a few sweeps whatever k is (n=500: 0.74-0.90 us for k=8-20
     // against the heap's 1.07-2.4 us).
-    const std::size_t heap_limit = std::max<std::size_t>(4, n / 512);
+    const std::size_t heap_limit = std::max<std::size_t>(4, n / 400);
     return k <= heap_limit ? SelectMethod::heap : SelectMethod::radix;
 }
 
@@ -63,7 +63,7 @@ void select(const T* a, std::size_t n, std::size_t k, std::int64_t* out, SelectM
 }
 
 // Below this much work, waking threads costs more than it saves.
-constexpr std::size_t parallel_min_entries = 16384;
+constexpr std::size_t parallel_min_entries = 8192;
 
 }  // namespace
 
