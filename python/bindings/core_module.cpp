@@ -379,7 +379,11 @@ PYBIND11_MODULE(_core, m) {
         py::arg("mode") = "per_example", py::kw_only(), py::arg("bias_grad") = "dense",
         py::arg("method") = "auto", py::arg("dx_out") = py::none(), py::arg("dW_out") = py::none(),
         py::arg("db_out") = py::none(), py::arg("accumulate") = false,
-        "meProp backward of y = x W^T + b; returns (dx, dW, db) with dW dense.");
+        "meProp backward of y = x W^T + b; returns (dx, dW, db) with dW dense.\n\n"
+        "dy (B, n_out), x (B, n_in), W (n_out, n_in): all float32 or all float64.\n"
+        "Returns dx (B, n_in), dW (n_out, n_in) (zero in rows no kept entry touches)\n"
+        "and db (n_out,), in that dtype. dx_out/dW_out/db_out receive the results;\n"
+        "accumulate=True adds into dW_out (its touched rows only) and db_out.");
     m.def(
         "linear_backward_compact",
         [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k,
@@ -392,7 +396,10 @@ PYBIND11_MODULE(_core, m) {
         py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(),
         py::arg("mode") = "per_example", py::kw_only(), py::arg("bias_grad") = "dense",
         py::arg("method") = "auto", py::arg("input_grad") = true,
-        "meProp backward returning only the touched rows of dW: (dx, rows, dW_rows, db).");
+        "meProp backward returning only the touched rows of dW: (dx, rows, dW_rows, db).\n\n"
+        "dy (B, n_out), x (B, n_in), W (n_out, n_in): all float32 or all float64.\n"
+        "Returns dx (B, n_in) or None (input_grad=False), rows (m,) int64 ascending,\n"
+        "dW_rows (m, n_in) with dW[rows] = dW_rows, and db (n_out,).");
     m.def("sgd_update", &sgd_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"),
           py::arg("lr"), py::arg("clip") = 0.0,
           "In place: param[rows] -= lr * grad_rows (gradient clipped to +-clip when clip > 0).");

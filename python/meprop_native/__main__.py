@@ -10,6 +10,7 @@ from ._cmake import cmake_dir
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Prints what the options ask for; returns 1 when the wheel has no CMake package."""
     parser = argparse.ArgumentParser(
         prog="python -m meprop_native",
         description="Locations of the installed C++ library of meprop-native.",

@@ -18,6 +18,7 @@ TASKS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``meprop`` (``meprop train <task> [options]``)."""
     from .tasks import mnist
 
     parser = argparse.ArgumentParser(
@@ -37,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``meprop`` with argv (default: sys.argv[1:]); returns the exit code.
+
+    0: trained; 2: bad data, checkpoint or option (message on stderr); 3: the
+    loss diverged; 130: stopped by SIGINT/SIGTERM after saving a checkpoint.
+    Options argparse rejects exit with 2 through SystemExit.
+    """
     args = build_parser().parse_args(argv)
     try:
         summary = args.run(args)

@@ -22,6 +22,7 @@ class Dropout(Module):
         self._mask: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """x * mask / (1 - p) in training (any shape, dtype kept); x itself in evaluation."""
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
@@ -30,6 +31,7 @@ class Dropout(Module):
         return x * self._mask
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dy through the forward's mask and scale; None when input_grad is False."""
         if not input_grad:
             return None
         return dy if self._mask is None else dy * self._mask

@@ -70,9 +70,14 @@ class Linear(Module):
 
     @property
     def dense(self) -> bool:
+        """True when the backward keeps every entry of dy (k is None or >= out_features)."""
         return self.k is None or self.k >= self.out_features
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """y = x W^T + b: x (B, in_features) -> y (B, out_features), in the layer's dtype.
+
+        x is converted to the layer's dtype and C order, and kept for the backward.
+        """
         self._x = np.ascontiguousarray(x, dtype=self.weight.value.dtype)
         y = self._x @ self.weight.value.T
         if self.bias is not None:
@@ -80,6 +85,11 @@ class Linear(Module):
         return y
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """meProp backward: dy (B, out_features) -> dx (B, in_features), or None.
+
+        Stores the touched rows of dW on ``weight`` (``grad_rows``, ``grad``)
+        and the dense db on ``bias``. Raises RuntimeError before any forward.
+        """
         if self._x is None:
             raise RuntimeError("Linear.backward called before forward")
         start = time.perf_counter()
@@ -98,6 +108,7 @@ class Linear(Module):
         return g.dx
 
     def parameters(self) -> list[Parameter]:
+        """[weight] or [weight, bias]."""
         return [self.weight] + ([self.bias] if self.bias is not None else [])
 
     def __repr__(self) -> str:
