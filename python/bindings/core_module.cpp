@@ -424,7 +424,11 @@ PYBIND11_MODULE(_core, m) {
         py::arg("mode") = "per_example", py::kw_only(), py::arg("bias_grad") = "dense",
         py::arg("method") = "auto", py::arg("dx_out") = py::none(), py::arg("dW_out") = py::none(),
         py::arg("db_out") = py::none(), py::arg("accumulate") = false,
-        "meProp backward of y = x W^T + b; returns (dx, dW, db) with dW dense.");
+        "meProp backward of y = x W^T + b; returns (dx, dW, db) with dW dense.\n\n"
+        "dy (B, n_out), x (B, n_in), W (n_out, n_in): all float32 or all float64.\n"
+        "Returns dx (B, n_in), dW (n_out, n_in) (zero in rows no kept entry touches)\n"
+        "and db (n_out,), in that dtype. dx_out/dW_out/db_out receive the results;\n"
+        "accumulate=True adds into dW_out (its touched rows only) and db_out.");
     m.def(
         "linear_backward_compact",
         [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k,
@@ -437,11 +441,14 @@ PYBIND11_MODULE(_core, m) {
         py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(),
         py::arg("mode") = "per_example", py::kw_only(), py::arg("bias_grad") = "dense",
         py::arg("method") = "auto", py::arg("input_grad") = true,
-        "meProp backward returning only the touched rows of dW: (dx, rows, dW_rows, db).");
+        "meProp backward returning only the touched rows of dW: (dx, rows, dW_rows, db).\n\n"
+        "dy (B, n_out), x (B, n_in), W (n_out, n_in): all float32 or all float64.\n"
+        "Returns dx (B, n_in) or None (input_grad=False), rows (m,) int64 ascending,\n"
+        "dW_rows (m, n_in) with dW[rows] = dW_rows, and db (n_out,).");
     m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("W"), py::arg("b") = py::none(),
           py::kw_only(), py::arg("out") = py::none(),
           "y = x W^T + b for x (B, n_in), W (n_out, n_in), b (n_out,) or None: (B, n_out), "
-          "on the library's threads; fastest for small batches (B <= 64).");
+          "on the library's threads; fastest for small batches (2-12 examples).");
     m.def("sgd_update", &sgd_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"),
           py::arg("lr"), py::arg("clip") = 0.0,
           "In place: param[rows] -= lr * grad_rows (gradient clipped to +-clip when clip > 0).");

@@ -78,10 +78,14 @@ class Linear(Module):
 
     @property
     def dense(self) -> bool:
+        """True when the backward keeps every entry of dy (k is None or >= out_features)."""
         return self.k is None or self.k >= self.out_features
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """y = x W^T + b for x (B, in_features); returns (B, out_features) in W's dtype."""
+        """y = x W^T + b: x (B, in_features) -> y (B, out_features), in the layer's dtype.
+
+        x is converted to the layer's dtype and C order, and kept for the backward.
+        """
         x = np.ascontiguousarray(x, dtype=self.weight.value.dtype)
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"expected input of shape (B, {self.in_features}), got {x.shape}")
@@ -95,6 +99,11 @@ class Linear(Module):
         return y
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """meProp backward: dy (B, out_features) -> dx (B, in_features), or None.
+
+        Stores the touched rows of dW on ``weight`` (``grad_rows``, ``grad``)
+        and the dense db on ``bias``. Raises RuntimeError before any forward.
+        """
         if self._x is None:
             raise RuntimeError("Linear.backward called before forward")
         start = time.perf_counter()
@@ -113,6 +122,7 @@ class Linear(Module):
         return g.dx
 
     def parameters(self) -> list[Parameter]:
+        """[weight] or [weight, bias]."""
         return [self.weight] + ([self.bias] if self.bias is not None else [])
 
     def __repr__(self) -> str:
