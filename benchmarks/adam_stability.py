@@ -1,0 +1,101 @@
+"""Why meProp with Adam is unstable early on MNIST: which updates cause it.
+
+    python benchmarks/adam_stability.py --data-dir ../data [--steps 600]
+
+Trains the paper's 784-500-500-10 MLP (batch 10, Adam lr 0.001, k=20 in both
+hidden layers) for a few hundred steps and prints the mean training loss per
+100 steps, the mean hidden activations and the share of dead second-layer
+units (no positive activation on 500 training images) for:
+
+* dense backprop and meProp with every parameter updated (the paper's setting);
+* meProp with one parameter group held fixed after each step (first hidden
+  layer's weights, second's, biases, output layer), to see which sparse
+  updates drive the instability;
+* meProp at other learning rates.
+
+Everything else is as ``meprop train mnist``. Writes the table as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from meprop_native import set_num_threads, thread_limits
+from meprop_native.data import load_mnist
+from meprop_native.nn import mlp, softmax_cross_entropy
+from meprop_native.optim import Adam
+from meprop_native.train.atomic import write_json
+
+# (label, k, parameters held fixed, learning rate)
+CASES = [
+    ("dense", None, (), 1e-3),
+    ("meProp", 20, (), 1e-3),
+    ("meProp, W1 fixed", 20, ("0.weight",), 1e-3),
+    ("meProp, W2 fixed", 20, ("2.weight",), 1e-3),
+    ("meProp, hidden biases fixed", 20, ("0.bias", "2.bias"), 1e-3),
+    ("meProp, output layer fixed", 20, ("4.weight", "4.bias"), 1e-3),
+    ("meProp, lr 0.002", 20, (), 2e-3),
+    ("meProp, lr 0.0005", 20, (), 5e-4),
+    ("meProp, lr 0.0001", 20, (), 1e-4),
+]
+
+
+def run_case(k, fixed, lr, x, y, probe, steps, seed):
+    model = mlp([784, 500, 500, 10], k=k, seed=seed)
+    params = dict(model.named_parameters())
+    optimizer = Adam(model.parameters(), lr=lr, clip=5.0)
+    order = np.random.default_rng([seed, 0]).permutation(len(y))
+    losses = []
+    for step in range(steps):
+        batch = order[step * 10 : (step + 1) * 10]
+        loss, grad = softmax_cross_entropy(model.forward(x[batch]), y[batch])
+        model.backward(grad)
+        kept = {name: params[name].value.copy() for name in fixed}
+        optimizer.step()
+        for name, value in kept.items():
+            params[name].value[...] = value
+        losses.append(loss)
+    layers = model.linear_layers()
+    h1 = np.maximum(probe @ layers[0].weight.value.T + layers[0].bias.value, 0)
+    h2 = np.maximum(h1 @ layers[1].weight.value.T + layers[1].bias.value, 0)
+    return {
+        "loss_per_100_steps": [float(np.mean(losses[i : i + 100])) for i in range(0, steps, 100)],
+        "h1_mean": float(h1.mean()),
+        "h2_mean": float(h2.mean()),
+        "h2_dead_share": float((h2.max(axis=0) == 0).mean()),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/adam_stability.json"))
+    args = parser.parse_args(argv)
+    splits = load_mnist(args.data_dir)
+    x, y = splits.train_x, splits.train_y
+    probe = x[:500]
+    set_num_threads(1)
+    rows = []
+    print(f"{'case':30} {'loss per 100 steps':48} {'h1':>6} {'h2':>7} {'dead h2':>8}")
+    with thread_limits(blas=1):
+        for label, k, fixed, lr in CASES:
+            r = run_case(k, fixed, lr, x, y, probe, args.steps, args.seed)
+            rows.append({"case": label, "k": k, "fixed": list(fixed), "lr": lr, **r})
+            losses = " ".join(f"{v:5.2f}" for v in r["loss_per_100_steps"])
+            print(f"{label:30} {losses:48} {r['h1_mean']:6.2f} {r['h2_mean']:7.2f} {r['h2_dead_share']:8.2f}",
+                  flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, {"steps": args.steps, "seed": args.seed, "results": rows})
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
