@@ -67,8 +67,8 @@ def main() -> int:
         for name in ("dense", "meprop"):
             s = r[name]
             t = s["time"]
-            print(f"{r['optimizer']:9} {r['seed']:>4} {name:>9} {100 * s['test_accuracy_at_best_dev']:9.2f} "
-                  f"{100 * s['best_dev_accuracy']:6.2f} {s['best_epoch']:3d} {t['forward']:7.1f} {t['backprop']:10.2f} "
+            print(f"{r['optimizer']:9} {r['seed']:>4} {name:>9} {100 * s['test_at_best_dev']:9.2f} "
+                  f"{100 * s['best_dev']:6.2f} {s['best_epoch']:3d} {t['forward']:7.1f} {t['backprop']:10.2f} "
                   f"{t['overall_backprop']:12.2f} {t['optimizer']:6.1f} {t['total']:8.1f}")
         d, m = r["dense"]["time"], r["meprop"]["time"]
         print(f"{'':14} speed-up: backprop {d['backprop'] / m['backprop']:.1f}x, overall backprop "
@@ -76,7 +76,7 @@ def main() -> int:
               f"{(d['forward'] + d['overall_backprop']) / (m['forward'] + m['overall_backprop']):.2f}x, "
               f"whole step {d['total'] / m['total']:.2f}x")
     for optimizer in args.optimizers:
-        acc = {name: [100 * r[name]["test_accuracy_at_best_dev"] for r in rows if r["optimizer"] == optimizer]
+        acc = {name: [100 * r[name]["test_at_best_dev"] for r in rows if r["optimizer"] == optimizer]
                for name in ("dense", "meprop")}
         print(f"{optimizer}: mean test@best-dev over seeds {args.seeds}: dense {statistics.mean(acc['dense']):.2f}, "
               f"meprop {statistics.mean(acc['meprop']):.2f}")

@@ -202,7 +202,8 @@ def test_smoke_run_on_real_mnist(tmp_path, capsys):
     code, stdout, stderr = run_cli(args, capsys)
     assert code == 0, stderr
     brief = brief_of(stdout)
-    assert set(brief) == {"best_dev_accuracy", "best_epoch", "test_accuracy_at_best_dev", "time"}
+    assert set(brief) == {"metric", "best_dev", "best_epoch", "test_at_best_dev", "time"}
+    assert brief["metric"] == "accuracy"
     assert brief["best_epoch"] == 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["run"]["train_size"] == 200
@@ -261,7 +262,7 @@ def test_generated_run_learns(tmp_path, generated_data, unverified_loader, capsy
             "--hidden", "32", "--steps-per-epoch", "40", "--no-progress", "--lr", "0.01"]
     code, stdout, err = run_cli(args, capsys)
     assert code == 0, err
-    assert brief_of(stdout)["best_dev_accuracy"] >= 0.8  # rows 2c, 2c+1 lit: easy
+    assert brief_of(stdout)["best_dev"] >= 0.8  # rows 2c, 2c+1 lit: easy
 
 
 def test_progress_output(tmp_path, generated_data, unverified_loader, capsys):

@@ -23,6 +23,7 @@ from meprop_native.nn import mlp
 from meprop_native.optim import SGD, Adam
 from meprop_native.train import (
     CheckpointError,
+    ArrayDataset,
     Splits,
     TrainConfig,
     Trainer,
@@ -37,9 +38,10 @@ N_FEATURES, N_CLASSES = 20, 3
 STEPS_PER_EPOCH = 20  # 200 examples, batch 10
 RUN_INFO = {"task": "toy", "sizes": [N_FEATURES, 16, N_CLASSES], "k": 4}
 TIME_KEYS = {"forward", "backprop", "overall_backprop", "optimizer", "total"}
-RECORD_KEYS = {"epoch", "step", "train_loss", "train_accuracy", "dev_accuracy", "test_accuracy", "time", "eval_seconds"}
+RECORD_KEYS = {"epoch", "step", "train_loss", "train_accuracy", "dev", "test", "time", "eval_seconds"}
 SUMMARY_KEYS = {
-    "run", "epochs", "best_dev_accuracy", "best_epoch", "test_accuracy_at_best_dev", "time", "history", "peak_rss_mb",
+    "run", "epochs", "metric", "best_dev", "best_epoch", "test_at_best_dev", "best_dev_metrics",
+    "test_metrics_at_best_dev", "time", "history", "peak_rss_mb",
 }
 
 
@@ -51,9 +53,9 @@ def toy_splits(n_train=200, n_dev=50, n_test=50, seed=1234) -> Splits:
     def draw(n):
         y = rng.integers(0, N_CLASSES, n)
         x = (centers[y] + 0.8 * rng.standard_normal((n, N_FEATURES))).astype(np.float32)
-        return x, y.astype(np.int64)
+        return ArrayDataset(x, y.astype(np.int64))
 
-    return Splits(*draw(n_train), *draw(n_dev), *draw(n_test))
+    return Splits(draw(n_train), draw(n_dev), draw(n_test))
 
 
 SPLITS = toy_splits()
@@ -118,9 +120,10 @@ def outcome(trainer: Trainer, summary) -> dict:
         "checkpoint": arrays,  # final weights, best weights, optimizer state
         "position": position,
         "best": meta["best"],
-        "dropout_rng": meta["dropout_rng"],
+        "rng": meta["rng"],
         "history": strip_times(summary["history"]),
-        "best_fields": {k: summary[k] for k in ("best_dev_accuracy", "best_epoch", "test_accuracy_at_best_dev")},
+        "best_fields": {k: summary[k] for k in ("best_dev", "best_epoch", "test_at_best_dev", "best_dev_metrics",
+                                                "test_metrics_at_best_dev")},
     }
 
 
@@ -132,7 +135,7 @@ def assert_same_outcome(got: dict, want: dict) -> None:
     for name, array in want["checkpoint"].items():
         assert got["checkpoint"][name].dtype == array.dtype
         assert np.array_equal(got["checkpoint"][name], array), name
-    for key in ("position", "best", "dropout_rng", "history", "best_fields"):
+    for key in ("position", "best", "rng", "history", "best_fields"):
         assert got[key] == want[key], key
 
 
@@ -161,7 +164,7 @@ def baseline(tmp_path_factory):
         original_save()
 
     trainer._save_checkpoint = save
-    initial_dev = trainer.evaluate(SPLITS.dev_x, SPLITS.dev_y)
+    initial_dev = trainer.evaluate(SPLITS.dev)["accuracy"]
     summary = trainer.fit()
     return {
         "out": out, "trainer": trainer, "summary": summary, "saves": saves,
@@ -176,8 +179,9 @@ def test_fit_learns_the_toy_problem(baseline):
     summary = baseline["summary"]
     history = summary["history"]
     assert baseline["initial_dev"] < 0.7
-    assert summary["best_dev_accuracy"] >= 0.9
-    assert summary["best_dev_accuracy"] > baseline["initial_dev"]
+    assert summary["metric"] == "accuracy"
+    assert summary["best_dev"] >= 0.9
+    assert summary["best_dev"] > baseline["initial_dev"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["train_accuracy"] >= 0.85
 
@@ -191,7 +195,7 @@ def test_checkpoint_cadence(baseline):
     _, meta = load_checkpoint(baseline["trainer"].checkpoint_path)
     assert meta["position"]["epoch"] == 3 and meta["position"]["step_in_epoch"] == 0
     assert meta["position"]["global_step"] == 3 * STEPS_PER_EPOCH
-    assert meta["config"] == {"batch_size": 10, "seed": 0, "steps_per_epoch": None}
+    assert meta["config"] == {"batch_size": 10, "seed": 0, "steps_per_epoch": None, "metric": "accuracy"}
     assert meta["run"] == RUN_INFO
 
 
@@ -204,7 +208,8 @@ def test_metrics_jsonl_has_one_line_per_epoch(baseline):
         assert set(record) == RECORD_KEYS
         assert record["epoch"] == epoch
         assert record["step"] == epoch * STEPS_PER_EPOCH
-        assert 0.0 <= record["dev_accuracy"] <= 1.0 and 0.0 <= record["test_accuracy"] <= 1.0
+        assert set(record["dev"]) == set(record["test"]) == {"accuracy"}
+        assert 0.0 <= record["dev"]["accuracy"] <= 1.0 and 0.0 <= record["test"]["accuracy"] <= 1.0
         assert 0.0 <= record["train_accuracy"] <= 1.0 and record["train_loss"] > 0
         assert set(record["time"]) == TIME_KEYS
         assert all(v >= 0 for v in record["time"].values())
@@ -230,21 +235,22 @@ def test_summary_json(baseline):
 
 def test_reported_test_accuracy_is_the_one_at_the_best_dev_epoch(baseline):
     summary, trainer = baseline["summary"], baseline["trainer"]
-    devs = [r["dev_accuracy"] for r in summary["history"]]
+    devs = [r["dev"]["accuracy"] for r in summary["history"]]
     best = int(np.argmax(devs))  # the first epoch with the best dev score
     assert summary["best_epoch"] == best + 1
-    assert summary["best_dev_accuracy"] == devs[best]
-    assert summary["test_accuracy_at_best_dev"] == summary["history"][best]["test_accuracy"]
+    assert summary["best_dev"] == devs[best]
+    assert summary["test_at_best_dev"] == summary["history"][best]["test"]["accuracy"]
+    assert summary["test_metrics_at_best_dev"] == summary["history"][best]["test"]
     # the model is left with the best-dev weights
-    assert trainer.evaluate(SPLITS.dev_x, SPLITS.dev_y) == summary["best_dev_accuracy"]
-    assert trainer.evaluate(SPLITS.test_x, SPLITS.test_y) == summary["test_accuracy_at_best_dev"]
+    assert trainer.evaluate(SPLITS.dev) == {"accuracy": summary["best_dev"]}
+    assert trainer.evaluate(SPLITS.test) == {"accuracy": summary["test_at_best_dev"]}
 
 
 def test_best_dev_protocol_with_scripted_scores(tmp_path):
     # dev / test scores per epoch; epoch 2 is best (epoch 4 only ties it)
     scripted = iter([0.5, 0.1, 0.9, 0.2, 0.7, 0.3, 0.9, 0.4])
     trainer = make_trainer(tmp_path, epochs=4)
-    trainer.evaluate = lambda x, y: next(scripted)
+    trainer.evaluate = lambda data: {"accuracy": next(scripted)}
     weights_at_epoch_end = []
     original_end = trainer._end_epoch
 
@@ -254,10 +260,10 @@ def test_best_dev_protocol_with_scripted_scores(tmp_path):
 
     trainer._end_epoch = end_epoch
     summary = trainer.fit()
-    assert [r["dev_accuracy"] for r in summary["history"]] == [0.5, 0.9, 0.7, 0.9]
+    assert [r["dev"]["accuracy"] for r in summary["history"]] == [0.5, 0.9, 0.7, 0.9]
     assert summary["best_epoch"] == 2
-    assert summary["best_dev_accuracy"] == 0.9
-    assert summary["test_accuracy_at_best_dev"] == 0.2
+    assert summary["best_dev"] == 0.9
+    assert summary["test_at_best_dev"] == 0.2
     final = trainer.model.state_dict()
     for name, value in weights_at_epoch_end[1].items():
         assert np.array_equal(final[name], value), name
@@ -662,3 +668,117 @@ def test_write_json(tmp_path):
     text = path.read_text()
     assert text.endswith("\n") and text.index('"a"') < text.index('"b"')
     assert json.loads(text) == {"a": [1, 2], "b": 1}
+
+
+# ---- datasets and evaluators of other tasks ----------------------------------------------
+
+
+class ListDataset:
+    """Examples that are not rows of an array: lists of feature vectors, labels per item."""
+
+    def __init__(self, split: ArrayDataset) -> None:
+        self.items = [(split.x[i : i + 5], split.y[i : i + 5]) for i in range(0, len(split), 5)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def batch(self, indices):
+        xs, ys = zip(*(self.items[i] for i in indices))
+        return list(xs), np.concatenate(ys)
+
+
+class StackingModel:
+    """Wraps an MLP so that its input is a list of arrays, as a sequence model's would be."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def forward(self, inputs):
+        return self.inner.forward(np.concatenate(inputs))
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_trainer_runs_any_dataset_with_a_custom_evaluator_and_metric(tmp_path):
+    splits = Splits(*(ListDataset(s) for s in SPLITS))
+    model = StackingModel(mlp([N_FEATURES, 16, N_CLASSES], k=4, seed=0))
+    calls = []
+
+    def evaluate(m, data):
+        assert m is model and data in (splits.dev, splits.test)
+        assert not model.inner.training  # evaluation mode
+        calls.append(data)
+        inputs, labels = data.batch(np.arange(len(data)))
+        wrong = np.count_nonzero(m.forward(inputs).argmax(axis=1) != labels)
+        return {"neg_errors": -float(wrong), "n": len(labels)}
+
+    config = TrainConfig(epochs=2, batch_size=2, progress=False, metric="neg_errors")
+    trainer = Trainer(model, Adam(model.parameters(), lr=0.01), splits, config, tmp_path, evaluate=evaluate)
+    summary = trainer.fit()
+    assert model.inner.training  # back in training mode
+    assert len(calls) == 4 and trainer.steps_per_epoch() == len(splits.train) // 2
+    assert summary["metric"] == "neg_errors"
+    devs = [r["dev"]["neg_errors"] for r in summary["history"]]
+    assert summary["best_dev"] == max(devs) and summary["best_epoch"] == devs.index(max(devs)) + 1
+    assert summary["test_metrics_at_best_dev"]["n"] == len(SPLITS.test.y)
+    # the examples seen are counted by labels (rows of logits), not by dataset items
+    assert summary["history"][0]["train_accuracy"] > 0.5
+
+
+def test_evaluator_without_the_metric_is_an_error(tmp_path):
+    config = TrainConfig(epochs=1, progress=False, metric="uas")
+    model = mlp([N_FEATURES, 16, N_CLASSES], k=4, seed=0)
+    trainer = Trainer(model, Adam(model.parameters()), SPLITS, config, tmp_path)
+    with pytest.raises(ValueError, match=r"not the metric 'uas'"):
+        trainer.fit()
+
+
+@pytest.mark.parametrize("bad", ["arrays", "empty"])
+def test_splits_must_be_datasets(tmp_path, bad):
+    model = mlp([N_FEATURES, 16, N_CLASSES], k=4, seed=0)
+    if bad == "arrays":
+        splits = Splits(SPLITS.train.x, SPLITS.dev, SPLITS.test)
+        error, match = TypeError, r"splits\.train must be a Dataset"
+    else:
+        splits = Splits(ArrayDataset(SPLITS.train.x[:0], SPLITS.train.y[:0]), SPLITS.dev, SPLITS.test)
+        error, match = ValueError, "training set is empty"
+    with pytest.raises(error, match=match):
+        Trainer(model, Adam(model.parameters()), splits, TrainConfig(progress=False), tmp_path)
+
+
+@pytest.mark.parametrize(("x", "y", "match"), [
+    (np.zeros((3, 2)), np.zeros(4, dtype=np.int64), "one row per label"),
+    (np.zeros((3, 2)), np.zeros(3), "labels must be integers"),
+])
+def test_array_dataset_checks_its_arrays(x, y, match):
+    with pytest.raises(ValueError, match=match):
+        ArrayDataset(x, y)
+
+
+def test_resume_into_a_model_with_other_random_generators_is_refused(tmp_path, baseline):
+    out = tmp_path / "run"
+    make_trainer(out, epochs=1).fit()
+    other = make_trainer(out, epochs=2)
+    other.model.random_generators = lambda: []
+    with pytest.raises(CheckpointError, match="holds 1 random generators, the model has 0"):
+        other.fit(resume=True)
+
+
+def test_resume_into_another_architecture_is_a_checkpoint_error(tmp_path, baseline):
+    out = tmp_path / "run"
+    make_trainer(out, epochs=1).fit()
+    other = make_trainer(out, epochs=2, dropout=0.0)  # no dropout layer: other parameter names
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        other.fit(resume=True)
+
+
+def test_checkpoint_of_another_format_is_refused(tmp_path):
+    out = tmp_path / "run"
+    trainer = make_trainer(out, epochs=1)
+    trainer.fit()
+    arrays, meta = load_checkpoint(trainer.checkpoint_path)
+    meta["format"] = 1
+    save_checkpoint(trainer.checkpoint_path, arrays, meta)
+    with pytest.raises(CheckpointError, match="checkpoint format 1"):
+        make_trainer(out, epochs=2).fit(resume=True)

@@ -1,8 +1,9 @@
-"""The ``meprop`` command: ``meprop train mnist [options]``."""
+"""The ``meprop`` command: ``meprop train TASK [options]``."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -12,14 +13,12 @@ from .data.paths import ChecksumError
 from .train import CheckpointError, TrainingDiverged, TrainingInterrupted
 from .train.plots import plot_summary
 
-TASKS = {
-    "mnist": "MLP on MNIST (the paper's 784-500-500-10, batch 10; default: Adam, k=20)",
-}
+# Each task is a module meprop_native.tasks.<name> with HELP, add_arguments(parser)
+# and run(args) -> summary.
+TASKS = ("mnist",)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .tasks import mnist
-
     parser = argparse.ArgumentParser(
         prog="meprop",
         description="Train networks on the CPU with meProp (minimal effort back-propagation): "
@@ -30,9 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model on one of the paper's tasks",
                                 description="Train a model on one of the paper's tasks.")
     tasks = train.add_subparsers(dest="task", required=True, metavar="TASK")
-    mnist_parser = tasks.add_parser("mnist", help=TASKS["mnist"], description=TASKS["mnist"] + ".")
-    mnist.add_arguments(mnist_parser)
-    mnist_parser.set_defaults(run=mnist.run)
+    for name in TASKS:
+        task = importlib.import_module(f".tasks.{name}", __package__)
+        task_parser = tasks.add_parser(name, help=task.HELP, description=task.HELP + ".")
+        task.add_arguments(task_parser)
+        task_parser.set_defaults(run=task.run)
     return parser
 
 
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"meprop: {error}", file=sys.stderr)
         return 130
     plotted = plot_summary(summary, args.out / "curves.png")
-    brief = {key: summary[key] for key in ("best_dev_accuracy", "best_epoch", "test_accuracy_at_best_dev", "time")}
+    brief = {key: summary[key] for key in ("metric", "best_dev", "best_epoch", "test_at_best_dev", "time")}
     print(json.dumps(brief, indent=2))
     print(f"wrote {args.out}/summary.json, metrics.jsonl, best_model.npz"
           + (", curves.png" if plotted else " (install matplotlib for curves.png)"))

@@ -1,4 +1,4 @@
-"""Dataset loading for the meProp experiments (NumPy and the standard library only).
+"""Dataset loading for the meProp experiments (NumPy, the standard library and conllu).
 
 Nothing here imports the compiled core, so the data code can be used and
 tested on its own.
@@ -24,6 +24,7 @@ from .paths import (
     locate_files,
     search_roots,
 )
+from .ud import UD_EWT_FILES, ConlluFormatError, Sentence, UDSplits, load_ud_ewt, locate_ud_ewt, read_conllu
 
 __all__ = [
     "DEV_SIZE",
@@ -47,4 +48,11 @@ __all__ = [
     "parse_idx",
     "read_idx",
     "search_roots",
+    "UD_EWT_FILES",
+    "ConlluFormatError",
+    "Sentence",
+    "UDSplits",
+    "load_ud_ewt",
+    "locate_ud_ewt",
+    "read_conllu",
 ]

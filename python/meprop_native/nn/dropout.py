@@ -21,6 +21,9 @@ class Dropout(Module):
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self._mask: np.ndarray | None = None
 
+    def random_generators(self) -> list[np.random.Generator]:
+        return [self.rng]
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         if not self.training or self.p == 0.0:
             self._mask = None

@@ -26,6 +26,10 @@ class Module:
     def parameters(self) -> list[Parameter]:
         return []
 
+    def random_generators(self) -> list[np.random.Generator]:
+        """Generators whose state a checkpoint must keep (dropout masks, ...)."""
+        return []
+
     def train(self, mode: bool = True) -> Module:
         self.training = mode
         return self

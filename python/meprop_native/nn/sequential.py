@@ -42,6 +42,9 @@ class Sequential(Module):
             (f"{i}.{p.name}", p) for i, layer in enumerate(self.layers) for p in layer.parameters()
         ]
 
+    def random_generators(self) -> list[np.random.Generator]:
+        return [rng for layer in self.layers for rng in layer.random_generators()]
+
     def linear_layers(self) -> list[Linear]:
         return [layer for layer in self.layers if isinstance(layer, Linear)]
 

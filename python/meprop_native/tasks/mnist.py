@@ -12,8 +12,10 @@ from .. import __version__, set_num_threads, thread_limits
 from ..data import load_mnist
 from ..nn import mlp
 from ..optim import OPTIMIZERS, Adam
-from ..train import Splits, TrainConfig, Trainer
+from ..train import ArrayDataset, Splits, TrainConfig, Trainer
 from ..train.atomic import write_with
+
+HELP = "MLP on MNIST (the paper's 784-500-500-10, batch 10; default: Adam, k=20)"
 
 # The paper's learning rates: Adam 0.001 (its default); AdaGrad 0.1 for MNIST.
 DEFAULT_LR = {"adam": 0.001, "adagrad": 0.1, "sgd": 0.1}
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     train_x, train_y = splits.train_x, splits.train_y
     if args.train_limit is not None:
         train_x, train_y = train_x[: args.train_limit], train_y[: args.train_limit]
-    data = Splits(train_x, train_y, splits.dev_x, splits.dev_y, splits.test_x, splits.test_y)
+    data = Splits(ArrayDataset(train_x, train_y), ArrayDataset(splits.dev_x, splits.dev_y),
+                  ArrayDataset(splits.test_x, splits.test_y))
 
     dense = args.mode == "dense"
     k = None if dense else args.k

@@ -2,9 +2,13 @@
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .timing import TimeBreakdown
-from .trainer import Splits, TrainConfig, Trainer, TrainingDiverged, TrainingInterrupted
+from .dataset import ArrayDataset, Dataset, Evaluator, Splits, accuracy_evaluator
+from .trainer import TrainConfig, Trainer, TrainingDiverged, TrainingInterrupted
 
 __all__ = [
+    "ArrayDataset",
+    "Dataset",
+    "Evaluator",
     "CheckpointError",
     "Splits",
     "TimeBreakdown",
@@ -12,6 +16,7 @@ __all__ = [
     "Trainer",
     "TrainingDiverged",
     "TrainingInterrupted",
+    "accuracy_evaluator",
     "load_checkpoint",
     "save_checkpoint",
 ]

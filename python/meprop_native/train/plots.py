@@ -21,10 +21,11 @@ def plot_summary(summary: dict[str, Any], path: Path) -> bool:
     history = summary["history"]
     epochs = [r["epoch"] for r in history]
     fig, (curves, loss, times) = plt.subplots(1, 3, figsize=(15, 4))
-    curves.plot(epochs, [100 * r["dev_accuracy"] for r in history], marker="o", label="dev")
-    curves.plot(epochs, [100 * r["test_accuracy"] for r in history], marker="s", label="test")
+    metric = summary["metric"]
+    curves.plot(epochs, [100 * r["dev"][metric] for r in history], marker="o", label="dev")
+    curves.plot(epochs, [100 * r["test"][metric] for r in history], marker="s", label="test")
     curves.axvline(summary["best_epoch"], color="grey", linestyle=":", label="best dev")
-    curves.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    curves.set(xlabel="epoch", ylabel=f"{metric} (%)", title=metric)
     curves.legend()
     loss.plot(epochs, [r["train_loss"] for r in history], marker="o")
     loss.set(xlabel="epoch", ylabel="mean training loss", title="training loss", yscale="log")

@@ -2,7 +2,9 @@
 
 Protocol (Sun et al. 2017): shuffled mini-batches, evaluation on dev and test
 after every epoch, and the reported test score is the one at the epoch with the
-best dev score. Each epoch's permutation is drawn from (seed, epoch), and every
+best dev score. The trainer knows nothing of the task: it draws batches from
+:class:`Dataset` objects, and an evaluator scores the model on dev and test
+(accuracy by default; a parser reports attachment scores). Each epoch's permutation is drawn from (seed, epoch), and every
 other source of randomness (dropout) is checkpointed, so a run resumed from a
 checkpoint ends bit-identical to an uninterrupted one.
 """
@@ -15,26 +17,18 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from ..nn import Dropout, Sequential, softmax_cross_entropy
+from ..nn import softmax_cross_entropy
 from ..optim import Optimizer
 from .atomic import atomic_open, write_json
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .dataset import Dataset, Evaluator, Splits, accuracy_evaluator
 from .timing import TimeBreakdown
 
-
-class Splits(NamedTuple):
-    """Inputs (N, features) and int labels (N,) of each split."""
-
-    train_x: np.ndarray
-    train_y: np.ndarray
-    dev_x: np.ndarray
-    dev_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
+CHECKPOINT_FORMAT = 2
 
 
 class TrainingDiverged(RuntimeError):
@@ -54,10 +48,12 @@ class TrainConfig:
     eval_batch_size: int = 1000
     progress: bool = True
     steps_per_epoch: int | None = None  # cap, for smoke runs
+    metric: str = "accuracy"  # the evaluator's score that picks the best dev epoch
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the original."""
-        return {"batch_size": self.batch_size, "seed": self.seed, "steps_per_epoch": self.steps_per_epoch}
+        return {"batch_size": self.batch_size, "seed": self.seed, "steps_per_epoch": self.steps_per_epoch,
+                "metric": self.metric}
 
 
 @dataclass
@@ -74,34 +70,51 @@ class _Position:
 class Trainer:
     """Trains ``model`` with ``optimizer`` on ``splits``; writes into ``out_dir``.
 
+    The model needs ``forward(inputs) -> logits (M, C)``, ``backward(dlogits)``,
+    ``parameters()``, ``state_dict()`` / ``load_state_dict()``, ``train()`` /
+    ``eval()``, ``backward_seconds()`` (cumulative time in the linear layers'
+    backward kernels) and ``random_generators()`` (generators to checkpoint).
+    The loss is softmax cross-entropy averaged over the M rows of a batch.
+
+    ``evaluate(model, dataset) -> {name: score}`` scores dev and test after each
+    epoch (default: accuracy); ``config.metric`` names the dev score that picks
+    the best epoch.
+
     Files: ``checkpoint.npz`` (resume point), ``metrics.jsonl`` (one line per
     epoch), ``summary.json`` (at the end). All are written atomically.
     """
 
     def __init__(
         self,
-        model: Sequential,
+        model: Any,
         optimizer: Optimizer,
         splits: Splits,
         config: TrainConfig,
         out_dir: Path,
         run_info: dict[str, Any] | None = None,
+        evaluate: Evaluator | None = None,
     ) -> None:
         if config.epochs < 1 or config.batch_size < 1 or config.checkpoint_every < 1:
             raise ValueError("epochs, batch_size and checkpoint_every must be >= 1")
         if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
             raise ValueError("steps_per_epoch must be >= 1 (or None for whole epochs)")
+        for name, data in zip(Splits._fields, splits):
+            if not isinstance(data, Dataset):
+                raise TypeError(f"splits.{name} must be a Dataset (len() and batch(indices)), got {type(data).__name__}")
+        if len(splits.train) == 0:
+            raise ValueError("the training set is empty")
         self.model = model
         self.optimizer = optimizer
         self.splits = splits
         self.config = config
+        self.evaluate_fn = evaluate if evaluate is not None else accuracy_evaluator(config.eval_batch_size)
         self.out_dir = Path(out_dir)
         # As JSON will give it back, so a resumed run compares equal (tuples
         # become lists).
         self.run_info = json.loads(json.dumps(run_info or {}))
         self.checkpoint_path = self.out_dir / "checkpoint.npz"
         self.history: list[dict[str, Any]] = []
-        self.best: dict[str, Any] = {"dev_accuracy": -1.0, "epoch": 0, "test_accuracy": None}
+        self.best: dict[str, Any] = {"dev": None, "epoch": 0, "dev_metrics": None, "test_metrics": None}
         self.best_state: dict[str, np.ndarray] = model.state_dict()
         self.pos = _Position()
         self._stop_signal: int | None = None
@@ -109,7 +122,7 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------
 
     def steps_per_epoch(self) -> int:
-        steps = math.ceil(len(self.splits.train_y) / self.config.batch_size)
+        steps = math.ceil(len(self.splits.train) / self.config.batch_size)
         cap = self.config.steps_per_epoch
         return min(steps, cap) if cap else steps
 
@@ -134,7 +147,7 @@ class Trainer:
     def _run_epoch(self) -> None:
         cfg = self.config
         epoch = self.pos.epoch
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.splits.train_y))
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.splits.train))
         steps = self.steps_per_epoch()
         bar = self._progress_bar(epoch, steps)
         self.model.train()
@@ -142,7 +155,7 @@ class Trainer:
             while self.pos.step_in_epoch < steps:
                 s = self.pos.step_in_epoch
                 batch = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-                self._train_step(self.splits.train_x[batch], self.splits.train_y[batch])
+                self._train_step(*self.splits.train.batch(batch))
                 if bar is not None:
                     bar.update(1)
                     if s % 100 == 0:
@@ -161,11 +174,11 @@ class Trainer:
                 bar.close()
         self._end_epoch()
 
-    def _train_step(self, x: np.ndarray, y: np.ndarray) -> None:
+    def _train_step(self, inputs: Any, y: np.ndarray) -> None:
         times = self.pos.times
         kernels_before = self.model.backward_seconds()
         t0 = time.perf_counter()
-        logits = self.model.forward(x)
+        logits = self.model.forward(inputs)
         loss, grad = softmax_cross_entropy(logits, y)
         t1 = time.perf_counter()
         if not math.isfinite(loss):
@@ -195,8 +208,10 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         start = time.perf_counter()
-        dev = self.evaluate(self.splits.dev_x, self.splits.dev_y)
-        test = self.evaluate(self.splits.test_x, self.splits.test_y)
+        dev = self.evaluate(self.splits.dev)
+        test = self.evaluate(self.splits.test)
+        if self.config.metric not in dev:
+            raise ValueError(f"the evaluator gives {sorted(dev)}, not the metric {self.config.metric!r}")
         eval_seconds = time.perf_counter() - start
         epoch = self.pos.epoch + 1
         record = {
@@ -204,34 +219,31 @@ class Trainer:
             "step": self.pos.global_step,
             "train_loss": self.pos.loss_sum / max(self.pos.seen, 1),
             "train_accuracy": self.pos.correct / max(self.pos.seen, 1),
-            "dev_accuracy": dev,
-            "test_accuracy": test,
+            "dev": dev,
+            "test": test,
             "time": self.pos.times.as_dict(),
             "eval_seconds": eval_seconds,
         }
         self.history.append(record)
-        if dev > self.best["dev_accuracy"]:
-            self.best = {"dev_accuracy": dev, "epoch": epoch, "test_accuracy": test}
+        score = dev[self.config.metric]
+        if self.best["dev"] is None or score > self.best["dev"]:
+            self.best = {"dev": score, "epoch": epoch, "dev_metrics": dev, "test_metrics": test}
             self.best_state = self.model.state_dict()
         self.pos = _Position(epoch=epoch, global_step=self.pos.global_step)
         self._write_metrics()
         self._save_checkpoint()
         self._report_epoch(record)
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
-        """Accuracy of the model in evaluation mode (dropout off)."""
+    def evaluate(self, data: Dataset) -> dict[str, float]:
+        """The evaluator's scores of the model in evaluation mode (dropout off)."""
         self.model.eval()
-        correct = 0
-        for start in range(0, len(y), self.config.eval_batch_size):
-            stop = start + self.config.eval_batch_size
-            correct += int(np.count_nonzero(self.model.forward(x[start:stop]).argmax(axis=1) == y[start:stop]))
-        self.model.train()
-        return correct / len(y)
+        try:
+            scores = self.evaluate_fn(self.model, data)
+        finally:
+            self.model.train()
+        return {name: float(value) for name, value in scores.items()}
 
     # ---- checkpoints ------------------------------------------------------
-
-    def _dropout_layers(self) -> list[Dropout]:
-        return [layer for layer in self.model.layers if isinstance(layer, Dropout)]
 
     def _save_checkpoint(self) -> None:
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
@@ -239,18 +251,23 @@ class Trainer:
         arrays.update({f"optimizer/{k}": v for k, v in self.optimizer.state_dict().items()})
         pos = asdict(self.pos)
         meta = {
-            "format": 1,
+            "format": CHECKPOINT_FORMAT,
             "run": self.run_info,
             "config": self.config.identity(),
             "position": pos,
             "history": self.history,
             "best": self.best,
-            "dropout_rng": [layer.rng.bit_generator.state for layer in self._dropout_layers()],
+            "rng": [rng.bit_generator.state for rng in self.model.random_generators()],
         }
         save_checkpoint(self.checkpoint_path, arrays, meta)
 
     def _restore(self) -> None:
         arrays, meta = load_checkpoint(self.checkpoint_path)
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"{self.checkpoint_path} has checkpoint format {meta.get('format')}, this version reads "
+                f"{CHECKPOINT_FORMAT}; start a new run in another --out"
+            )
         if meta.get("config") != self.config.identity() or meta.get("run") != self.run_info:
             raise CheckpointError(
                 f"{self.checkpoint_path} was written by a run with other settings: "
@@ -260,11 +277,18 @@ class Trainer:
         def section(prefix: str) -> dict[str, np.ndarray]:
             return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
-        self.model.load_state_dict(section("model/"))
+        try:
+            self.model.load_state_dict(section("model/"))
+        except (KeyError, ValueError) as error:
+            raise CheckpointError(f"{self.checkpoint_path}: {error.args[0] if error.args else error}") from error
         self.best_state = section("best/")
         self.optimizer.load_state_dict(section("optimizer/"))
-        for layer, state in zip(self._dropout_layers(), meta["dropout_rng"]):
-            layer.rng.bit_generator.state = state
+        generators = self.model.random_generators()
+        if len(generators) != len(meta["rng"]):
+            raise CheckpointError(f"{self.checkpoint_path} holds {len(meta['rng'])} random generators, "
+                                  f"the model has {len(generators)}")
+        for rng, state in zip(generators, meta["rng"]):
+            rng.bit_generator.state = state
         pos = dict(meta["position"])
         pos["times"] = TimeBreakdown.from_dict(pos["times"])
         self.pos = _Position(**pos)
@@ -285,9 +309,12 @@ class Trainer:
         return {
             "run": self.run_info,
             "epochs": len(self.history),
-            "best_dev_accuracy": self.best["dev_accuracy"],
+            "metric": self.config.metric,
+            "best_dev": self.best["dev"],
             "best_epoch": self.best["epoch"],
-            "test_accuracy_at_best_dev": self.best["test_accuracy"],
+            "test_at_best_dev": self.best["test_metrics"][self.config.metric] if self.best["test_metrics"] else None,
+            "best_dev_metrics": self.best["dev_metrics"],
+            "test_metrics_at_best_dev": self.best["test_metrics"],
             "time": total.as_dict(),
             "history": self.history,
             "peak_rss_mb": _peak_rss_mb(),
@@ -312,9 +339,10 @@ class Trainer:
         if not self.config.progress:
             return
         t = record["time"]
+        metric = self.config.metric
         print(
-            f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  dev {record['dev_accuracy']:.4f}  "
-            f"test {record['test_accuracy']:.4f}  | fwd {t['forward']:.2f}s  backprop {t['backprop']:.2f}s  "
+            f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  dev {metric} {record['dev'][metric]:.4f}  "
+            f"test {record['test'][metric]:.4f}  | fwd {t['forward']:.2f}s  backprop {t['backprop']:.2f}s  "
             f"overall bp {t['overall_backprop']:.2f}s  opt {t['optimizer']:.2f}s  total {t['total']:.2f}s",
             flush=True,
         )
