@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__, set_num_threads, thread_limits
-from ..data.ud import load_ud_ewt
+from ..data.ud import UDSplits, load_ud_ewt
 from ..optim import OPTIMIZERS, Adam
 from ..train import Splits, TrainConfig, Trainer
 from ..train.atomic import write_json, write_with
@@ -89,13 +89,24 @@ def _positive(name: str, value: int | None) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """``meprop train pos``: loads UD English EWT (see --data-dir) and trains."""
+    check_arguments(args)
+    return train_tagger(args, load_ud_ewt(args.data_dir))
+
+
+def check_arguments(args: argparse.Namespace) -> None:
     for name in ("k", "hidden", "min_count", "batch_size", "epochs", "train_limit", "eval_limit", "eval_batch_size"):
         _positive(name.replace("_", "-"), getattr(args, name))
-    ud = load_ud_ewt(args.data_dir)
+
+
+def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
+    """Trains on given treebank splits with the command line's settings; returns the summary."""
+    check_arguments(args)
     train = ud.train[: args.train_limit] if args.train_limit is not None else ud.train
     dev = ud.dev[: args.eval_limit] if args.eval_limit is not None else ud.dev
     test = ud.test[: args.eval_limit] if args.eval_limit is not None else ud.test
-    encoder = FeatureEncoder((s.forms for s in train), (t for split in (train, dev, test) for s in split for t in s.xpos),
+    # The tag set is the annotation scheme's: every tag of the full treebank, slices or not.
+    encoder = FeatureEncoder((s.forms for s in train), (t for split in ud for s in split for t in s.xpos),
                              min_count=args.min_count)
     data = Splits(*(TaggedSentences([encoder.encode(s.forms, s.xpos) for s in split]) for split in (train, dev, test)))
 
