@@ -21,7 +21,9 @@ random inputs (see ``_timing.py``):
     itself (the paper's "backprop time": the linear transformations only);
 and the dense/meProp ratios of both. A NumPy dense backward through time
 (BLAS products, a Python loop over steps) is timed as a second baseline, so
-the dense path of the native kernels is not a straw man. The forward (identical for both) is shown
+the dense path of the native kernels is not a straw man, and the meProp
+backward with its loop over steps in Python is timed to show what the native
+recurrence saves. The forward (identical for both) is shown
 for scale. Threads default to 1 (batch 1 runs one sequence, sequential in
 time); BLAS gets 1 thread.
 """
@@ -77,6 +79,39 @@ def numpy_dense_backward(x, W_ih, W_hh, cache, dh):
     return dz @ W_ih, dz.T @ x, dz.T @ h_prev, dz.sum(0)
 
 
+def python_loop_meprop_backward(x, W_ih, W_hh, cache, dh, k, topk):
+    """meProp backward with the loop over steps in Python (NumPy element-wise
+    math, the library's top-k, k-row products): what the native kernel replaces."""
+    gates, cells, tanhs, hidden = cache
+    T, h = dh.shape
+    dz = np.empty_like(gates)
+    kept = np.empty((T, k), dtype=np.int64)
+    dh_next = np.zeros(h, dh.dtype)
+    dc_next = np.zeros(h, dh.dtype)
+    for t in range(T - 1, -1, -1):
+        i, f, g, o = gates[t, :h], gates[t, h : 2 * h], gates[t, 2 * h : 3 * h], gates[t, 3 * h :]
+        tc = tanhs[t]
+        d = dh[t] + dh_next
+        dc = dc_next + d * o * (1 - tc * tc)
+        dz[t, :h] = dc * g * i * (1 - i)
+        dz[t, h : 2 * h] = dc * cells[t - 1] * f * (1 - f) if t else 0
+        dz[t, 2 * h : 3 * h] = dc * i * (1 - g * g)
+        dz[t, 3 * h :] = d * tc * o * (1 - o)
+        dc_next = dc * f
+        kept[t] = topk(dz[t], k)
+        dh_next = dz[t, kept[t]] @ W_hh[kept[t]]
+    values = np.take_along_axis(dz, kept, axis=1)
+    dx = np.einsum("tk,tki->ti", values, W_ih[kept])
+    h_prev = np.zeros_like(hidden)
+    h_prev[1:] = hidden[:-1]
+    rows, inverse = np.unique(kept, return_inverse=True)
+    dW_ih = np.zeros((rows.size, x.shape[1]), x.dtype)
+    dW_hh = np.zeros((rows.size, h), x.dtype)
+    np.add.at(dW_ih, inverse.reshape(-1), (values[:, :, None] * x[:, None, :]).reshape(-1, x.shape[1]))
+    np.add.at(dW_hh, inverse.reshape(-1), (values[:, :, None] * h_prev[:, None, :]).reshape(-1, h))
+    return dx, rows, dW_ih, dW_hh, dz.sum(0)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hidden", type=int, default=500)
@@ -107,6 +142,10 @@ def main() -> int:
         numpy_dense = measure([lambda item=item: numpy_dense_backward(item[0], W_ih, W_hh, item[1], item[2])
                                for item in items], cfg)
         results["numpy_dense_backward_ns"] = numpy_dense.median_ns
+        idle_pause()
+        python_loop = measure([lambda item=item: python_loop_meprop_backward(item[0], W_ih, W_hh, item[1], item[2],
+                                                                             args.k[0], mp.topk) for item in items], cfg)
+        results["python_loop_meprop_backward_ns"] = python_loop.median_ns
         for k in [None] + args.k:
             def call(item, k=k):
                 x, (gates, cells, tanhs, hidden), dh = item
@@ -132,6 +171,9 @@ def main() -> int:
     print(f"NumPy dense backward through time (BLAS products, Python loop over steps): "
           f"{format_ns(results['numpy_dense_backward_ns'])}; k={args.k[0]} is "
           f"{results['numpy_dense_backward_ns'] / results['cases'][f'k={args.k[0]}']['backward_ns']:.1f}x faster")
+    print(f"k={args.k[0]} with the loop over steps in Python instead of the native kernel: "
+          f"{format_ns(results['python_loop_meprop_backward_ns'])} "
+          f"({results['python_loop_meprop_backward_ns'] / results['cases'][f'k={args.k[0]}']['backward_ns']:.1f}x slower)")
     if args.json:
         write_json_atomic(args.json, results)
     return 0
