@@ -43,7 +43,7 @@ def main() -> int:
     mp = import_meprop()
     from meprop_native.data.ud import load_ud_ewt
     from meprop_native.nn import softmax_cross_entropy
-    from meprop_native.optim import Adam, AdaGrad
+    from meprop_native.optim import AdaGrad, Adam
     from meprop_native.tasks.pos_features import FeatureEncoder
     from meprop_native.tasks.pos_model import TaggedSentences, Tagger
 

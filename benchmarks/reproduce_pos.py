@@ -24,7 +24,8 @@ PAPER = {
     "adagrad": {"dense": "4, 17,534.4 s, 96.93 (96.89)", "meprop": "4, 253.2 s (69.2x), 97.25 (97.18)"},
     "adam": {"dense": "2, 16,167.3 s, 97.07 (97.18)", "meprop": "5, 247.2 s (65.4x), 97.12 (97.14)"},
 }
-PAPER_TABLE2 = "Adam: overall forward / overall backprop / total 7,334 / 16,522 / 23,856 s dense; 7,362 / 540 (30.5x) / 7,903 s meProp"
+PAPER_TABLE2 = ("Adam: overall forward / overall backprop / total 7,334 / 16,522 / 23,856 s dense; "
+                "7,362 / 540 (30.5x) / 7,903 s meProp")
 
 
 def run_one(optimizer: str, mode: str, args: argparse.Namespace) -> dict:

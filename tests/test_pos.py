@@ -206,7 +206,10 @@ def test_cli_reports_missing_data(tmp_path, monkeypatch, capsys):
     assert "--k must be >= 1" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not HAVE_EWT, reason=f"UD English EWT not found in {REAL_DATA}/ud_english_ewt (the shared data copy next to the repository)")
+@pytest.mark.skipif(
+    not HAVE_EWT,
+    reason=f"UD English EWT not found in {REAL_DATA}/ud_english_ewt (the shared data copy next to the repository)",
+)
 def test_cli_smoke_on_a_slice_of_the_real_treebank(tmp_path, capsys):
     out = tmp_path / "run"
     code = meprop_main(["train", "pos", "--data-dir", str(REAL_DATA), "--train-limit", "40", "--eval-limit", "20",

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import __version__, set_num_threads, thread_limits
 from ..data.ud import UDSplits, load_ud_ewt
-from ..optim import OPTIMIZERS, Adam
+from ..optim import OPTIMIZERS, Adam, Optimizer
 from ..train import Splits, TrainConfig, Trainer
 from ..train.atomic import write_json, write_with
 from .pos_features import FeatureEncoder
@@ -31,15 +31,18 @@ DEFAULT_LR = {"adagrad": 0.01, "adam": 0.001, "sgd": 0.1}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--k", type=int, default=5,
-                       help="entries of each step's 4h gate gradient kept in the LSTM backward (default 5, the paper's)")
+                       help="entries of each step's 4h gate gradient kept in the LSTM backward "
+                            "(default 5, the paper's)")
     model.add_argument("--mode", choices=["meprop", "dense"], default="meprop",
                        help="meprop: top-k backward (default); dense: ordinary backprop through the same kernels")
     model.add_argument("--hidden", type=int, default=500, help="LSTM hidden size (default 500)")
     model.add_argument("--min-count", type=int, default=2,
-                       help="training occurrences a word or affix needs for its own embedding; rarer ones are UNK (default 2)")
+                       help="training occurrences a word or affix needs for its own embedding; "
+                            "rarer ones are UNK (default 2)")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adagrad", help="default adagrad")
-    opt.add_argument("--lr", type=float, default=None, help="learning rate (default: adagrad 0.01, adam 0.001, sgd 0.1)")
+    opt.add_argument("--lr", type=float, default=None,
+                     help="learning rate (default: adagrad 0.01, adam 0.001, sgd 0.1)")
     opt.add_argument("--clip", type=float, default=5.0,
                      help="clip each gradient element to [-clip, clip]; 0 disables (default 5, as the paper's code)")
     opt.add_argument("--lazy", action="store_true",
@@ -57,8 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="output directory for checkpoint, metrics, summary and plot (default runs/pos)")
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     run.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
-    run.add_argument("--train-limit", type=int, default=None, help="use only the first N training sentences (smoke runs)")
-    run.add_argument("--eval-limit", type=int, default=None, help="use only the first N dev and test sentences (smoke runs)")
+    run.add_argument("--train-limit", type=int, default=None,
+                     help="use only the first N training sentences (smoke runs)")
+    run.add_argument("--eval-limit", type=int, default=None,
+                     help="use only the first N dev and test sentences (smoke runs)")
     run.add_argument("--steps-per-epoch", type=int, default=None, help="cap steps per epoch (smoke runs)")
     run.add_argument("--eval-batch-size", type=int, default=256,
                      help="sentences per evaluation batch (run in parallel; default 256)")
@@ -114,6 +119,7 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
     k = None if dense else args.k
     model = Tagger(encoder.sizes(), len(encoder.tags), hidden=args.hidden, k=k, seed=args.seed)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    optimizer: Optimizer
     if args.optimizer == "adam":
         optimizer = Adam(model.parameters(), lr=lr, clip=args.clip, lazy=args.lazy)
     else:

@@ -82,6 +82,7 @@ class Tagger:
 
     def backward(self, dlogits: np.ndarray) -> None:
         dh = self.output.backward(dlogits)
+        assert dh is not None
         dx = self.lstm.backward(dh)
         assert dx is not None
         self.word_embedding.backward(dx[:, : self.word_dim])
