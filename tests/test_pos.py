@@ -173,6 +173,13 @@ def test_training_on_generated_conllu_learns_the_tags(tmp_path, tiny_treebank):
     assert (tmp_path / "run" / "best_model.npz").exists()
 
 
+def test_training_with_batches_of_sentences_runs_them_in_parallel(tmp_path, tiny_treebank):
+    summary = pos.train_tagger(tagger_args(tmp_path, "--epochs", "6", "--k", "4", "--optimizer", "adam",
+                                           "--lr", "0.02", "--batch-size", "4", "--threads", "2"), tiny_treebank)
+    assert summary["history"][-1]["step"] == 6 * 15  # 60 sentences in batches of 4
+    assert summary["test_at_best_dev"] > 0.8
+
+
 def test_resume_gives_the_same_model(tmp_path, tiny_treebank):
     straight = tmp_path / "straight"
     pos.train_tagger(tagger_args(straight, "--epochs", "2", "--k", "3"), tiny_treebank)
