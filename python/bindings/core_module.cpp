@@ -343,6 +343,51 @@ void adam_update(py::array param, py::handle rows, py::handle grad_rows, py::arr
     }
 }
 
+// ---- backward into caller-owned buffers ------------------------------------
+// For callers that own every output (the PyTorch autograd function writes
+// through NumPy views of its own tensors). Each output is optional: a missing
+// one is not computed at all, so a first layer pays nothing for dx and a
+// frozen weight nothing for dW. Every given output is overwritten; dW is zero
+// in the rows no kept entry touches.
+
+template <class T>
+void backward_into(BackwardArgs& a, std::optional<py::array>& dx, std::optional<py::array>& dW,
+                   std::optional<py::array>& db) {
+    const auto B = a.dy.shape(0), n_out = a.dy.shape(1), n_in = a.x.shape(1);
+    std::vector<const py::array*> outs;
+    if (dx) {
+        check_output(*dx, "dx_out", a.precision, {B, n_in});
+        outs.push_back(&*dx);
+    }
+    if (dW) {
+        check_output(*dW, "dW_out", a.precision, {n_out, n_in});
+        outs.push_back(&*dW);
+    }
+    if (db) {
+        check_output(*db, "db_out", a.precision, {n_out});
+        outs.push_back(&*db);
+    }
+    for (std::size_t i = 0; i < outs.size(); ++i) {
+        for (const py::array* in : {&a.dy, &a.x, &a.W}) {
+            if (overlaps(*outs[i], *in)) throw py::value_error("output buffers must not overlap dy, x or W");
+        }
+        for (std::size_t j = i + 1; j < outs.size(); ++j) {
+            if (overlaps(*outs[i], *outs[j])) throw py::value_error("output buffers must not overlap each other");
+        }
+    }
+    if (outs.empty()) return;
+    py::gil_scoped_release unlocked;
+    meprop::IndexSets sets;
+    const auto ids = meprop::select_index_sets(view<T>(a.dy), a.mode, a.k, sets, a.method);  // sets point into ids
+    if (dx) meprop::sparse_input_grad(view<T>(a.dy), view<T>(a.W), sets, mutable_view<T>(*dx));
+    if (dW) {
+        auto dWv = mutable_view<T>(*dW);
+        std::fill(dWv.data, dWv.data + dWv.rows * dWv.cols, T(0));
+        meprop::sparse_weight_grad_accumulate(view<T>(a.dy), view<T>(a.x), sets, dWv);
+    }
+    if (db) meprop::bias_grad(view<T>(a.dy), &sets, a.bias, static_cast<T*>(db->mutable_data()), false);
+}
+
 }  // namespace
 
 // ---- LSTM ------------------------------------------------------------------
@@ -576,4 +621,20 @@ PYBIND11_MODULE(_core, m) {
           "Sets the number of OpenMP threads the kernels use.");
     m.def("get_num_threads", &meprop::num_threads, "The number of threads the kernels use.");
     lstm::register_functions(m);
+    m.def(
+        "linear_backward_into",
+        [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k,
+           const std::string& mode, const std::string& bias_grad, const std::string& method,
+           std::optional<py::array> dx_out, std::optional<py::array> dW_out,
+           std::optional<py::array> db_out) {
+            auto a = parse_backward_args(dy, x, W, k, mode, bias_grad, method);
+            if (a.precision == Precision::f32) backward_into<float>(a, dx_out, dW_out, db_out);
+            else backward_into<double>(a, dx_out, dW_out, db_out);
+        },
+        py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(),
+        py::arg("mode") = "per_example", py::kw_only(), py::arg("bias_grad") = "dense",
+        py::arg("method") = "auto", py::arg("dx_out") = py::none(), py::arg("dW_out") = py::none(),
+        py::arg("db_out") = py::none(),
+        "meProp backward written into the given buffers (each optional: a missing one is "
+        "skipped); dW_out gets zeros in untouched rows.");
 }
