@@ -232,15 +232,15 @@ class LSTM(torch.nn.LSTM):
         biases = params[2:] if self.bias else [None, None]
         return MepropLSTMFunction.apply(x.contiguous(), params[0], params[1], *biases, offsets, k)
 
-    def _forward_padded(self, input: torch.Tensor, params: list[torch.Tensor]):  # noqa: A002
-        self._check_features(input, (2, 3), "input")
-        unbatched = input.dim() == 2
-        x = input.unsqueeze(1) if unbatched else input  # (L, 1, in): nn.LSTM ignores batch_first here
+    def _forward_padded(self, batch: torch.Tensor, params: list[torch.Tensor]):
+        self._check_features(batch, (2, 3), "input")
+        unbatched = batch.dim() == 2
+        x = batch.unsqueeze(1) if unbatched else batch  # (L, 1, in): nn.LSTM ignores batch_first here
         if self.batch_first and not unbatched:
             x = x.transpose(0, 1)
         L, B = x.shape[0], x.shape[1]
         if L == 0 or B == 0:
-            raise ValueError(f"input of shape {tuple(input.shape)} has no steps or no sequences")
+            raise ValueError(f"input of shape {tuple(batch.shape)} has no steps or no sequences")
         # Sequence after sequence: a view for batch_first or B == 1, else a copy.
         rows = x.transpose(0, 1).reshape(B * L, self.input_size)
         offsets = np.arange(B + 1, dtype=np.int64) * L
@@ -253,25 +253,25 @@ class LSTM(torch.nn.LSTM):
         output = by_sequence if self.batch_first else by_sequence.transpose(0, 1).contiguous()
         return output, (h_n, c_n)
 
-    def _forward_packed(self, input: PackedSequence, params: list[torch.Tensor]):  # noqa: A002
-        self._check_features(input.data, (2,), "PackedSequence data")
-        batch_sizes = input.batch_sizes.numpy()
+    def _forward_packed(self, packed: PackedSequence, params: list[torch.Tensor]):
+        self._check_features(packed.data, (2,), "PackedSequence data")
+        batch_sizes = packed.batch_sizes.numpy()
         # Packed rows are time-major: step t of (sorted) sequence b is row starts[t] + b.
         starts = np.concatenate(([0], np.cumsum(batch_sizes)[:-1])).astype(np.int64)
         lengths = (batch_sizes[None, :] > np.arange(int(batch_sizes[0]))[:, None]).sum(1)
         offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
         seq = np.repeat(np.arange(len(lengths)), lengths)
         order = torch.from_numpy(starts[np.arange(offsets[-1]) - offsets[seq]] + seq)  # native row -> packed row
-        hidden, c_last = self._run(input.data.index_select(0, order), offsets, params)
+        hidden, c_last = self._run(packed.data.index_select(0, order), offsets, params)
         back = torch.empty_like(order)
         back[order] = torch.arange(len(order))
         data = hidden.index_select(0, back)
         h_n = hidden.index_select(0, torch.from_numpy(offsets[1:] - 1))
         c_n = c_last
-        if input.unsorted_indices is not None:
-            h_n = h_n.index_select(0, input.unsorted_indices)
-            c_n = c_n.index_select(0, input.unsorted_indices)
-        output = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
+        if packed.unsorted_indices is not None:
+            h_n = h_n.index_select(0, packed.unsorted_indices)
+            c_n = c_n.index_select(0, packed.unsorted_indices)
+        output = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
         return output, (h_n.unsqueeze(0), c_n.unsqueeze(0))
 
     def extra_repr(self) -> str:
