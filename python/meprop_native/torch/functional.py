@@ -147,14 +147,14 @@ def meprop_linear(
     (double backward) raises. Non-contiguous ``x``, ``weight`` or output
     gradients are copied to contiguous memory in the backward.
     """
+    if weight.dim() != 2 or x.dim() < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"input of shape {tuple(x.shape)} does not match weight of shape {tuple(weight.shape)}"
+            " (need (..., in_features) and (out_features, in_features))"
+        )
     k, mode = resolve_mode(k, mode, weight.shape[0])
     tensors = (x, weight) if bias is None else (x, weight, bias)
     if not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
         return F.linear(x, weight, bias)
     check_backward_support(x, weight, bias)
-    if x.shape[-1:] != weight.shape[1:] or weight.dim() != 2:
-        raise ValueError(
-            f"input of shape {tuple(x.shape)} does not match weight of shape {tuple(weight.shape)}"
-            " (need (..., in_features) and (out_features, in_features))"
-        )
     return MepropLinearFunction.apply(x, weight, bias, k, mode)
