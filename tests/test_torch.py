@@ -374,6 +374,15 @@ def test_shape_mismatch(x_shape, w_shape):
         mt.meprop_linear(x, W, None, 2)
 
 
+def test_autocast_is_refused_with_a_clear_error():
+    layer = mt.Linear(4, 3, k=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(torch.randn(2, 4))
+    assert y.dtype == torch.bfloat16
+    with pytest.raises(TypeError, match="autocast"):
+        y.float().sum().backward()
+
+
 def test_double_backward_is_refused():
     layer = mt.Linear(4, 3, k=2, dtype=torch.float64)
     x = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)

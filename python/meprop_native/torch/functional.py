@@ -95,6 +95,11 @@ class MepropLinearFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         need_dx, need_dW, need_db = ctx.needs_input_grad[:3]
         n_out, n_in = weight.shape
+        if dy.dtype != weight.dtype:  # e.g. under torch.autocast, which casts F.linear's output
+            raise TypeError(
+                f"meprop_native.torch: the output gradient has dtype {dy.dtype} but the weight {weight.dtype};"
+                " autocast and other dtype changes of the layer's output are not supported"
+            )
         dy2 = as_rows(dy, n_out)
         x2 = as_rows(x, n_in)
         W = weight.detach().contiguous()
