@@ -272,8 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not reliable:
         print(
-            f"NOTE: parallel capacity {min(capacity):.2f} of {args.threads}: the host throttled this machine; "
-            "multi-threaded medians include scheduler stalls (rerun with --threads 1 or on a quiet machine)"
+            f"NOTE: parallel capacity {min(capacity):.2f} of {args.threads}: the host did not run all threads "
+            "all the time (other load or throttling); medians include scheduler stalls and the verdict is "
+            "unreliable (rerun on a quiet machine)"
         )
     print(f"measured in {elapsed:.1f} s")
 

@@ -4,7 +4,8 @@
     python benchmarks/torch_mnist.py --modes per_example unified   # both meProp variants
 
 The paper's MNIST model, 784-500-500-10 with ReLU, trained by an ordinary
-PyTorch loop (cross-entropy, ``torch.optim.Adam`` at lr 0.001). The dense run
+PyTorch loop (cross-entropy, ``torch.optim.Adam`` at lr 0.001; ``--optimizer
+adagrad`` for ``torch.optim.Adagrad`` at the paper's lr 0.1). The dense run
 uses ``torch.nn.Linear`` everywhere; the meProp run swaps the two hidden
 layers for ``meprop_native.torch.Linear(k=20)`` (the output layer has 10
 units, so any k >= 10 would be dense there), once per ``--modes`` entry
@@ -80,7 +81,10 @@ def train(
 ) -> dict[str, Any]:
     """One run: epochs of Adam over shuffled mini-batches; test accuracy at the best dev epoch."""
     model = build_model(k, mode, args.hidden, seed)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    if args.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    else:  # the paper's AdaGrad epsilon
+        opt = torch.optim.Adagrad(model.parameters(), lr=args.lr, eps=1e-6)
     loss_fn = torch.nn.CrossEntropyLoss()
     order_rng = np.random.default_rng(seed)  # the same batches, in the same order, for both runs
     n = len(data["train_y"])
@@ -125,7 +129,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", choices=("adam", "adagrad"), default="adam",
+                   help="torch.optim.Adam (default) or torch.optim.Adagrad (eps 1e-6, the paper's)")
+    p.add_argument("--lr", type=float, default=None, help="default: Adam 0.001, AdaGrad 0.1 (the paper's)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=None, help="torch's threads; the kernels follow (default: torch's)")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images (smoke runs)")
@@ -133,6 +139,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if min(args.k, args.hidden, args.batch_size, args.epochs) < 1:
         p.error("--k, --hidden, --batch-size and --epochs must be >= 1")
+    if args.lr is None:
+        args.lr = 1e-3 if args.optimizer == "adam" else 0.1
     return args
 
 
@@ -157,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} torch / {meprop.get_num_threads()} meprop threads; "
-        f"784-{args.hidden}-{args.hidden}-10, Adam lr {args.lr}, batch {args.batch_size}, {args.epochs} epochs, "
+        f"784-{args.hidden}-{args.hidden}-10, {args.optimizer} lr {args.lr}, batch {args.batch_size}, {args.epochs} epochs, "
         f"meProp k={args.k} ({', '.join(args.modes)}), {len(data['train_y'])} training images"
     )
     runs: dict[int, dict[str, Any]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -37,8 +38,6 @@ def _one_torch_thread():
 @pytest.fixture
 def gen(request):
     """A torch generator seeded from the test's id."""
-    import zlib
-
     return torch.Generator().manual_seed(zlib.crc32(request.node.nodeid.encode()))
 
 
@@ -368,9 +367,20 @@ def test_non_cpu_device():
         layer(torch.zeros(2, 4, device="meta"))
 
 
-def test_shape_mismatch():
-    with pytest.raises(ValueError, match=r"input of shape \(2, 5\) does not match weight of shape \(3, 4\)"):
-        mt.meprop_linear(torch.zeros(2, 5), torch.zeros(3, 4, requires_grad=True), None, 2)
+@pytest.mark.parametrize("x_shape, w_shape", [((2, 5), (3, 4)), ((), (3, 4)), ((2, 4), (4,)), ((2, 4), ())])
+def test_shape_mismatch(x_shape, w_shape):
+    x, W = torch.zeros(x_shape), torch.zeros(w_shape, requires_grad=True)
+    with pytest.raises(ValueError, match=r"input of shape .* does not match weight of shape"):
+        mt.meprop_linear(x, W, None, 2)
+
+
+def test_autocast_is_refused_with_a_clear_error():
+    layer = mt.Linear(4, 3, k=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(torch.randn(2, 4))
+    assert y.dtype == torch.bfloat16
+    with pytest.raises(TypeError, match="autocast"):
+        y.float().sum().backward()
 
 
 def test_double_backward_is_refused():

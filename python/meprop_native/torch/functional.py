@@ -95,6 +95,11 @@ class MepropLinearFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         need_dx, need_dW, need_db = ctx.needs_input_grad[:3]
         n_out, n_in = weight.shape
+        if dy.dtype != weight.dtype:  # e.g. under torch.autocast, which casts F.linear's output
+            raise TypeError(
+                f"meprop_native.torch: the output gradient has dtype {dy.dtype} but the weight {weight.dtype};"
+                " autocast and other dtype changes of the layer's output are not supported"
+            )
         dy2 = as_rows(dy, n_out)
         x2 = as_rows(x, n_in)
         W = weight.detach().contiguous()
@@ -147,14 +152,14 @@ def meprop_linear(
     (double backward) raises. Non-contiguous ``x``, ``weight`` or output
     gradients are copied to contiguous memory in the backward.
     """
+    if weight.dim() != 2 or x.dim() < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"input of shape {tuple(x.shape)} does not match weight of shape {tuple(weight.shape)}"
+            " (need (..., in_features) and (out_features, in_features))"
+        )
     k, mode = resolve_mode(k, mode, weight.shape[0])
     tensors = (x, weight) if bias is None else (x, weight, bias)
     if not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
         return F.linear(x, weight, bias)
     check_backward_support(x, weight, bias)
-    if x.shape[-1:] != weight.shape[1:] or weight.dim() != 2:
-        raise ValueError(
-            f"input of shape {tuple(x.shape)} does not match weight of shape {tuple(weight.shape)}"
-            " (need (..., in_features) and (out_features, in_features))"
-        )
     return MepropLinearFunction.apply(x, weight, bias, k, mode)
