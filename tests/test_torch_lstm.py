@@ -612,3 +612,17 @@ def test_training_loop_reduces_loss():
             loss_fn(head(h_n[0]), labels[i : i + 16]).backward()
             opt.step()
     assert loss() < 0.5 * start
+
+
+def test_autocast_runs_in_the_parameters_dtype():
+    """torch.autocast would make the input projection bfloat16, which the kernels lack: it stays float32."""
+    dense, sparse = pair(3, 4, None, dtype=torch.float32)
+    x = torch.randn(5, 2, 3, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = sparse(x)
+        loss = torch.nn.functional.linear(out, torch.ones(2, 4)).sum()  # a bfloat16 layer after it
+    assert out.dtype == torch.float32
+    loss.backward()
+    want, _ = dense(x)
+    torch.testing.assert_close(out, want)
+    assert sparse.weight_hh_l0.grad.dtype == torch.float32

@@ -74,9 +74,11 @@ class MepropLSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight_ih, weight_hh, bias_ih, bias_hh, offsets, k):  # type: ignore[override]
-        input_gates = torch.mm(x.detach(), weight_ih.detach().t())
-        if bias_ih is not None:
-            input_gates += bias_ih.detach() + bias_hh.detach()
+        # In the parameters' dtype even under torch.autocast: the kernels have no float16/bfloat16.
+        with torch.autocast("cpu", enabled=False):
+            input_gates = torch.mm(x.detach(), weight_ih.detach().t())
+            if bias_ih is not None:
+                input_gates += bias_ih.detach() + bias_hh.detach()
         gates, cells, cell_tanh, hidden = _core.lstm_forward(input_gates.numpy(), _numpy(weight_hh), offsets)
         hidden_t = torch.from_numpy(hidden)
         cells_t = torch.from_numpy(cells)
@@ -159,6 +161,7 @@ class LSTM(torch.nn.LSTM):
     is handed to the kernels as a view; a time-major batch of several
     sequences and a ``PackedSequence`` are reordered into one sequence after
     the other (one copy of the input, one of the output).
+    Under ``torch.autocast`` it runs in the parameters' dtype (float32 output).
     When no gradient is needed (``torch.no_grad()``, evaluation) the forward is
     ``torch.nn.LSTM``'s own, on any device and dtype, and ``hx`` is accepted.
 
