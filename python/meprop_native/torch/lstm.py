@@ -1,4 +1,4 @@
-"""A single-layer ``torch.nn.LSTM`` whose recurrence and backward through time are native.
+"""A ``torch.nn.LSTM`` whose recurrence and backward through time are native.
 
 The forward runs the input projection of all steps as one torch GEMM and the
 recurrence in the native kernel; the backward is the native meProp backward
@@ -14,10 +14,12 @@ import numbers
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
 from .. import _core
+from ..nn.lstm import reversal_index
 from .functional import SUPPORTED_DTYPES, resolve_mode
 
 
@@ -130,40 +132,45 @@ class MepropLSTMFunction(torch.autograd.Function):
 
 
 class LSTM(torch.nn.LSTM):
-    """A single-layer, unidirectional ``torch.nn.LSTM`` with a meProp backward (Sun et al., 2017).
+    """``torch.nn.LSTM`` with the native recurrence and a meProp backward (Sun et al., 2017).
 
     Args:
-        input_size, hidden_size, bias, batch_first, device, dtype: as
-            ``torch.nn.LSTM``, which creates and initialises the parameters
-            ``weight_ih_l0`` (4h, input_size), ``weight_hh_l0`` (4h, h),
-            ``bias_ih_l0`` and ``bias_hh_l0`` (4h,), gates ordered i, f, g, o;
-            so state dicts interchange with ``torch.nn.LSTM`` and the same
-            seed gives the same initial weights.
-        num_layers, dropout, bidirectional, proj_size: accepted for signature
-            compatibility; only 1, 0, False and 0 are supported (``ValueError``
-            otherwise). Stack layers as separate modules.
-        k: gate-gradient entries kept per time step, of the 4h entries of dz_t.
-            ``None`` or ``k >= 4 * hidden_size`` is dense backprop through the
-            same kernels.
+        input_size, hidden_size, num_layers, bias, batch_first, dropout,
+            bidirectional, device, dtype: as ``torch.nn.LSTM``, which creates
+            and initialises the parameters (``weight_ih_l{l}`` (4h, in),
+            ``weight_hh_l{l}`` (4h, h), ``bias_ih_l{l}``, ``bias_hh_l{l}``
+            (4h,), ``_reverse`` for the backward direction; gates ordered i,
+            f, g, o), so state dicts interchange with ``torch.nn.LSTM`` and
+            the same seed gives the same initial weights.
+        proj_size: accepted for signature compatibility; only 0 is supported
+            (``ValueError`` otherwise).
+        k: gate-gradient entries kept per time step, of the 4h entries of dz_t,
+            in every layer and direction. ``None`` or ``k >= 4 * hidden_size``
+            is dense backprop through the same kernels.
 
-    Input and output as ``torch.nn.LSTM`` (``L`` steps, ``B`` sequences):
-    ``input`` (L, B, input_size), (B, L, input_size) with ``batch_first``,
-    (L, input_size) unbatched, or a ``PackedSequence`` (variable lengths, e.g.
-    from ``pack_padded_sequence``). Returns ``(output, (h_n, c_n))`` with
-    ``output`` shaped like the input with ``hidden_size`` features and
-    ``h_n``, ``c_n`` (1, B, hidden_size) ((1, hidden_size) unbatched).
+    Input and output as ``torch.nn.LSTM`` (``L`` steps, ``B`` sequences,
+    ``D`` = 2 if bidirectional else 1): ``input`` (L, B, input_size),
+    (B, L, input_size) with ``batch_first``, (L, input_size) unbatched, or a
+    ``PackedSequence`` (variable lengths, e.g. from ``pack_padded_sequence``).
+    Returns ``(output, (h_n, c_n))``: ``output`` shaped like the input with
+    D * hidden_size features, ``h_n`` and ``c_n`` (num_layers * D, B,
+    hidden_size) ((num_layers * D, hidden_size) unbatched). ``dropout``
+    applies to the output of every layer but the last, in training mode, as
+    in ``torch.nn.LSTM`` (with torch's random numbers, not cuDNN's).
 
     Training (grad mode with an input or a parameter requiring grad) needs CPU
     float32/float64 tensors of one dtype, the zero initial state (``hx=None``)
     and a loss that does not depend on ``c_n`` (its gradient raises
     ``RuntimeError`` in the backward); ``create_graph=True`` is refused.
-    Zero-copy: a contiguous ``batch_first`` batch, or any batch of one sequence,
-    is handed to the kernels as a view; a time-major batch of several
-    sequences and a ``PackedSequence`` are reordered into one sequence after
-    the other (one copy of the input, one of the output).
-    Under ``torch.autocast`` it runs in the parameters' dtype (float32 output).
-    When no gradient is needed (``torch.no_grad()``, evaluation) the forward is
-    ``torch.nn.LSTM``'s own, on any device and dtype, and ``hx`` is accepted.
+    Zero-copy: the kernels work on sequences one after the other; a contiguous
+    ``batch_first`` batch, or any batch of one sequence, is handed to them as
+    a view, and so is every layer's output to the next layer; a time-major
+    batch of several sequences and a ``PackedSequence`` are reordered (one
+    copy of the input, one of the output), and the backward direction reads
+    reversed copies. Under ``torch.autocast`` it runs in the parameters' dtype
+    (float32 output). When no gradient is needed (``torch.no_grad()``,
+    evaluation) the forward is ``torch.nn.LSTM``'s own, on any device and
+    dtype, and ``hx`` is accepted.
 
     The backward keeps, at every step, the ``k`` largest |dz_t| of the dense
     gate gradient for dx, dW_ih, dW_hh and the recurrent gradient; the bias
@@ -185,18 +192,12 @@ class LSTM(torch.nn.LSTM):
         *,
         k: int | None = None,
     ) -> None:
-        unsupported = {"num_layers": (num_layers, 1), "dropout": (dropout, 0), "bidirectional": (bidirectional, False),
-                       "proj_size": (proj_size, 0)}
-        for name, (value, only) in unsupported.items():
-            if value != only:
-                raise ValueError(
-                    f"meprop_native.torch.LSTM supports {name}={only!r} only, got {value!r}"
-                    " (one unidirectional layer; stack layers as separate modules)"
-                )
+        if proj_size != 0:
+            raise ValueError(f"meprop_native.torch.LSTM supports proj_size=0 only, got {proj_size!r}")
         if isinstance(hidden_size, numbers.Integral) and not isinstance(hidden_size, bool) and hidden_size > 0:
             resolve_mode(k, "per_example", 4 * hidden_size)  # fail at construction, not at the first step
-        super().__init__(input_size, hidden_size, num_layers=1, bias=bias, batch_first=batch_first,
-                         device=device, dtype=dtype)
+        super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias, batch_first=batch_first,
+                         dropout=dropout, bidirectional=bidirectional, device=device, dtype=dtype)
         self.k = k
 
     @property
@@ -205,23 +206,19 @@ class LSTM(torch.nn.LSTM):
         return resolve_mode(self.k, "per_example", 4 * self.hidden_size)[1] == "dense"
 
     def forward(self, input, hx=None):  # type: ignore[override]  # noqa: A002 (nn.LSTM's name)
-        params = [self.weight_ih_l0, self.weight_hh_l0]
-        if self.bias:
-            params += [self.bias_ih_l0, self.bias_hh_l0]
+        named = dict(self.named_parameters())
         data = input.data if isinstance(input, PackedSequence) else input
-        if not (torch.is_grad_enabled() and any(t.requires_grad for t in [data, *params])):
+        if not (torch.is_grad_enabled() and any(t.requires_grad for t in [data, *named.values()])):
             return super().forward(input, hx)
         if hx is not None:
             raise ValueError(
                 "meprop_native.torch.LSTM starts every sequence from the zero state when training:"
                 " hx must be None (the native kernels have no initial state)"
             )
-        check_lstm_support({"input": data, "weight_ih_l0": self.weight_ih_l0, "weight_hh_l0": self.weight_hh_l0,
-                            "bias_ih_l0": self.bias_ih_l0 if self.bias else None,
-                            "bias_hh_l0": self.bias_hh_l0 if self.bias else None})
+        check_lstm_support({"input": data, **named})
         if isinstance(input, PackedSequence):
-            return self._forward_packed(input, params)
-        return self._forward_padded(input, params)
+            return self._forward_packed(input)
+        return self._forward_padded(input)
 
     def _check_features(self, x: torch.Tensor, dims: tuple[int, ...], what: str) -> None:
         if x.dim() not in dims or x.shape[-1] != self.input_size:
@@ -230,12 +227,34 @@ class LSTM(torch.nn.LSTM):
                 f" need {' or '.join(f'{d}-D' for d in dims)} with {self.input_size} features in the last dim"
             )
 
-    def _run(self, x: torch.Tensor, offsets: np.ndarray, params: list[torch.Tensor]):
-        k, _ = resolve_mode(self.k, "per_example", 4 * self.hidden_size)
-        biases = params[2:] if self.bias else [None, None]
-        return MepropLSTMFunction.apply(x.contiguous(), params[0], params[1], *biases, offsets, k)
+    def _layers(self, rows: torch.Tensor, offsets: np.ndarray):
+        """All layers and directions on packed rows (N, input_size), sequence after sequence.
 
-    def _forward_padded(self, batch: torch.Tensor, params: list[torch.Tensor]):
+        Returns the last layer's output (N, D * h) and h_n, c_n (num_layers * D, B, h),
+        sequences in the order of ``offsets``.
+        """
+        k, _ = resolve_mode(self.k, "per_example", 4 * self.hidden_size)
+        ends = torch.from_numpy(offsets[1:] - 1)  # every sequence has a step here
+        reverse = torch.from_numpy(reversal_index(offsets)) if self.bidirectional else None
+        finals_h, finals_c = [], []
+        for layer in range(self.num_layers):
+            outputs = []
+            for suffix in ("", "_reverse")[: 2 if self.bidirectional else 1]:
+                x = rows if not suffix else rows.index_select(0, reverse)
+                weights = [getattr(self, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh")]
+                biases = ([getattr(self, f"{name}_l{layer}{suffix}") for name in ("bias_ih", "bias_hh")]
+                          if self.bias else [None, None])
+                hidden, c_last = MepropLSTMFunction.apply(x.contiguous(), *weights, *biases, offsets, k)
+                # The last step each direction ran: the sequence's end in its own (possibly reversed) order.
+                finals_h.append(hidden.index_select(0, ends))
+                finals_c.append(c_last)
+                outputs.append(hidden if not suffix else hidden.index_select(0, reverse))
+            rows = outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                rows = F.dropout(rows, self.dropout, training=True)
+        return rows, torch.stack(finals_h), torch.stack(finals_c)
+
+    def _forward_padded(self, batch: torch.Tensor):
         self._check_features(batch, (2, 3), "input")
         unbatched = batch.dim() == 2
         x = batch.unsqueeze(1) if unbatched else batch  # (L, 1, in): nn.LSTM ignores batch_first here
@@ -246,17 +265,14 @@ class LSTM(torch.nn.LSTM):
             raise ValueError(f"input of shape {tuple(batch.shape)} has no steps or no sequences")
         # Sequence after sequence: a view for batch_first or B == 1, else a copy.
         rows = x.transpose(0, 1).reshape(B * L, self.input_size)
-        offsets = np.arange(B + 1, dtype=np.int64) * L
-        hidden, c_last = self._run(rows, offsets, params)
-        by_sequence = hidden.view(B, L, self.hidden_size)
-        h_n = by_sequence[:, -1].unsqueeze(0)
-        c_n = c_last.unsqueeze(0)
+        out, h_n, c_n = self._layers(rows, np.arange(B + 1, dtype=np.int64) * L)
+        by_sequence = out.view(B, L, out.shape[1])
         if unbatched:
             return by_sequence[0], (h_n[:, 0], c_n[:, 0])
         output = by_sequence if self.batch_first else by_sequence.transpose(0, 1).contiguous()
         return output, (h_n, c_n)
 
-    def _forward_packed(self, packed: PackedSequence, params: list[torch.Tensor]):
+    def _forward_packed(self, packed: PackedSequence):
         self._check_features(packed.data, (2,), "PackedSequence data")
         batch_sizes = packed.batch_sizes.numpy()
         # Packed rows are time-major: step t of (sorted) sequence b is row starts[t] + b.
@@ -265,17 +281,15 @@ class LSTM(torch.nn.LSTM):
         offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
         seq = np.repeat(np.arange(len(lengths)), lengths)
         order = torch.from_numpy(starts[np.arange(offsets[-1]) - offsets[seq]] + seq)  # native row -> packed row
-        hidden, c_last = self._run(packed.data.index_select(0, order), offsets, params)
+        out, h_n, c_n = self._layers(packed.data.index_select(0, order), offsets)
         back = torch.empty_like(order)
         back[order] = torch.arange(len(order))
-        data = hidden.index_select(0, back)
-        h_n = hidden.index_select(0, torch.from_numpy(offsets[1:] - 1))
-        c_n = c_last
+        data = out.index_select(0, back)
         if packed.unsorted_indices is not None:
-            h_n = h_n.index_select(0, packed.unsorted_indices)
-            c_n = c_n.index_select(0, packed.unsorted_indices)
+            h_n = h_n.index_select(1, packed.unsorted_indices)
+            c_n = c_n.index_select(1, packed.unsorted_indices)
         output = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
-        return output, (h_n.unsqueeze(0), c_n.unsqueeze(0))
+        return output, (h_n, c_n)
 
     def extra_repr(self) -> str:
         kept = "dense" if self.dense else f"k={self.k}"
