@@ -208,19 +208,19 @@ def lstm_function(module, x, weights):
 # top-k entries of every dz_t), so gradcheck runs on a surrogate V whose true gradient
 # meProp's is, at the point checked. With L = sum(R * output) + sum(S * h_n):
 #   V(theta) = L(LSTM in which z_t = m_t * lin_t + (1 - m_t) * lin0_t + b),
-# where m_t is the top-k mask of dz_t and lin0_t the value of lin_t = W_ih x_t + W_hh h_{t-1},
-# both at the unperturbed point theta0 (`reference_lstm(..., frozen=...)`). V equals L at
-# theta0, and its derivative runs dz_t through lin_t only at the kept entries and through
-# b at all of them: exactly meProp's backward. The surrogate's value is V while its
-# autograd graph is meProp's LSTM on L, so gradcheck compares meProp's analytic gradient
-# (computed once, at theta0) with finite differences of V.
-# The masks are selected again at every point gradcheck evaluates (the surrogate is a
-# function of its inputs alone), so V is this smooth function only if no perturbation
-# changes a top-k set. Ensured by construction of the inputs: the test picks the first
-# seed whose gap between the k-th and (k+1)-th largest |dz_t| is at least 1e-3 at every
-# step (asserted), while a perturbation of eps = 1e-6 moves dz_t by ~1e-5 at most
-# (its derivatives here are O(1)), so the sets cannot flip. The same margin makes the
-# native selection and torch.topk agree at theta0 (no near-ties).
+# where m_t is the top-k mask of dz_t and lin0_t the value of lin_t = W_ih x_t + W_hh h_{t-1}
+# at the unperturbed point theta0 (`reference_lstm(..., frozen=...)`). V equals L at theta0,
+# and its derivative runs dz_t through lin_t only at the kept entries and through b at all
+# of them: exactly meProp's backward. The surrogate's value is V while its autograd graph
+# is meProp's LSTM on L, so gradcheck compares meProp's analytic gradient (computed once,
+# at theta0) with finite differences of V.
+# The masks m_t are selected again, by the reference's hooks, at every point gradcheck
+# evaluates (the surrogate is a function of its inputs alone), so V is this smooth function
+# only if no perturbation changes a top-k set. Ensured by the inputs and checked: the test
+# picks the first seed whose gap between the k-th and (k+1)-th largest |dz_t| is at least
+# 1e-3 at every step, far beyond what a perturbation of eps = 1e-6 moves dz_t, and the
+# surrogate asserts at every evaluation that the sets are theta0's. The same margin makes
+# the native selection and torch.topk agree at theta0 (no near-ties).
 
 
 def masks_at(seqs, weights, k, R, S):
@@ -244,10 +244,11 @@ def loss_of(outputs, finals, R, S):
     return sum((o * r).sum() for o, r in zip(outputs, R)) + sum((f[0] * s).sum() for f, s in zip(finals, S))
 
 
-def surrogate(module, k, R, S, lin0):
+def surrogate(module, k, R, S, lin0, masks0):
     """f(x, W_ih, W_hh, b_ih, b_hh) for x (B, L, in): value V, gradient meProp's (see above).
 
-    ``lin0``: lin_t at the unperturbed point; the masks are selected at each point f is evaluated.
+    ``lin0``, ``masks0``: lin_t and the top-k masks at the unperturbed point; the masks are
+    selected again at each point f is evaluated and must equal ``masks0``.
     """
 
     def f(x, *weights):
@@ -255,6 +256,9 @@ def surrogate(module, k, R, S, lin0):
         meprop_loss = loss_of(list(out), [(h, None) for h in h_n[0]], R, S)
         seqs = list(x.detach())
         masks, _, _ = masks_at(seqs, weights, k, R, S)
+        assert masks.keys() == masks0.keys() and all(torch.equal(masks[key], masks0[key]) for key in masks), (
+            "a perturbation changed a top-k set: the inputs' margins are too small"
+        )
         with torch.no_grad():
             outputs, finals = reference_lstm(seqs, *(w.detach() for w in weights), k, frozen=(masks, lin0))
             value = loss_of(outputs, finals, R, S)
@@ -272,16 +276,16 @@ def stable_problem(B, L, n_in, H, k):
         x = torch.randn(B, L, n_in, generator=gen, dtype=torch.float64)
         R = [torch.randn(L, H, generator=gen, dtype=torch.float64) for _ in range(B)]
         S = [torch.randn(H, generator=gen, dtype=torch.float64) for _ in range(B)]
-        _, lin0, margin = masks_at(list(x), weights, k, R, S)
+        masks0, lin0, margin = masks_at(list(x), weights, k, R, S)
         if margin >= 1e-3:
-            return module, x, weights, R, S, lin0
+            return module, x, weights, R, S, lin0, masks0
     raise AssertionError("no seed gave top-k margins >= 1e-3")
 
 
 @pytest.mark.parametrize("k", [1, 5, 11])  # of 4h = 12
 def test_gradcheck_meprop_surrogate(k):
-    module, x, weights, R, S, lin0 = stable_problem(2, 3, 3, 3, k)
-    f = surrogate(module, k, R, S, lin0)
+    module, x, weights, R, S, lin0, masks0 = stable_problem(2, 3, 3, 3, k)
+    f = surrogate(module, k, R, S, lin0, masks0)
     inputs = (x.requires_grad_(), *(w.requires_grad_() for w in weights))
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-7, rtol=1e-6, fast_mode=False)
 
@@ -289,9 +293,9 @@ def test_gradcheck_meprop_surrogate(k):
 def test_gradcheck_surrogate_sees_the_mask():
     """Control: the same check with a dense backward fails, so the check above can fail."""
     k = 3
-    module, x, weights, R, S, lin0 = stable_problem(2, 3, 3, 3, k)
+    module, x, weights, R, S, lin0, masks0 = stable_problem(2, 3, 3, 3, k)
     module.k = None
-    f = surrogate(module, k, R, S, lin0)
+    f = surrogate(module, k, R, S, lin0, masks0)
     inputs = (x.requires_grad_(), *(w.requires_grad_() for w in weights))
     with pytest.raises(RuntimeError, match="Jacobian mismatch"):
         torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-7, rtol=1e-6, fast_mode=False)

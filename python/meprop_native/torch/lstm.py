@@ -45,7 +45,7 @@ def check_lstm_support(tensors: dict[str, torch.Tensor | None]) -> None:
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a C-contiguous copy-free tensor (a copy only if ``t`` is not contiguous)."""
+    """A NumPy view of ``t``'s memory (of a contiguous copy if ``t`` is not contiguous)."""
     return t.detach().contiguous().numpy()
 
 
