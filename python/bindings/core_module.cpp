@@ -369,23 +369,30 @@ void backward_into(BackwardArgs& a, std::optional<py::array>& dx, std::optional<
     }
     for (std::size_t i = 0; i < outs.size(); ++i) {
         for (const py::array* in : {&a.dy, &a.x, &a.W}) {
-            if (overlaps(*outs[i], *in)) throw py::value_error("output buffers must not overlap dy, x or W");
+            if (overlaps(*outs[i], *in)) {
+                throw py::value_error("output buffers must not overlap dy, x or W");
+            }
         }
         for (std::size_t j = i + 1; j < outs.size(); ++j) {
-            if (overlaps(*outs[i], *outs[j])) throw py::value_error("output buffers must not overlap each other");
+            if (overlaps(*outs[i], *outs[j])) {
+                throw py::value_error("output buffers must not overlap each other");
+            }
         }
     }
     if (outs.empty()) return;
     py::gil_scoped_release unlocked;
     meprop::IndexSets sets;
-    const auto ids = meprop::select_index_sets(view<T>(a.dy), a.mode, a.k, sets, a.method);  // sets point into ids
+    // `sets` points into `ids`, which must outlive the kernels below.
+    const auto ids = meprop::select_index_sets(view<T>(a.dy), a.mode, a.k, sets, a.method);
     if (dx) meprop::sparse_input_grad(view<T>(a.dy), view<T>(a.W), sets, mutable_view<T>(*dx));
     if (dW) {
         auto dWv = mutable_view<T>(*dW);
         std::fill(dWv.data, dWv.data + dWv.rows * dWv.cols, T(0));
         meprop::sparse_weight_grad_accumulate(view<T>(a.dy), view<T>(a.x), sets, dWv);
     }
-    if (db) meprop::bias_grad(view<T>(a.dy), &sets, a.bias, static_cast<T*>(db->mutable_data()), false);
+    if (db) {
+        meprop::bias_grad(view<T>(a.dy), &sets, a.bias, static_cast<T*>(db->mutable_data()), false);
+    }
 }
 
 }  // namespace
