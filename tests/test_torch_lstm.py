@@ -698,3 +698,21 @@ def test_autocast_runs_in_the_parameters_dtype():
     want, _ = dense(x)
     torch.testing.assert_close(out, want)
     assert sparse.weight_hh_l0.grad.dtype == torch.float32
+
+
+def test_function_on_packed_rows_with_an_empty_sequence():
+    """MepropLSTMFunction directly: sequences back to back, one of them empty (zero final cell)."""
+    gen = torch.Generator().manual_seed(9)
+    _, sparse = pair(3, 4, None, scale=0.8)
+    weights = params_of(sparse)
+    x = torch.randn(5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    offsets = np.array([0, 3, 3, 5], dtype=np.int64)
+    hidden, c_last = mt.MepropLSTMFunction.apply(x, *weights, offsets, None)
+    assert hidden.shape == (5, 4) and c_last.shape == (3, 4) and not c_last[1].any()
+    for rows, b in ((slice(0, 3), 0), (slice(3, 5), 2)):
+        alone, (_, c_n) = sparse(x[rows])
+        torch.testing.assert_close(hidden[rows], alone, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(c_last[b], c_n[0], rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda x, *w: mt.MepropLSTMFunction.apply(x, *w, offsets, None)[0], (x, *weights), fast_mode=False
+    )
