@@ -164,10 +164,10 @@ class LSTM(torch.nn.LSTM):
     ``RuntimeError`` in the backward); ``create_graph=True`` is refused.
     Zero-copy: the kernels work on sequences one after the other; a contiguous
     ``batch_first`` batch, or any batch of one sequence, is handed to them as
-    a view, and so is every layer's output to the next layer; a time-major
-    batch of several sequences and a ``PackedSequence`` are reordered (one
-    copy of the input, one of the output), and the backward direction reads
-    reversed copies. Under ``torch.autocast`` it runs in the parameters' dtype
+    a view, and so is every layer's output to the next layer of a
+    unidirectional stack; a time-major batch of several sequences and a
+    ``PackedSequence`` are reordered (one copy of the input, one of the
+    output), and the backward direction reads reversed copies. Under ``torch.autocast`` it runs in the parameters' dtype
     (float32 output). When no gradient is needed (``torch.no_grad()``,
     evaluation) the forward is ``torch.nn.LSTM``'s own, on any device and
     dtype, and ``hx`` is accepted.
