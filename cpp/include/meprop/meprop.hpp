@@ -3,6 +3,7 @@
 
 #include "meprop/linear_backward.hpp"
 #include "meprop/linear_forward.hpp"
+#include "meprop/lstm.hpp"
 #include "meprop/matrix.hpp"
 #include "meprop/optimizers.hpp"
 #include "meprop/threading.hpp"

@@ -2,13 +2,19 @@
 
 from .activations import ReLU, Sigmoid, Tanh
 from .dropout import Dropout
+from .embedding import Embedding
 from .linear import Linear
 from .loss import softmax_cross_entropy
+from .lstm import LSTM, BiLSTM, offsets_from_lengths
 from .module import Module
 from .parameter import Parameter
 from .sequential import Sequential, mlp
 
 __all__ = [
+    "BiLSTM",
+    "Embedding",
+    "LSTM",
+    "offsets_from_lengths",
     "Dropout",
     "Linear",
     "Module",

@@ -1,0 +1,100 @@
+"""Training steps of the POS tagger, dense against meProp k=5, in one process.
+
+Usage::
+
+    python benchmarks/bench_pos_step.py --data-dir ../data
+    python benchmarks/bench_pos_step.py --data-dir ../data --optimizer adam --json benchmarks/results/pos_step.json
+
+The reproduction (``reproduce_pos.py``) times whole runs one after another,
+so on a shared machine the load can differ between the dense and the meProp
+run. This script times both on the same sentences in alternating rounds: each
+round runs ``--sentences`` training steps (one sentence each: forward, loss,
+backward, optimizer step) with the dense tagger, then with the meProp one.
+Both start from the same weights. Reported: the median over rounds of each
+part of a round (forward, linear backprop, overall backprop, optimizer,
+total) and the dense/meProp ratios. One thread for the kernels and BLAS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from _timing import idle_pause, import_meprop, machine_info, write_json_atomic
+
+PARTS = ("forward", "backprop", "overall_backprop", "optimizer", "total")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--sentences", type=int, default=300, help="training steps per round (default 300)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--optimizer", choices=["adagrad", "adam"], default="adagrad")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    mp = import_meprop()
+    from meprop_native.data.ud import load_ud_ewt
+    from meprop_native.nn import softmax_cross_entropy
+    from meprop_native.optim import AdaGrad, Adam
+    from meprop_native.tasks.pos_features import FeatureEncoder
+    from meprop_native.tasks.pos_model import TaggedSentences, Tagger
+
+    ud = load_ud_ewt(args.data_dir)
+    encoder = FeatureEncoder((s.forms for s in ud.train), (t for split in ud for s in split for t in s.xpos))
+    data = TaggedSentences([encoder.encode(s.forms, s.xpos) for s in ud.train[: args.sentences]])
+    batches = [data.batch(np.array([i])) for i in range(len(data))]
+    tokens = sum(len(y) for _, y in batches)
+
+    models = {}
+    for name, k in (("dense", None), ("meprop", args.k)):
+        model = Tagger(encoder.sizes(), len(encoder.tags), k=k, seed=0)
+        opt = AdaGrad(model.parameters(), lr=0.01, clip=5.0) if args.optimizer == "adagrad" else Adam(
+            model.parameters(), lr=0.001, clip=5.0)
+        models[name] = (model, opt)
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in models}
+    with mp.thread_limits(blas=1):
+        mp.set_num_threads(args.threads)
+        for _ in range(args.rounds):
+            for name, (model, opt) in models.items():
+                idle_pause()
+                t = dict.fromkeys(PARTS, 0.0)
+                for inputs, y in batches:
+                    kernels = model.backward_seconds()
+                    t0 = time.perf_counter()
+                    logits = model.forward(inputs)
+                    _, grad = softmax_cross_entropy(logits, y)
+                    t1 = time.perf_counter()
+                    model.backward(grad)
+                    t2 = time.perf_counter()
+                    opt.step()
+                    t3 = time.perf_counter()
+                    t["forward"] += t1 - t0
+                    t["backprop"] += model.backward_seconds() - kernels
+                    t["overall_backprop"] += t2 - t1
+                    t["optimizer"] += t3 - t2
+                    t["total"] += t3 - t0
+                rounds[name].append(t)
+    med = {name: {p: statistics.median(r[p] for r in rs) for p in PARTS} for name, rs in rounds.items()}
+    print(f"POS tagger training steps, {args.optimizer}, {len(batches)} sentences ({tokens} tokens) per round, "
+          f"{args.rounds} rounds, medians in seconds per round, {args.threads} thread(s)")
+    print(f"{'':8}" + "".join(f"{p:>18}" for p in PARTS))
+    for name in med:
+        print(f"{name:8}" + "".join(f"{med[name][p]:18.3f}" for p in PARTS))
+    print(f"{'speed-up':8}" + "".join(f"{med['dense'][p] / med['meprop'][p]:17.2f}x" for p in PARTS))
+    if args.json:
+        write_json_atomic(args.json, {"config": {**vars(args), "data_dir": str(args.data_dir)}, "tokens": tokens,
+                                      "machine": machine_info(None, mp, args.threads), "median_s": med,
+                                      "rounds": rounds})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

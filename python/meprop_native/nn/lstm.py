@@ -1,0 +1,186 @@
+"""LSTM layers whose backward through time is meProp's (native recurrence)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import _core
+from .._threads import get_num_threads
+from .module import Module
+from .parameter import Parameter
+
+
+def offsets_from_lengths(lengths: np.ndarray | list[int]) -> np.ndarray:
+    """Sequence boundaries (B + 1,) int64 of packed sequences of these lengths."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if lengths.ndim != 1 or lengths.size == 0 or (lengths < 0).any():
+        raise ValueError(f"lengths must be a non-empty 1-D array of counts >= 0, got {lengths!r}")
+    return np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+
+
+class LSTM(Module):
+    """One LSTM layer over packed sequences, with a meProp backward.
+
+    Input ``x`` is (N, input_size): the steps of B sequences back to back,
+    sequence b in rows ``offsets[b]:offsets[b+1]`` (``offsets=None``: one
+    sequence). Output is the hidden state of every step, (N, hidden_size).
+    The state starts at zero for every sequence.
+
+    Gates are ordered i, f, g, o as in PyTorch; W_ih is (4h, input_size),
+    W_hh (4h, h), one bias (4h,). The input projection of all steps is one
+    NumPy GEMM; the recurrence and the backward through time are native.
+
+    Backward: the element-wise gate gradient dz_t (4h entries per step) is
+    dense; every matrix product's backward (input-to-gates and
+    hidden-to-gates) sees only the ``k`` largest |dz_t| of each step, as in
+    the paper's meProp LSTM. ``k=None`` (or ``k >= 4h``) is dense backprop
+    through the same kernels. The bias gradient is the dense sum of dz, as the
+    paper's code does for biases.
+
+    Initialisation (PyTorch's): every weight and bias uniform in
+    [-1/sqrt(h), 1/sqrt(h)].
+
+    ``backward_seconds`` accumulates the time of the linear parts of the
+    backward (top-k, recurrent product, weight and input gradients);
+    ``gate_seconds`` the element-wise gate math. For several sequences, which
+    run in parallel, the gate time is the per-thread mean (an estimate).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        k: int | None = None,
+        rng: np.random.Generator | None = None,
+        dtype: type = np.float32,
+        method: str = "auto",
+    ) -> None:
+        if input_size < 1 or hidden_size < 1:
+            raise ValueError(f"sizes must be >= 1, got input {input_size}, hidden {hidden_size}")
+        if k is not None and k < 1:
+            raise ValueError(f"k must be >= 1 or None (dense), got {k}")
+        rng = rng if rng is not None else np.random.default_rng(0)
+        bound = 1.0 / np.sqrt(hidden_size)
+        G = 4 * hidden_size
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.k = k
+        self.method = method
+        self.weight_ih = Parameter("weight_ih", rng.uniform(-bound, bound, (G, input_size)).astype(dtype))
+        self.weight_hh = Parameter("weight_hh", rng.uniform(-bound, bound, (G, hidden_size)).astype(dtype))
+        self.bias = Parameter("bias", rng.uniform(-bound, bound, G).astype(dtype))
+        self.backward_seconds = 0.0
+        self.gate_seconds = 0.0
+        self._cache: tuple[np.ndarray, ...] | None = None
+        self._bias_row = np.zeros(1, dtype=np.int64)
+
+    @property
+    def dense(self) -> bool:
+        return self.k is None or self.k >= 4 * self.hidden_size
+
+    def forward(self, x: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
+        """x (N, input_size) -> hidden states (N, hidden_size), same dtype as the weights."""
+        x = np.ascontiguousarray(x, dtype=self.weight_ih.value.dtype)
+        if x.ndim != 2 or x.shape[1] != self.input_size:
+            raise ValueError(f"x must have shape (N, {self.input_size}), got {x.shape}")
+        if offsets is None:
+            offsets = np.array([0, x.shape[0]], dtype=np.int64)
+        offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        input_gates = x @ self.weight_ih.value.T
+        input_gates += self.bias.value
+        gates, cells, cell_tanh, hidden = _core.lstm_forward(input_gates, self.weight_hh.value, offsets)
+        self._cache = (x, offsets, gates, cells, cell_tanh, hidden)
+        return hidden
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dy (N, hidden_size): gradient of the hidden states -> dx (N, input_size)."""
+        if self._cache is None:
+            raise RuntimeError("LSTM.backward called before forward")
+        x, offsets, gates, cells, cell_tanh, hidden = self._cache
+        dy = np.ascontiguousarray(dy, dtype=x.dtype)
+        start = time.perf_counter()
+        dx, rows, dW_ih, dW_hh, db, _, gate_seconds = _core.lstm_backward(
+            x, self.weight_ih.value, self.weight_hh.value, offsets, gates, cells, cell_tanh,
+            hidden, dy, None if self.dense else self.k, method=self.method, input_grad=input_grad,
+        )
+        elapsed = time.perf_counter() - start
+        threads = max(1, min(get_num_threads(), len(offsets) - 1))
+        self.gate_seconds += gate_seconds / threads
+        self.backward_seconds += max(0.0, elapsed - gate_seconds / threads)
+        self.weight_ih.set_grad(rows, dW_ih)
+        self.weight_hh.set_grad(rows, dW_hh)
+        self.bias.set_grad(self._bias_row, db.reshape(1, -1))
+        return dx
+
+    def parameters(self) -> list[Parameter]:
+        return [self.weight_ih, self.weight_hh, self.bias]
+
+    def __repr__(self) -> str:
+        k = "dense" if self.dense else f"k={self.k}"
+        return f"LSTM({self.input_size}, {self.hidden_size}, {k})"
+
+
+def reversal_index(offsets: np.ndarray) -> np.ndarray:
+    """Row permutation reversing every packed sequence in place (its own inverse)."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    n = int(offsets[-1])
+    lengths = np.diff(offsets)
+    seq = np.repeat(np.arange(len(lengths)), lengths)
+    t = np.arange(n, dtype=np.int64)
+    return offsets[seq] + offsets[seq + 1] - 1 - t
+
+
+class BiLSTM(Module):
+    """Two LSTMs, one reading each sequence forwards and one backwards.
+
+    Output (N, 2 * hidden_size): [forward state, backward state] per step.
+    Both directions use the same ``k``.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        k: int | None = None,
+        rng: np.random.Generator | None = None,
+        dtype: type = np.float32,
+    ) -> None:
+        rng = rng if rng is not None else np.random.default_rng(0)
+        self.forward_lstm = LSTM(input_size, hidden_size, k, rng, dtype)
+        self.backward_lstm = LSTM(input_size, hidden_size, k, rng, dtype)
+        self.hidden_size = hidden_size
+        self._reverse: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
+        if offsets is None:
+            offsets = np.array([0, np.asarray(x).shape[0]], dtype=np.int64)
+        self._reverse = reversal_index(offsets)
+        ahead = self.forward_lstm.forward(x, offsets)
+        behind = self.backward_lstm.forward(np.asarray(x)[self._reverse], offsets)[self._reverse]
+        return np.concatenate([ahead, behind], axis=1)
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._reverse is None:
+            raise RuntimeError("BiLSTM.backward called before forward")
+        h = self.hidden_size
+        dx_ahead = self.forward_lstm.backward(dy[:, :h], input_grad)
+        dx_behind = self.backward_lstm.backward(dy[:, h:][self._reverse], input_grad)
+        if not input_grad:
+            return None
+        assert dx_ahead is not None and dx_behind is not None
+        return dx_ahead + dx_behind[self._reverse]
+
+    @property
+    def backward_seconds(self) -> float:
+        return self.forward_lstm.backward_seconds + self.backward_lstm.backward_seconds
+
+    def parameters(self) -> list[Parameter]:
+        return self.forward_lstm.parameters() + self.backward_lstm.parameters()
+
+    def train(self, mode: bool = True) -> BiLSTM:
+        self.training = mode
+        self.forward_lstm.train(mode)
+        self.backward_lstm.train(mode)
+        return self

@@ -1,0 +1,148 @@
+"""POS tagging with an LSTM (the paper's first task), on UD English EWT XPOS (PTB tags).
+
+The paper's setting: word embedding 50 + 7 word-shape/affix features x 20 ->
+LSTM h=500 -> tags; one sentence per mini-batch; AdaGrad lr 0.01 (Adam
+0.001); meProp k=5 on the LSTM, dense output layer. Features and unknown-word
+handling: see pos_features.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__, set_num_threads, thread_limits
+from ..data.ud import UDSplits, load_ud_ewt
+from ..optim import OPTIMIZERS, Adam, Optimizer
+from ..train import Splits, TrainConfig, Trainer
+from ..train.atomic import write_json, write_with
+from .pos_features import FeatureEncoder
+from .pos_model import TaggedSentences, Tagger
+
+HELP = "LSTM POS tagger on UD English EWT (the paper's 190-500-tags, 1 sentence per batch; default: AdaGrad, k=5)"
+
+# The paper's learning rates for POS tagging: AdaGrad 0.01; Adam 0.001 (its default).
+DEFAULT_LR = {"adagrad": 0.01, "adam": 0.001, "sgd": 0.1}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--k", type=int, default=5,
+                       help="entries of each step's 4h gate gradient kept in the LSTM backward "
+                            "(default 5, the paper's)")
+    model.add_argument("--mode", choices=["meprop", "dense"], default="meprop",
+                       help="meprop: top-k backward (default); dense: ordinary backprop through the same kernels")
+    model.add_argument("--hidden", type=int, default=500, help="LSTM hidden size (default 500)")
+    model.add_argument("--min-count", type=int, default=2,
+                       help="training occurrences a word or affix needs for its own embedding; "
+                            "rarer ones are UNK (default 2)")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adagrad", help="default adagrad")
+    opt.add_argument("--lr", type=float, default=None,
+                     help="learning rate (default: adagrad 0.01, adam 0.001, sgd 0.1)")
+    opt.add_argument("--clip", type=float, default=5.0,
+                     help="clip each gradient element to [-clip, clip]; 0 disables (default 5, as the paper's code)")
+    opt.add_argument("--lazy", action="store_true",
+                     help="Adam: update only rows that received gradient (default: every row, as the paper)")
+    opt.add_argument("--batch-size", type=int, default=1, help="sentences per mini-batch (default 1, the paper's)")
+    opt.add_argument("--epochs", type=int, default=5, help="default 5 (the paper's best epochs were 2-5)")
+    opt.add_argument("--seed", type=int, default=0, help="seeds initialisation and shuffling (default 0)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--threads", type=int, default=None,
+                     help="threads for the native kernels (default: all cores); BLAS gets one while training")
+    run.add_argument("--data-dir", type=Path, default=None,
+                     help="directory with en_ewt-ud-{train,dev,test}.conllu (or a parent with ud_english_ewt/); "
+                          "default: $MEPROP_DATA, then the user cache dir, downloading there if absent")
+    run.add_argument("--out", type=Path, default=Path("runs/pos"),
+                     help="output directory for checkpoint, metrics, summary and plot (default runs/pos)")
+    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    run.add_argument("--train-limit", type=int, default=None,
+                     help="use only the first N training sentences (smoke runs)")
+    run.add_argument("--eval-limit", type=int, default=None,
+                     help="use only the first N dev and test sentences (smoke runs)")
+    run.add_argument("--steps-per-epoch", type=int, default=None, help="cap steps per epoch (smoke runs)")
+    run.add_argument("--eval-batch-size", type=int, default=256,
+                     help="sentences per evaluation batch (run in parallel; default 256)")
+
+
+def tagging_evaluator(batch_size: int):
+    """Per-token accuracy, and the accuracy on tokens whose word is UNK (out of vocabulary)."""
+
+    def evaluate(model: Tagger, data: TaggedSentences) -> dict[str, float]:
+        correct = total = oov_correct = oov_total = 0
+        for start in range(0, len(data), batch_size):
+            inputs, tags = data.batch(np.arange(start, min(start + batch_size, len(data))))
+            right = model.forward(inputs).argmax(axis=1) == tags
+            oov = inputs.words == 0
+            correct += int(np.count_nonzero(right))
+            total += len(tags)
+            oov_correct += int(np.count_nonzero(right & oov))
+            oov_total += int(np.count_nonzero(oov))
+        return {"accuracy": correct / max(total, 1), "oov_accuracy": oov_correct / max(oov_total, 1),
+                "oov_share": oov_total / max(total, 1)}
+
+    return evaluate
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"--{name} must be >= 1, got {value}")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """``meprop train pos``: loads UD English EWT (see --data-dir) and trains."""
+    check_arguments(args)
+    return train_tagger(args, load_ud_ewt(args.data_dir))
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    for name in ("k", "hidden", "min_count", "batch_size", "epochs", "train_limit", "eval_limit", "eval_batch_size"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+
+
+def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
+    """Trains on given treebank splits with the command line's settings; returns the summary."""
+    check_arguments(args)
+    train = ud.train[: args.train_limit] if args.train_limit is not None else ud.train
+    dev = ud.dev[: args.eval_limit] if args.eval_limit is not None else ud.dev
+    test = ud.test[: args.eval_limit] if args.eval_limit is not None else ud.test
+    # The tag set is the annotation scheme's: every tag of the full treebank, slices or not.
+    encoder = FeatureEncoder((s.forms for s in train), (t for split in ud for s in split for t in s.xpos),
+                             min_count=args.min_count)
+    data = Splits(*(TaggedSentences([encoder.encode(s.forms, s.xpos) for s in split]) for split in (train, dev, test)))
+
+    dense = args.mode == "dense"
+    k = None if dense else args.k
+    model = Tagger(encoder.sizes(), len(encoder.tags), hidden=args.hidden, k=k, seed=args.seed)
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    optimizer: Optimizer
+    if args.optimizer == "adam":
+        optimizer = Adam(model.parameters(), lr=lr, clip=args.clip, lazy=args.lazy)
+    else:
+        optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=lr, clip=args.clip)
+
+    run_info = {
+        "task": "pos", "hidden": args.hidden, "k": k, "mode": args.mode, "optimizer": args.optimizer,
+        "lr": lr, "clip": args.clip, "lazy": args.lazy, "min_count": args.min_count,
+        "vocabulary": encoder.sizes(), "train_sentences": len(train), "train_tokens": int(sum(len(s) for s in train)),
+        "version": __version__,
+    }
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                         eval_batch_size=args.eval_batch_size, progress=not args.no_progress,
+                         steps_per_epoch=args.steps_per_epoch, metric="accuracy")
+    trainer = Trainer(model, optimizer, data, config, args.out, run_info,
+                      evaluate=tagging_evaluator(args.eval_batch_size))
+    if args.threads is not None:
+        set_num_threads(args.threads)
+    # One busy pool: the kernels own the cores, BLAS (the input projection) runs on one.
+    with thread_limits(blas=1):
+        summary = trainer.fit(resume=args.resume)
+    # The trainer leaves the best-dev weights in the model; the vocabulary makes them usable.
+    write_with(args.out / "best_model.npz", lambda handle: np.savez(handle, **model.state_dict()))
+    write_json(args.out / "vocabulary.json", {"words": encoder.words.to_list(), "tags": encoder.tags,
+                                              "features": [v.to_list() for v in encoder.features]})
+    return summary

@@ -1,0 +1,165 @@
+"""meProp linear as a PyTorch autograd function: dense forward, native sparse backward.
+
+The backward hands the native kernels NumPy views of the tensors' own memory
+(``Tensor.numpy()`` shares it) and lets them write the gradients straight into
+tensors allocated here, so the hot path copies nothing when its inputs are
+contiguous.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+from .. import _core
+
+MODES = ("per_example", "unified", "dense")
+SUPPORTED_DTYPES = (torch.float32, torch.float64)
+
+
+def resolve_mode(k: int | None, mode: str, out_features: int) -> tuple[int | None, str]:
+    """Checks (k, mode) and returns what the kernels run: ``(None, "dense")`` when k keeps everything.
+
+    ``k=None``, ``k >= out_features`` or ``mode="dense"`` all mean dense
+    backprop through the same kernels.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if k is not None:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise TypeError(f"k must be an int or None, got {type(k).__name__}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1 or None (dense), got {k}")
+    if mode == "dense" or k is None or k >= out_features:
+        return None, "dense"
+    return int(k), mode
+
+
+def check_backward_support(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """Raises unless the native backward can run on these tensors (CPU, float32/float64, one dtype)."""
+    for name, t in (("input", x), ("weight", weight), ("bias", bias)):
+        if t is None:
+            continue
+        if t.device.type != "cpu":
+            raise ValueError(
+                f"meprop_native.torch runs its backward on the CPU only; {name} is on {t.device}"
+                " (use torch.nn.Linear there, or move the model to the CPU)"
+            )
+        if t.dtype not in SUPPORTED_DTYPES:
+            raise TypeError(
+                f"meprop_native.torch supports float32 and float64; {name} has dtype {t.dtype}"
+                " (float16/bfloat16 and other dtypes have no native kernels)"
+            )
+        if t.layout != torch.strided:
+            raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
+    dtypes = {t.dtype for t in (x, weight, bias) if t is not None}
+    if len(dtypes) > 1:
+        raise TypeError(f"input, weight and bias must share one dtype, got {sorted(map(str, dtypes))}")
+
+
+def as_rows(t: torch.Tensor, cols: int) -> torch.Tensor:
+    """A C-contiguous (N, cols) tensor: a view of ``t`` when it is contiguous, else a copy.
+
+    The copy is the documented fallback for non-contiguous inputs and output
+    gradients (e.g. the expanded gradient of ``y.sum()``).
+    """
+    return t.detach().reshape(-1, cols).contiguous()
+
+
+class MepropLinearFunction(torch.autograd.Function):
+    """``y = x W^T + b`` with meProp's backward.
+
+    Forward: ``torch.nn.functional.linear``. Backward: of ``dy`` (..., n_out)
+    only the ``k`` largest-magnitude entries per example (``per_example``) or
+    one set of ``k`` columns per batch (``unified``) are kept; ``dx`` and
+    ``dW`` are the dense gradients of that masked ``dy`` (``dW`` is zero in
+    untouched rows), ``db = sum(dy)`` over all leading dims is dense, as in
+    the paper. Gradients the graph does not need are not computed.
+    ``k`` and ``mode`` must already be resolved by :func:`resolve_mode`.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, k, mode):  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.k = k
+        ctx.mode = mode
+        ctx.has_bias = bias is not None
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        need_dx, need_dW, need_db = ctx.needs_input_grad[:3]
+        n_out, n_in = weight.shape
+        if dy.dtype != weight.dtype:  # e.g. under torch.autocast, which casts F.linear's output
+            raise TypeError(
+                f"meprop_native.torch: the output gradient has dtype {dy.dtype} but the weight {weight.dtype};"
+                " autocast and other dtype changes of the layer's output are not supported"
+            )
+        dy2 = as_rows(dy, n_out)
+        x2 = as_rows(x, n_in)
+        W = weight.detach().contiguous()
+        dx2 = torch.empty_like(x2) if need_dx else None
+        dW = torch.empty_like(W) if need_dW else None
+        db = torch.empty(n_out, dtype=W.dtype) if need_db and ctx.has_bias else None
+        if dy2.shape[0] == 0:  # an empty batch: every gradient is an empty sum
+            for g in (dW, db):
+                if g is not None:
+                    g.zero_()
+        elif dx2 is not None or dW is not None or db is not None:
+            _core.linear_backward_into(
+                dy2.numpy(),
+                x2.numpy(),
+                W.numpy(),
+                ctx.k,
+                ctx.mode,
+                dx_out=None if dx2 is None else dx2.numpy(),
+                dW_out=None if dW is None else dW.numpy(),
+                db_out=None if db is None else db.numpy(),
+            )
+        dx = None if dx2 is None else dx2.view(x.shape)
+        return dx, dW, db, None, None
+
+
+def meprop_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    k: int | None = None,
+    mode: str = "per_example",
+) -> torch.Tensor:
+    """``torch.nn.functional.linear`` whose backward is meProp's.
+
+    Args:
+        x: (..., in_features) float32 or float64 CPU tensor.
+        weight: (out_features, in_features), same dtype.
+        bias: (out_features,) or None.
+        k: entries of dy kept per example (``per_example``) or columns per
+            batch (``unified``); ``None`` or ``k >= out_features`` is dense.
+        mode: ``"per_example"`` (the paper's meProp), ``"unified"`` or ``"dense"``.
+
+    Returns:
+        (..., out_features), computed densely.
+
+    When no gradient is needed (``torch.no_grad()``, or no argument requires
+    grad) this is plain ``F.linear`` on any device and dtype. Otherwise the
+    tensors must be on the CPU in float32/float64 (else ``ValueError`` /
+    ``TypeError``), and only one backward is possible: ``create_graph=True``
+    (double backward) raises. Non-contiguous ``x``, ``weight`` or output
+    gradients are copied to contiguous memory in the backward.
+    """
+    if weight.dim() != 2 or x.dim() < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"input of shape {tuple(x.shape)} does not match weight of shape {tuple(weight.shape)}"
+            " (need (..., in_features) and (out_features, in_features))"
+        )
+    k, mode = resolve_mode(k, mode, weight.shape[0])
+    tensors = (x, weight) if bias is None else (x, weight, bias)
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+        return F.linear(x, weight, bias)
+    check_backward_support(x, weight, bias)
+    return MepropLinearFunction.apply(x, weight, bias, k, mode)

@@ -1,0 +1,253 @@
+"""The LSTM layer: dense gradients against finite differences, meProp against
+an independent NumPy reference with each step's gate gradient masked to its
+top-k, variable lengths, dtypes, threads, and input errors."""
+
+from __future__ import annotations
+
+import meprop_native
+import numpy as np
+import pytest
+from conftest import reference_topk
+from meprop_native import _core
+from meprop_native.nn import LSTM, BiLSTM, Embedding, offsets_from_lengths
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k):
+    """Float64 forward and backward written from the equations; k=None is dense."""
+    x, W_ih, W_hh, b, dh = (np.asarray(a, dtype=np.float64) for a in (x, W_ih, W_hh, b, dh))
+    N, H = x.shape[0], W_hh.shape[1]
+    G = 4 * H
+    a = np.zeros((N, G))
+    c = np.zeros((N, H))
+    h = np.zeros((N, H))
+    for s in range(len(offsets) - 1):
+        h_prev, c_prev = np.zeros(H), np.zeros(H)
+        for t in range(offsets[s], offsets[s + 1]):
+            z = W_ih @ x[t] + W_hh @ h_prev + b
+            a[t] = np.concatenate([sigmoid(z[:H]), sigmoid(z[H : 2 * H]), np.tanh(z[2 * H : 3 * H]), sigmoid(z[3 * H :])])
+            i, f, g, o = np.split(a[t], 4)
+            c[t] = f * c_prev + i * g
+            h[t] = o * np.tanh(c[t])
+            h_prev, c_prev = h[t], c[t]
+    dx = np.zeros_like(x)
+    dW_ih, dW_hh, db = np.zeros_like(W_ih), np.zeros_like(W_hh), np.zeros(G)
+    kept = np.zeros((N, G), dtype=bool)
+    for s in range(len(offsets) - 1):
+        dh_next, dc_next = np.zeros(H), np.zeros(H)
+        for t in range(offsets[s + 1] - 1, offsets[s] - 1, -1):
+            first = t == offsets[s]
+            i, f, g, o = np.split(a[t], 4)
+            tc = np.tanh(c[t])
+            c_prev = np.zeros(H) if first else c[t - 1]
+            h_prev = np.zeros(H) if first else h[t - 1]
+            dht = dh[t] + dh_next
+            dc = dc_next + dht * o * (1 - tc**2)
+            dz = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g**2), dht * tc * o * (1 - o)])
+            dc_next = dc * f
+            db += dz  # the bias gradient stays dense
+            rows = np.arange(G) if k is None else reference_topk(dz, k)
+            kept[t, rows] = True
+            m = np.zeros(G)
+            m[rows] = dz[rows]
+            dx[t] = W_ih.T @ m
+            dW_ih += np.outer(m, x[t])
+            dW_hh += np.outer(m, h_prev)
+            dh_next = W_hh.T @ m
+    return h, dx, dW_ih, dW_hh, db, kept
+
+
+def make_layer(n_in, H, k, dtype, seed=0):
+    layer = LSTM(n_in, H, k, rng=np.random.default_rng(seed), dtype=dtype)
+    # Larger weights than the default make the gates saturate unevenly, so
+    # the top-k sets are not decided by ties.
+    for p in layer.parameters():
+        p.value[...] = np.random.default_rng(seed + 1).uniform(-0.8, 0.8, p.value.shape)
+    return layer
+
+
+def run_layer(layer, x, offsets, dh):
+    h = layer.forward(x, offsets)
+    dx = layer.backward(dh)
+    return h, dx
+
+
+TOL = {np.float64: 1e-10, np.float32: 2e-4}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "lengths,k",
+    [([6], 1), ([6], 3), ([1], 2), ([5, 1, 7], 4), ([3, 4], 24), ([4, 2], None), ([2, 0, 3], 5)],
+)
+def test_matches_masked_reference(rng, dtype, lengths, k):
+    n_in, H = 5, 6
+    offsets = offsets_from_lengths(lengths)
+    N = int(offsets[-1])
+    layer = make_layer(n_in, H, k, dtype)
+    x = rng.standard_normal((N, n_in)).astype(dtype)
+    dh = rng.standard_normal((N, H)).astype(dtype)
+    h, dx = run_layer(layer, x, offsets, dh)
+    ref = reference_lstm(x, layer.weight_ih.value, layer.weight_hh.value, layer.bias.value, offsets, dh,
+                         None if k is None or k >= 4 * H else k)
+    tol = TOL[dtype]
+    assert h.dtype == dtype and dx.dtype == dtype
+    np.testing.assert_allclose(h, ref[0], rtol=tol, atol=tol)
+    np.testing.assert_allclose(dx, ref[1], rtol=tol, atol=tol)
+    np.testing.assert_allclose(layer.weight_ih.dense_grad(), ref[2], rtol=tol, atol=tol)
+    np.testing.assert_allclose(layer.weight_hh.dense_grad(), ref[3], rtol=tol, atol=tol)
+    np.testing.assert_allclose(layer.bias.dense_grad(), ref[4], rtol=tol, atol=tol)
+    # Only rows some step kept have a gradient row: the update is sparse.
+    np.testing.assert_array_equal(layer.weight_hh.grad_rows, np.flatnonzero(ref[5].any(axis=0)))
+
+
+def test_dense_gradients_match_finite_differences(rng):
+    n_in, H = 3, 4
+    offsets = offsets_from_lengths([4, 2])
+    N = int(offsets[-1])
+    layer = make_layer(n_in, H, None, np.float64)
+    x = rng.standard_normal((N, n_in))
+    R = rng.standard_normal((N, H))  # loss = sum(R * h)
+
+    def loss():
+        return float(np.sum(R * layer.forward(x, offsets)))
+
+    layer.forward(x, offsets)
+    dx = layer.backward(R)
+    analytic = {p.name: p.dense_grad() for p in layer.parameters()}
+    eps = 1e-6
+    for p in layer.parameters():
+        flat = p.value.reshape(-1)
+        for i in rng.choice(flat.size, size=min(flat.size, 12), replace=False):
+            old = flat[i]
+            flat[i] = old + eps
+            up = loss()
+            flat[i] = old - eps
+            down = loss()
+            flat[i] = old
+            assert abs((up - down) / (2 * eps) - analytic[p.name].reshape(-1)[i]) < 1e-6, p.name
+    for t, j in [(0, 0), (3, 2), (5, 1)]:
+        old = x[t, j]
+        x[t, j] = old + eps
+        up = loss()
+        x[t, j] = old - eps
+        down = loss()
+        x[t, j] = old
+        assert abs((up - down) / (2 * eps) - dx[t, j]) < 1e-6
+
+
+def test_k_of_4h_is_dense_and_batches_equal_single_sentences(rng):
+    n_in, H = 4, 5
+    offsets = offsets_from_lengths([3, 5])
+    x = rng.standard_normal((8, n_in))
+    dh = rng.standard_normal((8, H))
+    full = make_layer(n_in, H, 4 * H, np.float64)
+    dense = make_layer(n_in, H, None, np.float64)
+    run_layer(full, x, offsets, dh)
+    run_layer(dense, x, offsets, dh)
+    np.testing.assert_array_equal(full.weight_hh.dense_grad(), dense.weight_hh.dense_grad())
+    # The second sequence alone gives the same states as inside the batch.
+    meprop_layer = make_layer(n_in, H, 3, np.float64)
+    h_batch, dx_batch = run_layer(meprop_layer, x, offsets, dh)
+    h_one, dx_one = run_layer(meprop_layer, x[3:], None, dh[3:])
+    np.testing.assert_array_equal(h_batch[3:], h_one)
+    np.testing.assert_array_equal(dx_batch[3:], dx_one)
+
+
+def test_results_do_not_depend_on_threads(rng):
+    offsets = offsets_from_lengths([7, 3, 9, 1, 4, 6])
+    x = rng.standard_normal((30, 8)).astype(np.float32)
+    dh = rng.standard_normal((30, 16)).astype(np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        meprop_native.set_num_threads(threads)
+        layer = make_layer(8, 16, 5, np.float32)
+        h, dx = run_layer(layer, x, offsets, dh)
+        results.append((h, dx, layer.weight_hh.grad, layer.weight_ih.grad, layer.bias.grad))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert a.tobytes() == b.tobytes()
+
+
+def test_nan_gradient_is_kept(rng):
+    layer = make_layer(3, 4, 2, np.float64)
+    x = rng.standard_normal((3, 3))
+    dh = rng.standard_normal((3, 4))
+    dh[2, 1] = np.nan
+    layer.forward(x)
+    layer.backward(dh)
+    assert np.isnan(layer.weight_ih.grad).any()
+
+
+def test_bidirectional_is_two_lstms_on_reversed_sequences(rng):
+    offsets = offsets_from_lengths([3, 4])
+    x = rng.standard_normal((7, 3))
+    dy = rng.standard_normal((7, 8))
+    bi = BiLSTM(3, 4, k=2, rng=np.random.default_rng(3), dtype=np.float64)
+    y = bi.forward(x, offsets)
+    dx = bi.backward(dy)
+    rev = np.array([2, 1, 0, 6, 5, 4, 3])
+    ahead = reference_lstm(x, bi.forward_lstm.weight_ih.value, bi.forward_lstm.weight_hh.value,
+                           bi.forward_lstm.bias.value, offsets, dy[:, :4], 2)
+    behind = reference_lstm(x[rev], bi.backward_lstm.weight_ih.value, bi.backward_lstm.weight_hh.value,
+                            bi.backward_lstm.bias.value, offsets, dy[:, 4:][rev], 2)
+    np.testing.assert_allclose(y, np.concatenate([ahead[0], behind[0][rev]], axis=1), atol=1e-12)
+    np.testing.assert_allclose(dx, ahead[1] + behind[1][rev], atol=1e-12)
+    np.testing.assert_allclose(bi.backward_lstm.weight_hh.dense_grad(), behind[3], atol=1e-12)
+    assert len(bi.parameters()) == 6 and bi.backward_seconds >= 0
+
+
+def test_embedding_gradient_rows_sum_repeated_ids(rng):
+    emb = Embedding(6, 3, rng=np.random.default_rng(0), dtype=np.float64)
+    ids = np.array([4, 1, 4, 0])
+    out = emb.forward(ids)
+    np.testing.assert_array_equal(out, emb.weight.value[ids])
+    dy = rng.standard_normal((4, 3))
+    emb.backward(dy)
+    np.testing.assert_array_equal(emb.weight.grad_rows, [0, 1, 4])
+    np.testing.assert_allclose(emb.weight.grad, np.stack([dy[3], dy[1], dy[0] + dy[2]]))
+    with pytest.raises(ValueError, match="ids must lie in"):
+        emb.forward(np.array([6]))
+    with pytest.raises(ValueError, match="1-D integer"):
+        emb.forward(np.array([0.5]))
+
+
+def test_bad_input_raises_clear_errors(rng):
+    layer = LSTM(3, 4, k=2)
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 3\)"):
+        layer.forward(np.zeros((2, 5), np.float32))
+    with pytest.raises(ValueError, match="offsets end at 3 but there are 2 rows"):
+        layer.forward(np.zeros((2, 3), np.float32), np.array([0, 3]))
+    with pytest.raises(ValueError, match="decrease"):
+        layer.forward(np.zeros((2, 3), np.float32), np.array([0, 2, 1, 2]))
+    with pytest.raises(RuntimeError, match="before forward"):
+        LSTM(3, 4).backward(np.zeros((1, 4), np.float32))
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        LSTM(3, 4, k=0)
+    with pytest.raises(ValueError, match="lengths"):
+        offsets_from_lengths([2, -1])
+    W_hh = np.zeros((16, 4), np.float32)
+    with pytest.raises(ValueError, match=r"W_hh must have shape \(4h, h\)"):
+        _core.lstm_forward(np.zeros((2, 15), np.float32), np.zeros((15, 4), np.float32), np.array([0, 2]))
+    with pytest.raises(TypeError, match="share one dtype"):
+        _core.lstm_forward(np.zeros((2, 16), np.float64), W_hh, np.array([0, 2]))
+    with pytest.raises(TypeError, match="offsets must be a 1-D int64"):
+        _core.lstm_forward(np.zeros((2, 16), np.float32), W_hh, np.array([0.0, 2.0]))
+    gates, cells, tanhs, hidden = _core.lstm_forward(np.zeros((2, 16), np.float32), W_hh, np.array([0, 2]))
+    args = (np.zeros((2, 3), np.float32), np.zeros((16, 3), np.float32), W_hh, np.array([0, 2]),
+            gates, cells, tanhs, hidden, np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match=r"k must be in \[1, 16\]"):
+        _core.lstm_backward(*args, 17)
+    with pytest.raises(ValueError, match="dhidden must have shape"):
+        _core.lstm_backward(*args[:-1], np.zeros((3, 4), np.float32), 2)
+    with pytest.raises(ValueError, match="no rows"):
+        _core.lstm_backward(np.zeros((0, 3), np.float32), args[1], W_hh, np.array([0, 0]),
+                            gates[:0], cells[:0], tanhs[:0], hidden[:0], np.zeros((0, 4), np.float32), 2)
+    # Non-contiguous inputs are copied, not misread.
+    x = np.asfortranarray(rng.standard_normal((5, 3)).astype(np.float32))
+    h1 = LSTM(3, 4, k=2).forward(x)
+    h2 = LSTM(3, 4, k=2).forward(np.ascontiguousarray(x))
+    np.testing.assert_array_equal(h1, h2)
