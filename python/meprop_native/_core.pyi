@@ -156,3 +156,38 @@ def set_num_threads(n: _Int) -> None:
 
 def get_num_threads() -> int:
     """The number of threads the kernels use."""
+
+# ---- LSTM --------------------------------------------------------------------
+
+def lstm_forward(
+    input_gates: ArrayLike, W_hh: ArrayLike, offsets: ArrayLike
+) -> tuple[_AnyFloatArray, _AnyFloatArray, _AnyFloatArray, _AnyFloatArray]:
+    """LSTM recurrence over packed sequences (sequence b in rows offsets[b]:offsets[b+1]).
+
+    input_gates (N, 4h) = x W_ih^T + b; W_hh (4h, h), gates i, f, g, o; offsets
+    (B + 1,) int64. Returns (gates (N, 4h) activated, cells (N, h),
+    cell_tanh (N, h), hidden (N, h)).
+    """
+
+def lstm_backward(
+    x: ArrayLike,
+    W_ih: ArrayLike,
+    W_hh: ArrayLike,
+    offsets: ArrayLike,
+    gates: ArrayLike,
+    cells: ArrayLike,
+    cell_tanh: ArrayLike,
+    hidden: ArrayLike,
+    dhidden: ArrayLike,
+    k: _Int | None = None,
+    *,
+    method: str = "auto",
+    input_grad: bool = True,
+) -> tuple[
+    _AnyFloatArray | None, NDArray[np.int64], _AnyFloatArray, _AnyFloatArray, _AnyFloatArray, NDArray[np.int64], float
+]:
+    """meProp backward through time: each step's 4h gate gradient keeps its top-k for every product.
+
+    Returns (dx (N, n_in) or None, rows (m,), dW_ih_rows (m, n_in), dW_hh_rows (m, h),
+    db (4h,) dense, kept (N, k) or (0, 0) when dense, gate_seconds). k None = dense.
+    """
