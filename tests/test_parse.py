@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from meprop_native import thread_limits
 from meprop_native.cli import main as meprop_main
 from meprop_native.data.ud import Sentence
 from meprop_native.optim import AdaGrad, Adam
@@ -197,6 +198,9 @@ def test_non_projective_trees_are_refused_by_both_oracles_and_skipped():
     data = prepare(trees, trees, trees)
     assert data.skipped_non_projective == 1 and data.train_sentences == 1
     assert len(data.train) == 4  # 2 tokens -> 4 transitions
+    assert len(data.dev) == 2  # evaluation keeps every sentence ...
+    features, transitions = data.dev.batch(np.arange(2))  # ... its oracle rows cover the projective ones
+    assert features.shape == (4, NUM_FEATURES) and transitions.tolist() == data.train.y.tolist()
 
 
 def test_legal_transitions_match_the_reference_on_random_walks(rng):
@@ -506,7 +510,8 @@ def make_toy_trainer(out: Path, epochs: int = 6, optimizer: str = "adagrad", k: 
 
 @pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
 def test_training_learns_a_toy_language(tmp_path, optimizer):
-    summary = make_toy_trainer(tmp_path, optimizer=optimizer).fit()
+    with thread_limits(1, blas=1):  # one busy pool, as the task runs it
+        summary = make_toy_trainer(tmp_path, optimizer=optimizer).fit()
     assert summary["metric"] == "uas"
     first = summary["history"][0]
     assert summary["best_dev"] >= 0.95, summary["history"]
@@ -519,7 +524,13 @@ class HardKill(Exception):
     pass
 
 
-def test_resume_after_an_interruption_is_bit_identical(tmp_path):
+@pytest.fixture
+def one_pool():
+    with thread_limits(1, blas=1):
+        yield
+
+
+def test_resume_after_an_interruption_is_bit_identical(tmp_path, one_pool):
     straight = make_toy_trainer(tmp_path / "straight", epochs=3, checkpoint_every=5)
     expected = straight.fit()
     killed = make_toy_trainer(tmp_path / "resumed", epochs=3, checkpoint_every=5)
@@ -529,12 +540,13 @@ def test_resume_after_an_interruption_is_bit_identical(tmp_path):
     def step_then_die() -> None:
         real_step()
         steps["n"] += 1
-        if steps["n"] == 27:  # mid-epoch 3 of 3 (12 steps per epoch), after the checkpoint at step 25
+        if steps["n"] == 41 + 27:  # 41 steps per epoch: in epoch 2, two steps after its checkpoint at step 25
             raise HardKill
 
     killed.optimizer.step = step_then_die
     with pytest.raises(HardKill):
         killed.fit()
+    assert killed.steps_per_epoch() == 41 and len(killed.history) == 1
     resumed = make_toy_trainer(tmp_path / "resumed", epochs=3, checkpoint_every=5)
     got = resumed.fit(resume=True)
     for name, value in straight.model.state_dict().items():
