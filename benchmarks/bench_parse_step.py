@@ -3,8 +3,9 @@
 The reproduction runs (reproduce_parse.py) time whole runs one after another;
 on a shared machine the load can change between them. This benchmark puts the
 two side by side instead: the same real UD English EWT training batches, the
-same model (48 x 50 -> 500 -> 500 -> 73, tanh) and optimizer, dense and meProp
-steps in alternating rounds, each round on a different batch. It reports the
+same model (48 x 50 -> 500 -> 500 -> 73, tanh) and optimizer, dense, meProp
+(per-example top-k, the paper's) and unified top-k steps in rotating order,
+each round on a different batch. It reports the
 median per-step time of each part of the step (the paper's Table 2 columns)
 and the ratios.
 
@@ -63,8 +64,9 @@ def main() -> int:
     rng = np.random.default_rng(0)
     order = rng.permutation(len(data.train))
     contenders = {}
-    for name, k in (("dense", None), ("meprop", 20)):
-        model = ParserModel(data.vocab.size, classes, k=k, k_out=k, seed=0)
+    # meprop: the paper's per-example top-k; unified: one top-k set per mini-batch (shown for comparison).
+    for name, k, mode in (("dense", None, "per_example"), ("meprop", 20, "per_example"), ("unified", 20, "unified")):
+        model = ParserModel(data.vocab.size, classes, k=k, k_out=k, mode=mode, seed=0)
         opt = (AdaGrad(model.parameters(), lr=0.01, clip=5) if args.optimizer == "adagrad"
                else Adam(model.parameters(), lr=0.001, clip=5))
         contenders[name] = (model, opt)
@@ -74,7 +76,7 @@ def main() -> int:
         for r in range(args.warmup + args.rounds):
             start = (r * args.batch_size) % (len(order) - args.batch_size)
             x, y = data.train.batch(order[start : start + args.batch_size])
-            names = list(contenders) if r % 2 == 0 else list(contenders)[::-1]  # alternate who goes first
+            names = list(contenders)[r % 3 :] + list(contenders)[: r % 3]  # rotate who goes first
             for name in names:
                 t = step_times(*contenders[name], x, y)
                 if r >= args.warmup:
@@ -83,13 +85,15 @@ def main() -> int:
 
     medians = {name: {part: statistics.median(s[part] for s in runs) for part in PARTS}
                for name, runs in samples.items()}
-    ratios = {part: medians["dense"][part] / medians["meprop"][part] for part in PARTS}
+    ratios = {name: {part: medians["dense"][part] / medians[name][part] for part in PARTS}
+              for name in ("meprop", "unified")}
     print(f"{args.rounds} rounds, batch {args.batch_size}, {args.optimizer}, threads {args.threads}; "
           "median seconds per step")
     print(f"{'':8}" + "".join(f"{part:>18}" for part in PARTS))
     for name, m in medians.items():
         print(f"{name:8}" + "".join(f"{m[part]:18.4f}" for part in PARTS))
-    print(f"{'speed-up':8}" + "".join(f"{ratios[part]:17.1f}x" for part in PARTS))
+    for name, r in ratios.items():
+        print(f"{'x ' + name:8}" + "".join(f"{r[part]:17.1f}x" for part in PARTS))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "medians": medians,
                                     "ratios": ratios, "samples": samples}, indent=2))
