@@ -74,6 +74,9 @@ EntriesByExample<T> entries_by_example(ConstMatrix<T> dy, IndexSets s) {
 
 template <class T>
 void sparse_input_grad(ConstMatrix<T> dy, ConstMatrix<T> W, IndexSets s, Matrix<T> dx) {
+    detail::check_view(dy, "dy");
+    detail::check_view(W, "W");
+    detail::check_view(dx, "dx");
     if (W.rows != dy.cols) detail::fail("W has ", W.rows, " rows but dy has ", dy.cols, " columns");
     if (dx.rows != dy.rows || dx.cols != W.cols) {
         detail::fail("dx must be ", dy.rows, " x ", W.cols, ", got ", dx.rows, " x ", dx.cols);
@@ -88,6 +91,7 @@ void sparse_input_grad(ConstMatrix<T> dy, ConstMatrix<T> W, IndexSets s, Matrix<
 
 template <class T>
 WeightGradPlan<T>::WeightGradPlan(ConstMatrix<T> dy, IndexSets s) : batch_(dy.rows) {
+    detail::check_view(dy, "dy");
     validate_index_sets(s, dy.rows, dy.cols);
     const std::size_t B = dy.rows, k = s.k, n_out = dy.cols;
     examples_.resize(B * k);
@@ -133,6 +137,8 @@ WeightGradPlan<T>::WeightGradPlan(ConstMatrix<T> dy, IndexSets s) : batch_(dy.ro
 
 template <class T>
 void WeightGradPlan<T>::compute(ConstMatrix<T> x, Matrix<T> out) const {
+    detail::check_view(x, "x");
+    detail::check_view(out, "gradient rows");
     if (x.rows != batch_) detail::fail("x has ", x.rows, " rows but dy has ", batch_);
     if (out.rows != units_.size() || out.cols != x.cols) {
         detail::fail("gradient rows must be ", units_.size(), " x ", x.cols, ", got ", out.rows,
@@ -146,6 +152,8 @@ void WeightGradPlan<T>::compute(ConstMatrix<T> x, Matrix<T> out) const {
 
 template <class T>
 void WeightGradPlan<T>::accumulate(ConstMatrix<T> x, Matrix<T> dW) const {
+    detail::check_view(x, "x");
+    detail::check_view(dW, "dW");
     if (x.rows != batch_) detail::fail("x has ", x.rows, " rows but dy has ", batch_);
     if (dW.cols != x.cols || (!units_.empty() && static_cast<std::size_t>(units_.back()) >= dW.rows)) {
         detail::fail("dW must have ", x.cols, " columns and a row for every touched unit");
@@ -178,7 +186,11 @@ void sparse_weight_grad_accumulate(ConstMatrix<T> dy, ConstMatrix<T> x, IndexSet
 
 template <class T>
 void bias_grad(ConstMatrix<T> dy, const IndexSets* s, BiasGradient kind, T* db, bool accumulate) {
+    detail::check_view(dy, "dy");
     if (db == nullptr && dy.cols > 0) detail::fail("db is a null pointer");
+    if (kind == BiasGradient::sparse && s == nullptr) {
+        detail::fail("a sparse bias gradient needs the index sets (got a null pointer)");
+    }
     std::vector<T> sums(dy.cols, T(0));
     if (kind == BiasGradient::dense || s == nullptr) {
         for (std::size_t b = 0; b < dy.rows; ++b) {
@@ -198,6 +210,7 @@ void bias_grad(ConstMatrix<T> dy, const IndexSets* s, BiasGradient kind, T* db, 
 template <class T>
 std::vector<std::int64_t> select_index_sets(ConstMatrix<T> dy, BackwardMode mode, std::size_t k,
                                             IndexSets& sets, SelectMethod method) {
+    detail::check_view(dy, "dy");
     std::vector<std::int64_t> ids;
     switch (mode) {
         case BackwardMode::per_example:
@@ -218,6 +231,8 @@ std::vector<std::int64_t> select_index_sets(ConstMatrix<T> dy, BackwardMode mode
             std::iota(ids.begin(), ids.end(), std::int64_t{0});
             sets = {ids.data(), 1, dy.cols};
             break;
+        default:
+            detail::fail("unknown backward mode ", static_cast<int>(mode));
     }
     return ids;
 }
@@ -225,6 +240,9 @@ std::vector<std::int64_t> select_index_sets(ConstMatrix<T> dy, BackwardMode mode
 template <class T>
 LinearGradients<T> linear_backward(ConstMatrix<T> dy, ConstMatrix<T> x, ConstMatrix<T> W,
                                    std::size_t k, BackwardMode mode, BiasGradient bias) {
+    detail::check_view(dy, "dy");
+    detail::check_view(x, "x");
+    detail::check_view(W, "W");
     if (x.rows != dy.rows) detail::fail("x has ", x.rows, " rows but dy has ", dy.rows);
     if (W.rows != dy.cols || W.cols != x.cols) {
         detail::fail("W must be ", dy.cols, " x ", x.cols, ", got ", W.rows, " x ", W.cols);

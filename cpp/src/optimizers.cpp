@@ -14,6 +14,7 @@ namespace {
 constexpr std::size_t parallel_min_elements = 1 << 15;
 
 void check_rows(RowGradientView rows, std::size_t n_rows) {
+    if (rows.rows == nullptr && rows.count > 0) detail::fail("gradient row ids are a null pointer");
     for (std::size_t i = 0; i < rows.count; ++i) {
         if (rows.rows[i] < 0 || static_cast<std::size_t>(rows.rows[i]) >= n_rows) {
             detail::fail("gradient row id ", rows.rows[i], " outside [0, ", n_rows, ")");
@@ -24,8 +25,32 @@ void check_rows(RowGradientView rows, std::size_t n_rows) {
     }
 }
 
+// The parameter, the row ids and the gradient rows; every update starts here.
+template <class T>
+void check_update(Matrix<T> param, RowGradientView rows, const T* grad_rows) {
+    detail::check_view(param, "param");
+    check_rows(rows, param.rows);
+    if (grad_rows == nullptr && rows.count > 0 && param.cols > 0) {
+        detail::fail("gradient rows are a null pointer");
+    }
+}
+
+// Hyper-parameters that would turn the update into NaN or inf, or move the
+// parameters the wrong way, are errors rather than silent garbage.
+void check_lr_clip(double lr, double clip) {
+    if (!(std::isfinite(lr) && lr > 0)) detail::fail("learning rate must be finite and > 0, got ", lr);
+    if (!(std::isfinite(clip) && clip >= 0)) {
+        detail::fail("clip must be finite and >= 0 (0 disables clipping), got ", clip);
+    }
+}
+
+void check_eps(double eps) {
+    if (!(std::isfinite(eps) && eps > 0)) detail::fail("eps must be finite and > 0, got ", eps);
+}
+
 template <class T>
 void check_state(Matrix<T> param, Matrix<T> state, const char* name) {
+    detail::check_view(state, name);
     if (state.rows != param.rows || state.cols != param.cols) {
         detail::fail(name, " must be ", param.rows, " x ", param.cols, ", got ", state.rows, " x ",
                      state.cols);
@@ -140,7 +165,8 @@ inline void adagrad_row_any(double* p, double* s, const double* g, std::size_t n
 
 template <class T>
 void sgd_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, const SgdConfig& c) {
-    check_rows(rows, param.rows);
+    check_update(param, rows, grad_rows);
+    check_lr_clip(c.lr, c.clip);
     const T lr = static_cast<T>(c.lr), clip = static_cast<T>(c.clip);
     const std::size_t cols = param.cols;
     for_each_row(param, rows, grad_rows, true, [&](std::size_t r, const T* g) {
@@ -152,8 +178,10 @@ void sgd_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, const
 template <class T>
 void adagrad_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> sum_sq,
                     const AdagradConfig& c) {
-    check_rows(rows, param.rows);
+    check_update(param, rows, grad_rows);
     check_state(param, sum_sq, "AdaGrad state");
+    check_lr_clip(c.lr, c.clip);
+    check_eps(c.eps);
     const T lr = static_cast<T>(c.lr), eps = static_cast<T>(c.eps), clip = static_cast<T>(c.clip);
     const std::size_t cols = param.cols;
     for_each_row(param, rows, grad_rows, true, [&](std::size_t r, const T* g) {
@@ -164,10 +192,15 @@ void adagrad_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, M
 template <class T>
 void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> m,
                  Matrix<T> v, std::int64_t step, const AdamConfig& c, bool lazy) {
-    check_rows(rows, param.rows);
+    check_update(param, rows, grad_rows);
     check_state(param, m, "Adam first moment");
     check_state(param, v, "Adam second moment");
     if (step < 1) detail::fail("Adam step must be >= 1, got ", step);
+    check_lr_clip(c.lr, c.clip);
+    check_eps(c.eps);
+    for (const double beta : {c.beta1, c.beta2}) {
+        if (!(beta >= 0 && beta < 1)) detail::fail("Adam betas must be in [0, 1), got ", beta);
+    }
     const T b1 = static_cast<T>(c.beta1), b2 = static_cast<T>(c.beta2);
     const T eps = static_cast<T>(c.eps), clip = static_cast<T>(c.clip);
     const double bc1 = 1.0 - std::pow(c.beta1, static_cast<double>(step));

@@ -75,7 +75,10 @@ void topk(const T* a, std::size_t n, std::size_t k, std::int64_t* out, SelectMet
 
 template <class T>
 void topk_rows(ConstMatrix<T> a, std::size_t k, std::int64_t* out, SelectMethod method) {
-    if (a.rows == 0) return;
+    if (a.rows == 0) {  // nothing to select, but k must still fit a row
+        if (k < 1 || k > a.cols) detail::fail("k must be in [1, n] = [1, ", a.cols, "], got ", k);
+        return;
+    }
     check_topk_args(a.data, a.cols, k, out);
     const auto rows = static_cast<std::int64_t>(a.rows);
     const int threads = a.rows * a.cols >= parallel_min_entries ? num_threads() : 1;

@@ -342,6 +342,51 @@ void adam_update(py::array param, py::handle rows, py::handle grad_rows, py::arr
     }
 }
 
+// ---- linear forward -----------------------------------------------------------
+
+template <class T>
+void forward_into(const py::array& x, const py::array& W, const std::optional<py::array>& b,
+                  py::array& y) {
+    const T* bias = b ? static_cast<const T*>(b->data()) : nullptr;
+    py::gil_scoped_release release;
+    meprop::linear_forward<T>(view<T>(x), view<T>(W), bias, mutable_view<T>(y));
+}
+
+py::array linear_forward(py::handle x_obj, py::handle W_obj, py::handle b_obj,
+                         std::optional<py::array> out) {
+    py::array x = as_input(x_obj, "x", 2);
+    py::array W = as_input(W_obj, "W", 2);
+    const Precision p = precision_of(x, "x");
+    if (precision_of(W, "W") != p) throw py::type_error("x and W must have the same dtype");
+    if (x.shape(1) != W.shape(1)) {
+        throw py::value_error("x has " + std::to_string(x.shape(1)) + " columns but W has " +
+                              std::to_string(W.shape(1)) + " (W must be (n_out, n_in))");
+    }
+    std::optional<py::array> b;
+    if (!b_obj.is_none()) {
+        b = as_input(b_obj, "b", 1);
+        if (precision_of(*b, "b") != p) throw py::type_error("b must have the dtype of x");
+        if (b->shape(0) != W.shape(0)) {
+            throw py::value_error("b must have " + std::to_string(W.shape(0)) + " entries, got " +
+                                  std::to_string(b->shape(0)));
+        }
+    }
+    py::array y;
+    if (out) {
+        check_output(*out, "out", p, {x.shape(0), W.shape(0)});
+        if (overlaps(*out, x) || overlaps(*out, W) || (b && overlaps(*out, *b))) {
+            throw py::value_error("out must not overlap the inputs");
+        }
+        y = *out;
+    } else {
+        y = p == Precision::f32 ? py::array(py::array_t<float>({x.shape(0), W.shape(0)}))
+                                : py::array(py::array_t<double>({x.shape(0), W.shape(0)}));
+    }
+    if (p == Precision::f32) forward_into<float>(x, W, b, y);
+    else forward_into<double>(x, W, b, y);
+    return y;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -379,7 +424,11 @@ PYBIND11_MODULE(_core, m) {
         py::arg("mode") = "per_example", py::kw_only(), py::arg("bias_grad") = "dense",
         py::arg("method") = "auto", py::arg("dx_out") = py::none(), py::arg("dW_out") = py::none(),
         py::arg("db_out") = py::none(), py::arg("accumulate") = false,
-        "meProp backward of y = x W^T + b; returns (dx, dW, db) with dW dense.");
+        "meProp backward of y = x W^T + b; returns (dx, dW, db) with dW dense.\n\n"
+        "dy (B, n_out), x (B, n_in), W (n_out, n_in): all float32 or all float64.\n"
+        "Returns dx (B, n_in), dW (n_out, n_in) (zero in rows no kept entry touches)\n"
+        "and db (n_out,), in that dtype. dx_out/dW_out/db_out receive the results;\n"
+        "accumulate=True adds into dW_out (its touched rows only) and db_out.");
     m.def(
         "linear_backward_compact",
         [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k,
@@ -392,7 +441,14 @@ PYBIND11_MODULE(_core, m) {
         py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(),
         py::arg("mode") = "per_example", py::kw_only(), py::arg("bias_grad") = "dense",
         py::arg("method") = "auto", py::arg("input_grad") = true,
-        "meProp backward returning only the touched rows of dW: (dx, rows, dW_rows, db).");
+        "meProp backward returning only the touched rows of dW: (dx, rows, dW_rows, db).\n\n"
+        "dy (B, n_out), x (B, n_in), W (n_out, n_in): all float32 or all float64.\n"
+        "Returns dx (B, n_in) or None (input_grad=False), rows (m,) int64 ascending,\n"
+        "dW_rows (m, n_in) with dW[rows] = dW_rows, and db (n_out,).");
+    m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("W"), py::arg("b") = py::none(),
+          py::kw_only(), py::arg("out") = py::none(),
+          "y = x W^T + b for x (B, n_in), W (n_out, n_in), b (n_out,) or None: (B, n_out), "
+          "on the library's threads; fastest for small batches (2-12 examples).");
     m.def("sgd_update", &sgd_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"),
           py::arg("lr"), py::arg("clip") = 0.0,
           "In place: param[rows] -= lr * grad_rows (gradient clipped to +-clip when clip > 0).");

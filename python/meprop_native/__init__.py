@@ -6,6 +6,7 @@ gradient and only k rows of W are read (Sun et al., ICML 2017).
 """
 
 from ._backward import CompactGradients, linear_backward_compact
+from ._cmake import cmake_dir
 from ._core import (
     __version__,
     linear_backward,
@@ -19,6 +20,7 @@ from ._threads import get_num_threads, set_num_threads, thread_limits
 __all__ = [
     "CompactGradients",
     "__version__",
+    "cmake_dir",
     "get_num_threads",
     "linear_backward",
     "linear_backward_compact",

@@ -19,6 +19,7 @@ TASKS = ("mnist", "parse")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``meprop`` (``meprop train <task> [options]``)."""
     parser = argparse.ArgumentParser(
         prog="meprop",
         description="Train networks on the CPU with meProp (minimal effort back-propagation): "
@@ -38,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``meprop`` with argv (default: sys.argv[1:]); returns the exit code.
+
+    0: trained; 2: bad data, checkpoint or option (message on stderr); 3: the
+    loss diverged; 130: stopped by SIGINT/SIGTERM after saving a checkpoint.
+    Options argparse rejects exit with 2 through SystemExit.
+    """
     args = build_parser().parse_args(argv)
     try:
         summary = args.run(args)

@@ -34,6 +34,7 @@ class Optimizer:
         self.steps = 0
 
     def step(self) -> None:
+        """Updates every parameter in place from its row-form gradient (none: zero)."""
         step = self.steps + 1  # counted only once every update went through
         for i, p in enumerate(self.params):
             rows = p.grad_rows if p.grad_rows is not None else _NO_ROWS
@@ -42,6 +43,7 @@ class Optimizer:
         self.steps = step
 
     def zero_grad(self) -> None:
+        """Forgets every parameter's gradient."""
         for p in self.params:
             p.zero_grad()
 
@@ -53,11 +55,13 @@ class Optimizer:
         return {}
 
     def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the state arrays plus "steps" (0-d int64), for checkpoints."""
         state = {name: a.copy() for name, a in self.state_arrays().items()}
         state["steps"] = np.array(self.steps, dtype=np.int64)
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copies a state_dict back in place; ValueError if an array is missing or misshapen."""
         for name, array in self.state_arrays().items():
             if name not in state or state[name].shape != array.shape:
                 raise ValueError(f"optimizer state {name!r} missing or of the wrong shape")
@@ -86,6 +90,7 @@ class AdaGrad(Optimizer):
             _core.adagrad_update(p.matrix(), rows, grad, self.sum_sq[i], self.lr, self.eps, self.clip)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
+        """"sum_sq.<i>": the running sum of squared gradients of parameter i."""
         return {f"sum_sq.{i}": a for i, a in enumerate(self.sum_sq)}
 
 
@@ -117,6 +122,7 @@ class Adam(Optimizer):
         )
 
     def state_arrays(self) -> dict[str, np.ndarray]:
+        """"m.<i>" and "v.<i>": the first and second moments of parameter i."""
         arrays = {f"m.{i}": a for i, a in enumerate(self.m)}
         arrays.update({f"v.{i}": a for i, a in enumerate(self.v)})
         return arrays

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "meprop/linear_backward.hpp"
+#include "meprop/linear_forward.hpp"
 #include "meprop/matrix.hpp"
 #include "meprop/optimizers.hpp"
 #include "meprop/threading.hpp"

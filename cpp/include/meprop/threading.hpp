@@ -8,8 +8,10 @@
 namespace meprop {
 
 // Sets the number of threads the kernels may use (>= 1); throws
-// std::invalid_argument otherwise. Process-wide; safe to call between kernel
-// calls, not concurrently with them.
+// std::invalid_argument otherwise. Process-wide. The count is an atomic that
+// each parallel loop reads once before it starts, so calling this while
+// kernels run on other threads is safe: a call in progress may run some loops
+// with the old count and later ones with the new, with the same results.
 void set_num_threads(int n);
 
 // The current thread count: the last value given to set_num_threads, or by

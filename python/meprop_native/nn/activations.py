@@ -8,31 +8,43 @@ from .module import Module
 
 
 class ReLU(Module):
+    """max(x, 0), element-wise; any shape, dtype kept."""
+
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """Returns max(x, 0) and remembers where x > 0 for the backward."""
         self._positive = x > 0
         return np.maximum(x, 0)
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dx = dy where x > 0, else 0 (shape of dy); None when input_grad is False."""
         return dy * self._positive if input_grad else None
 
 
 class Tanh(Module):
+    """tanh(x), element-wise; any shape, dtype kept."""
+
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """Returns tanh(x) and remembers it for the backward."""
         self._y = np.tanh(x)
         return self._y
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dx = dy * (1 - tanh(x)^2) (shape of dy); None when input_grad is False."""
         return dy * (1 - self._y * self._y) if input_grad else None
 
 
 class Sigmoid(Module):
+    """1 / (1 + exp(-x)), element-wise and overflow-free; any shape, dtype kept."""
+
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """Returns sigmoid(x) and remembers it for the backward."""
         # exp of a non-positive number never overflows: split by sign.
         e = np.exp(-np.abs(x))
         self._y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
         return self._y
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dx = dy * s * (1 - s) with s = sigmoid(x); None when input_grad is False."""
         return dy * self._y * (1 - self._y) if input_grad else None
 
 

@@ -25,6 +25,7 @@ class Dropout(Module):
         return [self.rng]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """x * mask / (1 - p) in training (any shape, dtype kept); x itself in evaluation."""
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
@@ -33,6 +34,7 @@ class Dropout(Module):
         return x * self._mask
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dy through the forward's mask and scale; None when input_grad is False."""
         if not input_grad:
             return None
         return dy if self._mask is None else dy * self._mask

@@ -6,11 +6,18 @@ import time
 
 import numpy as np
 
-from .._backward import linear_backward_compact
+from .. import _core
 from .module import Module
 from .parameter import Parameter
 
 MODES = ("per_example", "unified")
+
+# Batch sizes whose forward runs on the library's own kernel. Measured with
+# benchmarks/bench_forward.py (784 -> 500, one thread): it beats OpenBLAS's
+# GEMM from 2 to about 12 examples (1.4x at the paper's batch of 10), where
+# the GEMM pads to its block size; for one example BLAS's matrix-vector
+# product and from ~16 examples the GEMM are faster.
+NATIVE_FORWARD_BATCHES = range(2, 13)
 
 
 class Linear(Module):
@@ -69,35 +76,58 @@ class Linear(Module):
         self._all_rows = np.arange(1, dtype=np.int64)
 
     @property
+    def _backward_k(self) -> int | None:
+        return None if self.dense else self.k
+
+    @property
+    def _backward_mode(self) -> str:
+        return "dense" if self.dense else self.mode
+
+    @property
     def dense(self) -> bool:
+        """True when the backward keeps every entry of dy (k is None or >= out_features)."""
         return self.k is None or self.k >= self.out_features
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = np.ascontiguousarray(x, dtype=self.weight.value.dtype)
-        y = self._x @ self.weight.value.T
-        if self.bias is not None:
-            y += self.bias.value
+        """y = x W^T + b: x (B, in_features) -> y (B, out_features), in the layer's dtype.
+
+        x is converted to the layer's dtype and C order, and kept for the backward.
+        """
+        x = np.ascontiguousarray(x, dtype=self.weight.value.dtype)
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"expected input of shape (B, {self.in_features}), got {x.shape}")
+        self._x = x
+        bias = None if self.bias is None else self.bias.value
+        if len(x) in NATIVE_FORWARD_BATCHES:
+            return _core.linear_forward(x, self.weight.value, bias)
+        y = x @ self.weight.value.T
+        if bias is not None:
+            y += bias
         return y
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """meProp backward: dy (B, out_features) -> dx (B, in_features), or None.
+
+        Stores the touched rows of dW on ``weight`` (``grad_rows``, ``grad``)
+        and the dense db on ``bias``. Raises RuntimeError before any forward.
+        """
         if self._x is None:
             raise RuntimeError("Linear.backward called before forward")
         start = time.perf_counter()
-        g = linear_backward_compact(
-            dy,
-            self._x,
-            self.weight.value,
-            None if self.dense else self.k,
-            "dense" if self.dense else self.mode,
-            input_grad=input_grad,
+        # The compiled call itself (what linear_backward_compact wraps): at the
+        # paper's batch of 10 a meProp backward takes tens of microseconds, and
+        # a Python-level wrapper would be a measurable share of it.
+        dx, rows, dW_rows, db = _core.linear_backward_compact(
+            dy, self._x, self.weight.value, self._backward_k, self._backward_mode, input_grad=input_grad
         )
         self.backward_seconds += time.perf_counter() - start
-        self.weight.set_grad(g.rows, g.dW_rows)
+        self.weight.set_grad(rows, dW_rows)
         if self.bias is not None:
-            self.bias.set_grad(self._all_rows, g.db.reshape(1, -1))
-        return g.dx
+            self.bias.set_grad(self._all_rows, db.reshape(1, -1))
+        return dx
 
     def parameters(self) -> list[Parameter]:
+        """[weight] or [weight, bias]."""
         return [self.weight] + ([self.bias] if self.bias is not None else [])
 
     def __repr__(self) -> str:

@@ -18,12 +18,15 @@ class Module:
     training: bool = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """The layer's output for a batch x; caches what backward needs."""
         raise NotImplementedError
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Gradient of the input for dy (shape of the output), or None if not input_grad."""
         raise NotImplementedError
 
     def parameters(self) -> list[Parameter]:
+        """The layer's trainable parameters (none by default)."""
         return []
 
     def random_generators(self) -> list[np.random.Generator]:
@@ -31,10 +34,12 @@ class Module:
         return []
 
     def train(self, mode: bool = True) -> Module:
+        """Training mode (mode=True) or evaluation mode; returns self."""
         self.training = mode
         return self
 
     def eval(self) -> Module:
+        """Evaluation mode (dropout off); returns self."""
         return self.train(False)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

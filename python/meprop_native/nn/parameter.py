@@ -27,10 +27,12 @@ class Parameter:
         return self.value if self.value.ndim == 2 else self.value.reshape(1, -1)
 
     def set_grad(self, rows: np.ndarray, grad: np.ndarray) -> None:
+        """Sets the gradient: rows (m,) int64 ascending, grad (m, cols) of the value's dtype."""
         self.grad_rows = rows
         self.grad = grad
 
     def zero_grad(self) -> None:
+        """Forgets the gradient (grad_rows = grad = None)."""
         self.grad_rows = None
         self.grad = None
 

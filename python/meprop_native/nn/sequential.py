@@ -23,11 +23,13 @@ class Sequential(Module):
         self.layers = list(layers)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """Each layer's forward in order: x (B, sizes[0]) -> output (B, sizes[-1])."""
         for layer in self.layers:
             x = layer.forward(x)
         return x
 
     def backward(self, dy: np.ndarray, input_grad: bool = False) -> np.ndarray | None:
+        """Backward through the layers in reverse; dx of the first only if input_grad."""
         grad: np.ndarray | None = dy
         for i in range(len(self.layers) - 1, -1, -1):
             assert grad is not None
@@ -35,9 +37,11 @@ class Sequential(Module):
         return grad
 
     def parameters(self) -> list[Parameter]:
+        """Every layer's parameters, in layer order."""
         return [p for layer in self.layers for p in layer.parameters()]
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
+        """(name, parameter) pairs, named "<layer index>.<weight|bias>"."""
         return [
             (f"{i}.{p.name}", p) for i, layer in enumerate(self.layers) for p in layer.parameters()
         ]
@@ -46,15 +50,18 @@ class Sequential(Module):
         return [rng for layer in self.layers for rng in layer.random_generators()]
 
     def linear_layers(self) -> list[Linear]:
+        """The Linear layers, in order."""
         return [layer for layer in self.layers if isinstance(layer, Linear)]
 
     def train(self, mode: bool = True) -> Sequential:
+        """Sets training (or evaluation) mode on every layer; returns self."""
         self.training = mode
         for layer in self.layers:
             layer.train(mode)
         return self
 
     def zero_grad(self) -> None:
+        """Forgets every parameter's gradient."""
         for p in self.parameters():
             p.zero_grad()
 
@@ -83,6 +90,7 @@ class Sequential(Module):
         return sum(layer.backward_seconds for layer in self.linear_layers())
 
     def reset_timers(self) -> None:
+        """Sets every linear layer's backward_seconds to 0."""
         for layer in self.linear_layers():
             layer.backward_seconds = 0.0
 

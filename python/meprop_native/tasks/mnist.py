@@ -22,6 +22,7 @@ DEFAULT_LR = {"adam": 0.001, "adagrad": 0.1, "sgd": 0.1}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the options of ``meprop train mnist`` to parser."""
     model = parser.add_argument_group("model")
     model.add_argument("--k", type=int, default=20,
                        help="entries of dy kept per example in every hidden layer (default 20, the paper's Adam setting)")
@@ -60,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Trains the MNIST MLP as the options say; writes into args.out; returns the summary."""
     splits = load_mnist(args.data_dir)
     train_x, train_y = splits.train_x, splits.train_y
     if args.train_limit is not None:

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """A handle whose content replaces ``path`` atomically when the block ends without error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -44,6 +45,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """Atomically writes obj as indented, key-sorted JSON."""
     with atomic_open(path, "w") as handle:
         json.dump(obj, handle, indent=2, sort_keys=True)
         handle.write("\n")

@@ -23,6 +23,7 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Atomically writes the named arrays and JSON-serialisable meta to one .npz."""
     if _META_KEY in arrays:
         raise ValueError(f"{_META_KEY!r} is reserved")
     payload = dict(arrays)
@@ -31,6 +32,7 @@ def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, A
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(arrays, meta) of a checkpoint; CheckpointError if missing, unreadable or foreign."""
     try:
         # Open the file ourselves: np.load leaks its handle when zipfile fails.
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:

@@ -26,10 +26,12 @@ class TimeBreakdown:
     total: float = 0.0
 
     def add(self, other: TimeBreakdown) -> None:
+        """Adds other's seconds to these, part by part."""
         for name, value in asdict(other).items():
             setattr(self, name, getattr(self, name) + value)
 
     def as_dict(self) -> dict[str, float]:
+        """{part: seconds}."""
         return asdict(self)
 
     @classmethod

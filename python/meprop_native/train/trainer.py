@@ -122,6 +122,7 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------
 
     def steps_per_epoch(self) -> int:
+        """ceil(len(train) / batch_size), capped by config.steps_per_epoch."""
         steps = math.ceil(len(self.splits.train) / self.config.batch_size)
         cap = self.config.steps_per_epoch
         return min(steps, cap) if cap else steps

@@ -1,0 +1,158 @@
+"""Types of the compiled core (python/bindings/core_module.cpp).
+
+Every kernel takes float32 or float64 arrays (any array-like is accepted and
+converted to C order; other dtypes raise TypeError, never cast). The result
+has the dtype of the inputs: the overloads below say so for NumPy arrays of a
+known dtype. Index arrays are int64. Bad shapes, k, modes or methods raise
+ValueError. Allowed strings: method "auto" | "heap" | "radix"; mode
+"per_example" | "unified" | "dense"; bias_grad "dense" | "sparse".
+"""
+
+from typing import Any, SupportsFloat, SupportsIndex, SupportsInt, TypeVar, overload
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+_Float = TypeVar("_Float", np.float32, np.float64)
+_Int = SupportsInt | SupportsIndex
+_Real = SupportsFloat | SupportsIndex
+_AnyFloatArray = NDArray[np.floating[Any]]
+
+__version__: str
+
+# ---- top-k -------------------------------------------------------------------
+
+def topk(a: ArrayLike, k: _Int, method: str = "auto") -> NDArray[np.int64]:
+    """Indices (int64, ascending) of the k largest |a[i]| of a 1-D float array: shape (k,)."""
+
+def topk_rows(A: ArrayLike, k: _Int, method: str = "auto") -> NDArray[np.int64]:
+    """Per-row top-k of a 2-D float array (B, n): (B, k) int64, each row ascending."""
+
+def topk_unified(A: ArrayLike, k: _Int, method: str = "auto") -> NDArray[np.int64]:
+    """The k columns (int64, ascending) with the largest sum over rows of |A[b, j]|: shape (k,)."""
+
+def select_method_for(n: _Int, k: _Int) -> str:
+    """The method ("heap" or "radix") that "auto" picks for a row of n entries."""
+
+# ---- linear backward ---------------------------------------------------------
+
+@overload
+def linear_backward(
+    dy: NDArray[_Float],
+    x: NDArray[_Float],
+    W: NDArray[_Float],
+    k: _Int | None = None,
+    mode: str = "per_example",
+    *,
+    bias_grad: str = "dense",
+    method: str = "auto",
+    dx_out: NDArray[_Float] | None = None,
+    dW_out: NDArray[_Float] | None = None,
+    db_out: NDArray[_Float] | None = None,
+    accumulate: bool = False,
+) -> tuple[NDArray[_Float], NDArray[_Float], NDArray[_Float]]:
+    """meProp backward of y = x W^T + b: (dx (B, n_in), dW (n_out, n_in), db (n_out,))."""
+
+@overload
+def linear_backward(
+    dy: ArrayLike,
+    x: ArrayLike,
+    W: ArrayLike,
+    k: _Int | None = None,
+    mode: str = "per_example",
+    *,
+    bias_grad: str = "dense",
+    method: str = "auto",
+    dx_out: _AnyFloatArray | None = None,
+    dW_out: _AnyFloatArray | None = None,
+    db_out: _AnyFloatArray | None = None,
+    accumulate: bool = False,
+) -> tuple[_AnyFloatArray, _AnyFloatArray, _AnyFloatArray]: ...
+@overload
+def linear_backward_compact(
+    dy: NDArray[_Float],
+    x: NDArray[_Float],
+    W: NDArray[_Float],
+    k: _Int | None = None,
+    mode: str = "per_example",
+    *,
+    bias_grad: str = "dense",
+    method: str = "auto",
+    input_grad: bool = True,
+) -> tuple[NDArray[_Float] | None, NDArray[np.int64], NDArray[_Float], NDArray[_Float]]:
+    """meProp backward with only the touched rows of dW: (dx or None, rows (m,), dW_rows (m, n_in), db)."""
+
+@overload
+def linear_backward_compact(
+    dy: ArrayLike,
+    x: ArrayLike,
+    W: ArrayLike,
+    k: _Int | None = None,
+    mode: str = "per_example",
+    *,
+    bias_grad: str = "dense",
+    method: str = "auto",
+    input_grad: bool = True,
+) -> tuple[_AnyFloatArray | None, NDArray[np.int64], _AnyFloatArray, _AnyFloatArray]: ...
+
+# ---- linear forward ----------------------------------------------------------
+
+@overload
+def linear_forward(
+    x: NDArray[_Float], W: NDArray[_Float], b: NDArray[_Float] | None = None, *, out: NDArray[_Float] | None = None
+) -> NDArray[_Float]:
+    """y = x W^T + b: x (B, n_in), W (n_out, n_in), b (n_out,) or None -> y (B, n_out).
+
+    Runs on the library's threads; faster than BLAS for 2-12 examples. ``out``
+    (C-contiguous, the inputs' dtype, not overlapping them) receives y.
+    """
+
+@overload
+def linear_forward(
+    x: ArrayLike, W: ArrayLike, b: ArrayLike | None = None, *, out: _AnyFloatArray | None = None
+) -> _AnyFloatArray: ...
+
+# ---- fused optimizer updates (in place) ----------------------------------------
+# param: float32/float64, 1-D or 2-D, C-contiguous and writable; rows: 1-D int64
+# strictly ascending; grad_rows: (len(rows), cols) of param's dtype; the state
+# arrays (sum_sq, m, v): param's shape and dtype.
+
+def sgd_update(
+    param: _AnyFloatArray, rows: ArrayLike, grad_rows: ArrayLike, lr: _Real, clip: _Real = 0.0
+) -> None:
+    """In place: param[rows] -= lr * grad_rows (clipped to +-clip when clip > 0)."""
+
+def adagrad_update(
+    param: _AnyFloatArray,
+    rows: ArrayLike,
+    grad_rows: ArrayLike,
+    sum_sq: _AnyFloatArray,
+    lr: _Real,
+    eps: _Real = 1e-06,
+    clip: _Real = 0.0,
+) -> None:
+    """In place AdaGrad step on the given rows."""
+
+def adam_update(
+    param: _AnyFloatArray,
+    rows: ArrayLike,
+    grad_rows: ArrayLike,
+    m: _AnyFloatArray,
+    v: _AnyFloatArray,
+    step: _Int,
+    lr: _Real = 0.001,
+    beta1: _Real = 0.9,
+    beta2: _Real = 0.999,
+    eps: _Real = 1e-08,
+    clip: _Real = 0.0,
+    lazy: bool = False,
+) -> None:
+    """In place Adam step (bias-corrected, step >= 1); lazy=False also moves rows without gradient."""
+
+# ---- threads -----------------------------------------------------------------
+
+def set_num_threads(n: _Int) -> None:
+    """Sets the number of OpenMP threads the kernels use (n >= 1), process-wide."""
+
+def get_num_threads() -> int:
+    """The number of threads the kernels use."""
