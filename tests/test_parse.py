@@ -466,31 +466,33 @@ def test_meprop_model_touches_at_most_k_rows_per_example(rng):
 # ---- training -----------------------------------------------------------------------
 
 
+TOY_WORDS = {"DT": ["the", "a"], "JJ": ["big", "red", "old"], "NN": ["dog", "cat", "man", "idea"],
+             "VBZ": ["sees", "likes", "eats"]}
+
+
+def toy_noun_phrase(rng: np.random.Generator, tokens: list[tuple[str, str, int, str]], role: str) -> int:
+    """Appends DT JJ* NN (DT and JJ attached to the noun); returns the noun's position, its head still unset."""
+    modifiers = [("DT", "det")] + [("JJ", "amod")] * int(rng.integers(0, 3))
+    noun = len(tokens) + len(modifiers) + 1
+    for tag, rel in modifiers:
+        tokens.append((TOY_WORDS[tag][int(rng.integers(len(TOY_WORDS[tag])))], tag, noun, rel))
+    tokens.append((TOY_WORDS["NN"][int(rng.integers(4))], "NN", -1, role))
+    return noun
+
+
 def toy_language(rng: np.random.Generator, count: int) -> list[Sentence]:
     """DT JJ* NN VBZ (DT JJ* NN)? . with fixed arcs: a language a parser learns fully."""
-    nouns, verbs, adjs, dets = ["dog", "cat", "man", "idea"], ["sees", "likes", "eats"], ["big", "red", "old"], ["the", "a"]
     out = []
     for _ in range(count):
-        forms, tags, heads, rels = [], [], [], []
-
-        def noun_phrase(role: str) -> int:
-            start = len(forms)
-            forms.append(dets[int(rng.integers(2))]); tags.append("DT"); rels.append("det")  # noqa: E702
-            for _ in range(int(rng.integers(0, 3))):
-                forms.append(adjs[int(rng.integers(3))]); tags.append("JJ"); rels.append("amod")  # noqa: E702
-            forms.append(nouns[int(rng.integers(4))]); tags.append("NN"); rels.append(role)  # noqa: E702
-            noun = len(forms)
-            heads.extend([noun] * (noun - 1 - start) + [-1])
-            return noun
-
-        subject = noun_phrase("nsubj")
-        forms.append(verbs[int(rng.integers(3))]); tags.append("VBZ"); rels.append("root"); heads.append(0)  # noqa: E702
-        verb = len(forms)
-        heads[subject - 1] = verb
+        tokens: list[tuple[str, str, int, str]] = []  # (form, tag, head, relation)
+        nouns = [toy_noun_phrase(rng, tokens, "nsubj")]
+        tokens.append((TOY_WORDS["VBZ"][int(rng.integers(3))], "VBZ", 0, "root"))
+        verb = len(tokens)
         if rng.random() < 0.6:
-            obj = noun_phrase("obj")
-            heads[obj - 1] = verb
-        forms.append("."); tags.append("."); rels.append("punct"); heads.append(verb)  # noqa: E702
+            nouns.append(toy_noun_phrase(rng, tokens, "obj"))
+        tokens.append((".", ".", verb, "punct"))
+        tokens = [(f, t, verb if i + 1 in nouns else h, r) for i, (f, t, h, r) in enumerate(tokens)]
+        forms, tags, heads, rels = (list(column) for column in zip(*tokens))
         out.append(make_sentence(heads, rels, tags, forms))
     return out
 
