@@ -15,7 +15,7 @@ from .train.plots import plot_summary
 
 # Each task is a module meprop_native.tasks.<name> with HELP, add_arguments(parser)
 # and run(args) -> summary.
-TASKS = ("mnist", "pos")
+TASKS = ("mnist", "pos", "parse")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,150 @@
+"""``meprop train parse``: the paper's dependency parser on UD English EWT.
+
+Chen & Manning (2014) arc-standard parser: 48 features, 50-dim embeddings
+(2400 inputs), two hidden layers of 500, mini-batches of 10,000 transitions;
+meProp with k = 20 in the hidden layers and the output layer; AdaGrad
+(lr 0.01) or Adam (lr 0.001), gradients clipped at +-5. The best dev epoch by
+UAS picks the reported test scores.
+
+Data choices (see the modules for the reasons): POS features are the gold
+XPOS tags (Penn Treebank tags) where Chen & Manning used predicted tags;
+labels are universal relations (subtypes dropped); training trees that are
+not projective are skipped; punctuation is excluded from UAS/LAS by the gold
+XPOS tag, as Chen & Manning do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ... import __version__, set_num_threads, thread_limits
+from ...data.ud import load_ud_ewt
+from ...optim import OPTIMIZERS, Adam
+from ...train import Splits, TrainConfig, Trainer
+from ...train.atomic import write_json, write_with
+from .arc_standard import num_transitions
+from .data import attachment_evaluator, prepare
+from .model import ACTIVATIONS, ParserModel
+
+HELP = ("Chen & Manning (2014) dependency parser on UD English EWT (48 features x 50 dims -> 500-500 -> "
+        "transitions, batch 10,000; default: AdaGrad lr 0.01, k=20 hidden and output)")
+
+# The paper's parsing settings: AdaGrad 0.01; Adam keeps its default 0.001.
+DEFAULT_LR = {"adagrad": 0.01, "adam": 0.001, "sgd": 0.1}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--k", type=int, default=20, help="entries of dy kept per example in every hidden layer "
+                       "(default 20, the paper's)")
+    model.add_argument("--k-out", type=int, default=20, help="k of the output layer (default 20, the paper's; "
+                       "0 makes it dense)")
+    model.add_argument("--mode", choices=["per_example", "unified", "dense"], default="per_example",
+                       help="per_example: meProp (default); unified: one top-k set per mini-batch; "
+                            "dense: ordinary backprop through the same kernels (the baseline)")
+    model.add_argument("--hidden", type=int, default=500, help="units per hidden layer (default 500)")
+    model.add_argument("--layers", type=int, default=2, help="number of hidden layers (default 2)")
+    model.add_argument("--embed-dim", type=int, default=50, help="embedding size per feature (default 50)")
+    model.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh",
+                       help="hidden activation (default tanh; Chen & Manning used cube)")
+    model.add_argument("--min-word-count", type=int, default=2,
+                       help="training words rarer than this become UNK (default 2)")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adagrad", help="default adagrad")
+    opt.add_argument("--lr", type=float, default=None, help="learning rate (default: adagrad 0.01, adam 0.001)")
+    opt.add_argument("--clip", type=float, default=5.0,
+                     help="clip each gradient element to [-clip, clip]; 0 disables (default 5, as the paper's code)")
+    opt.add_argument("--batch-size", type=int, default=10000,
+                     help="transitions per mini-batch (default 10,000, the paper's)")
+    opt.add_argument("--epochs", type=int, default=20, help="default 20")
+    opt.add_argument("--seed", type=int, default=0, help="seeds initialisation and shuffling (default 0)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--threads", type=int, default=None,
+                     help="threads for the meProp kernels (default: all cores); BLAS gets one while training")
+    run.add_argument("--data-dir", type=Path, default=None,
+                     help="directory with the three en_ewt-ud-*.conllu files (or a parent with ud_english_ewt/); "
+                          "default: $MEPROP_DATA, then the user cache dir, downloading there if absent")
+    run.add_argument("--out", type=Path, default=Path("runs/parse"),
+                     help="output directory for checkpoint, metrics, summary and plot (default runs/parse)")
+    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    run.add_argument("--train-limit", type=int, default=None,
+                     help="use only the first N training sentences (smoke runs)")
+    run.add_argument("--eval-limit", type=int, default=None,
+                     help="parse only the first N dev and test sentences (smoke runs)")
+    run.add_argument("--steps-per-epoch", type=int, default=None, help="cap steps per epoch (smoke runs)")
+
+
+def _check(args: argparse.Namespace) -> None:
+    for name in ("k", "hidden", "layers", "embed_dim", "batch_size", "epochs", "min_word_count"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.k_out < 0:
+        raise ValueError(f"--k-out must be >= 0 (0: dense), got {args.k_out}")
+    for name in ("train_limit", "eval_limit", "steps_per_epoch", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    _check(args)
+    splits = load_ud_ewt(args.data_dir)
+    train, dev, test = splits.train, splits.dev, splits.test
+    if args.train_limit is not None:
+        train = train[: args.train_limit]
+    if args.eval_limit is not None:
+        dev, test = dev[: args.eval_limit], test[: args.eval_limit]
+    start = time.perf_counter()
+    data = prepare(train, dev, test, args.min_word_count)
+    prepare_seconds = time.perf_counter() - start
+    vocab = data.vocab
+    if args.threads is not None:
+        set_num_threads(args.threads)
+    progress = not args.no_progress
+    if progress:
+        print(f"parse: {data.train_sentences} projective training trees ({data.skipped_non_projective} "
+              f"non-projective skipped) -> {len(data.train)} transitions; vocab {len(vocab.words)} words, "
+              f"{len(vocab.tags)} tags, {vocab.num_labels} labels; prepared in {prepare_seconds:.1f}s",
+              file=sys.stderr, flush=True)
+
+    dense = args.mode == "dense"
+    k = None if dense else args.k
+    k_out = None if dense or args.k_out == 0 else args.k_out
+    classes = num_transitions(vocab.num_labels)
+    model = ParserModel(vocab.size, classes, args.embed_dim, args.hidden, args.layers, k, k_out,
+                        "per_example" if dense else args.mode, args.activation, args.seed)
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    if args.optimizer == "adam":
+        optimizer = Adam(model.parameters(), lr=lr, clip=args.clip)
+    else:
+        optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=lr, clip=args.clip)
+
+    run_info = {
+        "task": "parse", "embed_dim": args.embed_dim, "hidden": args.hidden, "layers": args.layers,
+        "classes": classes, "k": k, "k_out": k_out, "mode": args.mode, "activation": args.activation,
+        "optimizer": args.optimizer, "lr": lr, "clip": args.clip, "min_word_count": args.min_word_count,
+        "train_sentences": data.train_sentences, "skipped_non_projective": data.skipped_non_projective,
+        "train_transitions": len(data.train), "dev_sentences": len(data.dev), "test_sentences": len(data.test),
+        "vocab": {"words": len(vocab.words), "tags": len(vocab.tags), "labels": vocab.num_labels},
+        "version": __version__,
+    }
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, progress=progress,
+                         steps_per_epoch=args.steps_per_epoch, metric="uas")
+    trainer = Trainer(model, optimizer, Splits(data.train, data.dev, data.test), config, args.out, run_info,
+                      evaluate=attachment_evaluator(vocab))
+    # One busy pool: the kernels own the cores, BLAS (the forward) runs on one.
+    with thread_limits(blas=1):
+        summary = trainer.fit(resume=args.resume)
+    summary["prepare_seconds"] = prepare_seconds
+    write_json(args.out / "summary.json", summary)
+    # The trainer leaves the best-dev weights in the model.
+    write_with(args.out / "best_model.npz", lambda handle: np.savez(handle, **model.state_dict()))
+    write_json(args.out / "vocab.json", vocab.to_dict())
+    return summary
