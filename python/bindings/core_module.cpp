@@ -386,6 +386,8 @@ py::array linear_forward(py::handle x_obj, py::handle W_obj, py::handle b_obj,
     if (p == Precision::f32) forward_into<float>(x, W, b, y);
     else forward_into<double>(x, W, b, y);
     return y;
+}
+
 // ---- backward into caller-owned buffers ------------------------------------
 // For callers that own every output (the PyTorch autograd function writes
 // through NumPy views of its own tensors). Each output is optional: a missing

@@ -95,6 +95,27 @@ def linear_backward_compact(
     input_grad: bool = True,
 ) -> tuple[_AnyFloatArray | None, NDArray[np.int64], _AnyFloatArray, _AnyFloatArray]: ...
 
+def linear_backward_into(
+    dy: ArrayLike,
+    x: ArrayLike,
+    W: ArrayLike,
+    k: _Int | None = None,
+    mode: str = "per_example",
+    *,
+    bias_grad: str = "dense",
+    method: str = "auto",
+    dx_out: _AnyFloatArray | None = None,
+    dW_out: _AnyFloatArray | None = None,
+    db_out: _AnyFloatArray | None = None,
+) -> None:
+    """meProp backward written into caller-owned buffers, each optional.
+
+    dx_out (B, n_in), dW_out (n_out, n_in), db_out (n_out,): C-contiguous,
+    writable, the inputs' dtype, not overlapping the inputs or each other. A
+    missing buffer is not computed; a given one is overwritten (dW_out is zero
+    in the rows no kept entry touches).
+    """
+
 # ---- linear forward ----------------------------------------------------------
 
 @overload
