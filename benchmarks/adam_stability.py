@@ -11,7 +11,13 @@ units (no positive activation on 500 training images) for:
 * meProp with one parameter group held fixed after each step (first hidden
   layer's weights, second's, biases, output layer), to see which sparse
   updates drive the instability;
-* meProp at other learning rates.
+* meProp at other learning rates;
+* meProp with what differs in the paper authors' C# code for this experiment
+  (github.com/lancopku/meProp, src/csharp/nnmnist): the loss gradient summed
+  over the mini-batch rather than averaged (clipping at 5 then bites
+  differently), and weights drawn from N(0, sd^2) with
+  sd = sqrt(6 / (fan_in + fan_out)), biases zero;
+* meProp with lazy Adam (only rows that received gradient move).
 
 Everything else is as ``meprop train mnist``. Writes the table as JSON.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,31 +38,61 @@ from meprop_native.nn import mlp, softmax_cross_entropy
 from meprop_native.optim import Adam
 from meprop_native.train.atomic import write_json
 
-# (label, k, parameters held fixed, learning rate)
+@dataclass(frozen=True)
+class Case:
+    label: str
+    k: int | None = 20
+    fixed: tuple[str, ...] = ()  # parameters restored after every step
+    lr: float = 1e-3
+    summed_loss: bool = False
+    authors_init: bool = False
+    lazy: bool = False
+
+
 CASES = [
-    ("dense", None, (), 1e-3),
-    ("meProp", 20, (), 1e-3),
-    ("meProp, W1 fixed", 20, ("0.weight",), 1e-3),
-    ("meProp, W2 fixed", 20, ("2.weight",), 1e-3),
-    ("meProp, hidden biases fixed", 20, ("0.bias", "2.bias"), 1e-3),
-    ("meProp, output layer fixed", 20, ("4.weight", "4.bias"), 1e-3),
-    ("meProp, lr 0.002", 20, (), 2e-3),
-    ("meProp, lr 0.0005", 20, (), 5e-4),
-    ("meProp, lr 0.0001", 20, (), 1e-4),
+    Case("dense", k=None),
+    Case("meProp"),
+    Case("meProp, W1 fixed", fixed=("0.weight",)),
+    Case("meProp, W2 fixed", fixed=("2.weight",)),
+    Case("meProp, hidden biases fixed", fixed=("0.bias", "2.bias")),
+    Case("meProp, output layer fixed", fixed=("4.weight", "4.bias")),
+    Case("meProp, lr 0.002", lr=2e-3),
+    Case("meProp, lr 0.0005", lr=5e-4),
+    Case("meProp, lr 0.0001", lr=1e-4),
+    Case("meProp, summed loss", summed_loss=True),
+    Case("meProp, authors' init", authors_init=True),
+    Case("meProp, both", summed_loss=True, authors_init=True),
+    Case("dense, both", k=None, summed_loss=True, authors_init=True),
+    Case("meProp, lazy Adam", lazy=True),
 ]
 
 
-def run_case(k, fixed, lr, x, y, probe, steps, seed):
-    model = mlp([784, 500, 500, 10], k=k, seed=seed)
+def authors_init(model, seed: int) -> None:
+    """Weights ~ N(0, 6 / (fan_in + fan_out)), biases 0, as in the C# code."""
+    rng = np.random.default_rng([seed, 1])
+    for layer in model.linear_layers():
+        fan_out, fan_in = layer.weight.value.shape
+        sd = np.sqrt(6.0 / (fan_in + fan_out))
+        layer.weight.value[...] = rng.normal(0.0, sd, (fan_out, fan_in))
+        if layer.bias is not None:
+            layer.bias.value[...] = 0
+
+
+def run_case(case: Case, x, y, probe, steps, seed):
+    model = mlp([784, 500, 500, 10], k=case.k, seed=seed)
+    if case.authors_init:
+        authors_init(model, seed)
     params = dict(model.named_parameters())
-    optimizer = Adam(model.parameters(), lr=lr, clip=5.0)
+    optimizer = Adam(model.parameters(), lr=case.lr, clip=5.0, lazy=case.lazy)
     order = np.random.default_rng([seed, 0]).permutation(len(y))
     losses = []
     for step in range(steps):
         batch = order[step * 10 : (step + 1) * 10]
         loss, grad = softmax_cross_entropy(model.forward(x[batch]), y[batch])
+        if case.summed_loss:
+            grad = grad * len(batch)
         model.backward(grad)
-        kept = {name: params[name].value.copy() for name in fixed}
+        kept = {name: params[name].value.copy() for name in case.fixed}
         optimizer.step()
         for name, value in kept.items():
             params[name].value[...] = value
@@ -85,11 +122,11 @@ def main(argv=None) -> int:
     rows = []
     print(f"{'case':30} {'loss per 100 steps':48} {'h1':>6} {'h2':>7} {'dead h2':>8}")
     with thread_limits(blas=1):
-        for label, k, fixed, lr in CASES:
-            r = run_case(k, fixed, lr, x, y, probe, args.steps, args.seed)
-            rows.append({"case": label, "k": k, "fixed": list(fixed), "lr": lr, **r})
+        for case in CASES:
+            r = run_case(case, x, y, probe, args.steps, args.seed)
+            rows.append({**asdict(case), "fixed": list(case.fixed), **r})
             losses = " ".join(f"{v:5.2f}" for v in r["loss_per_100_steps"])
-            print(f"{label:30} {losses:48} {r['h1_mean']:6.2f} {r['h2_mean']:7.2f} {r['h2_dead_share']:8.2f}",
+            print(f"{case.label:30} {losses:48} {r['h1_mean']:6.2f} {r['h2_mean']:7.2f} {r['h2_dead_share']:8.2f}",
                   flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, {"steps": args.steps, "seed": args.seed, "results": rows})
