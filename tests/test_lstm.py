@@ -211,8 +211,12 @@ def test_embedding_gradient_rows_sum_repeated_ids(rng):
     np.testing.assert_allclose(emb.weight.grad, np.stack([dy[3], dy[1], dy[0] + dy[2]]))
     with pytest.raises(ValueError, match="ids must lie in"):
         emb.forward(np.array([6]))
-    with pytest.raises(ValueError, match="1-D integer"):
+    with pytest.raises(ValueError, match="integer array"):
         emb.forward(np.array([0.5]))
+    with pytest.raises(ValueError, match="integer array"):
+        emb.forward(np.array(3))
+    with pytest.raises(ValueError, match="dy has 3 entries"):
+        emb.backward(np.zeros(3))
 
 
 def test_bad_input_raises_clear_errors(rng):

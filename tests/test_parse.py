@@ -33,7 +33,8 @@ from meprop_native.tasks.parse.data import attachment_evaluator, prepare
 from meprop_native.tasks.parse.decode import parse
 from meprop_native.tasks.parse.examples import gold_arrays, oracle_examples, split_projective
 from meprop_native.tasks.parse.features import NUM_FEATURES, extract, position_ids
-from meprop_native.tasks.parse.model import Embedding, ParserModel
+from meprop_native.nn import Embedding
+from meprop_native.tasks.parse.model import ParserModel
 from meprop_native.tasks.parse.scoring import PUNCTUATION_TAGS, attachment_scores
 from meprop_native.tasks.parse.vocab import NULL, ROOT, UNK, Vocab, universal_label
 from meprop_native.train import Splits, TrainConfig, Trainer
@@ -408,12 +409,13 @@ def test_greedy_decoding_never_takes_an_illegal_transition(rng):
 # ---- model -------------------------------------------------------------------------
 
 
-def test_embedding_gradient_sums_rows_of_repeated_ids(rng):
-    emb = Embedding(10, 3, rng, dtype=np.float64)
+def test_embedding_of_feature_rows_sums_gradient_rows_of_repeated_ids(rng):
+    emb = Embedding(10, 3, rng, dtype=np.float64, init="uniform")
+    assert np.abs(emb.weight.value).max() <= 0.1
     ids = rng.integers(0, 10, (7, 4))
     out = emb.forward(ids)
-    assert out.shape == (7, 12)
-    np.testing.assert_array_equal(out.reshape(7, 4, 3), emb.weight.value[ids])
+    assert out.shape == (7, 4, 3)
+    np.testing.assert_array_equal(out, emb.weight.value[ids])
     dy = rng.standard_normal((7, 12))
     emb.backward(dy)
     expected = np.zeros((10, 3))
@@ -423,8 +425,10 @@ def test_embedding_gradient_sums_rows_of_repeated_ids(rng):
     np.testing.assert_allclose(emb.weight.grad, expected[rows], rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="ids must lie"):
         emb.forward(np.array([[10]]))
-    with pytest.raises(ValueError, match="integer ids"):
+    with pytest.raises(ValueError, match="integer array"):
         emb.forward(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="init must be one of"):
+        Embedding(10, 3, rng, init="zeros")
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "cube"])

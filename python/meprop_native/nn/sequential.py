@@ -11,9 +11,10 @@ from .dropout import Dropout
 from .linear import Linear
 from .module import Module
 from .parameter import Parameter
+from .state import NamedState
 
 
-class Sequential(Module):
+class Sequential(NamedState, Module):
     """Runs layers in order; backward runs them in reverse.
 
     The first layer is asked for no input gradient: nothing consumes it.
@@ -64,26 +65,6 @@ class Sequential(Module):
         """Forgets every parameter's gradient."""
         for p in self.parameters():
             p.zero_grad()
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every parameter, by name ("0.weight", "0.bias", ...)."""
-        return {name: p.value.copy() for name, p in self.named_parameters()}
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Copies values in place; names, shapes and dtypes must match exactly."""
-        params = dict(self.named_parameters())
-        missing, unexpected = set(params) - set(state), set(state) - set(params)
-        if missing or unexpected:
-            raise KeyError(f"state does not fit the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
-        values = {name: np.asarray(state[name]) for name in params}
-        for name, p in params.items():  # check everything before changing anything
-            value = values[name]
-            if value.shape != p.value.shape or value.dtype != p.value.dtype:
-                raise ValueError(
-                    f"{name}: expected {p.value.shape} {p.value.dtype}, got {value.shape} {value.dtype}"
-                )
-        for name, p in params.items():
-            p.value[...] = values[name]
 
     def backward_seconds(self) -> float:
         """Time spent in the linear layers' backward kernels (paper: "backprop time")."""

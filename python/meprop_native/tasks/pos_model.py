@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..nn import LSTM, Embedding, Linear, Parameter
+from ..nn.state import NamedState
 from ..nn.lstm import offsets_from_lengths
 from .pos_features import FEATURES, Encoded
 
@@ -44,7 +45,7 @@ class TaggedSentences:
         return inputs, np.concatenate([s.tags for s in chosen])
 
 
-class Tagger:
+class Tagger(NamedState):
     """word embedding (50) + 7 feature embeddings (20 each) -> LSTM(h) -> Linear(h, tags).
 
     The LSTM's backward keeps the top ``k`` of each step's 4h gate gradient
@@ -99,22 +100,6 @@ class Tagger:
 
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: p.value.copy() for name, p in self.named_parameters()}
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Copies values in place; names, shapes and dtypes must match exactly."""
-        params = dict(self.named_parameters())
-        missing, unexpected = set(params) - set(state), set(state) - set(params)
-        if missing or unexpected:
-            raise KeyError(f"state does not fit the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
-        for name, p in params.items():  # check everything before changing anything
-            value = np.asarray(state[name])
-            if value.shape != p.value.shape or value.dtype != p.value.dtype:
-                raise ValueError(f"{name}: expected {p.value.shape} {p.value.dtype}, got {value.shape} {value.dtype}")
-        for name, p in params.items():
-            p.value[...] = state[name]
 
     def train(self, mode: bool = True) -> Tagger:
         self.training = mode

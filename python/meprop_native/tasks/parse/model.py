@@ -17,11 +17,10 @@ activation keeps the few units that meProp updates from running away.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from ...nn import Linear, Module, Parameter, ReLU, Sequential, Tanh
+from ...nn import Embedding, Linear, Module, Parameter, ReLU, Sequential, Tanh
+from ...nn.state import NamedState
 from .features import NUM_FEATURES
 
 
@@ -38,63 +37,17 @@ class Cube(Module):
 
 ACTIVATIONS: dict[str, type[Module]] = {"relu": ReLU, "tanh": Tanh, "cube": Cube}
 
-INIT_RANGE = 0.1  # embeddings start uniform in [-INIT_RANGE, INIT_RANGE]
+# Embeddings start uniform in [-0.1, 0.1]. Chen & Manning (2014) start the
+# vectors they have no pre-trained value for in [-0.01, 0.01]; with no
+# pre-trained vectors at all and ~40 updates per epoch that left the loss on
+# the majority-class plateau (~2.4) for 40 steps, where [-0.1, 0.1] reached 1.3
+# (AdaGrad, meProp, tanh; 4,000 training sentences). Unit-sized vectors
+# (N(0, 1)) overshoot: AdaGrad's first step moves every weight by about lr,
+# and 2400 coherent moves per first-layer unit sent the loss from 4 to 13.
+INIT_RANGE = 0.1
 
 
-class Embedding(Module):
-    """Looks up rows of a (num_embeddings, dim) table; gradient only on the rows used.
-
-    forward: ids (M, F) int -> (M, F * dim) float, the F vectors side by side.
-    backward: dy (M, F * dim) -> the gradient as the rows used (ascending,
-    each once, occurrences summed), the row form the optimizers expect.
-    Initialisation: uniform in [-0.1, 0.1]. Chen & Manning (2014) start the
-    vectors they have no pre-trained value for in [-0.01, 0.01]; with no
-    pre-trained vectors at all and ~40 updates per epoch that left the loss
-    on the majority-class plateau (~2.4) for 40 steps, where [-0.1, 0.1]
-    reached 1.3 (AdaGrad, meProp, tanh; 4,000 training sentences). Unit-sized
-    vectors (N(0, 1)) overshoot: AdaGrad's first step moves every weight by
-    about lr, and 2400 coherent moves per first-layer unit sent the loss
-    from 4 to 13.
-    """
-
-    def __init__(self, num_embeddings: int, dim: int, rng: np.random.Generator, dtype: type = np.float32) -> None:
-        if num_embeddings < 1 or dim < 1:
-            raise ValueError(f"embedding table must be at least 1 x 1, got {num_embeddings} x {dim}")
-        self.dim = dim
-        self.weight = Parameter("weight", rng.uniform(-INIT_RANGE, INIT_RANGE, (num_embeddings, dim)).astype(dtype))
-        self.backward_seconds = 0.0
-        self._ids: np.ndarray | None = None
-
-    def forward(self, ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids)
-        if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"expected integer ids of shape (M, F), got {ids.dtype} {ids.shape}")
-        rows = self.weight.value.shape[0]
-        if ids.size and (ids.min() < 0 or ids.max() >= rows):
-            raise ValueError(f"ids must lie in [0, {rows}), got [{ids.min()}, {ids.max()}]")
-        self._ids = ids
-        return self.weight.value[ids].reshape(ids.shape[0], ids.shape[1] * self.dim)
-
-    def backward(self, dy: np.ndarray, input_grad: bool = True) -> None:
-        if self._ids is None:
-            raise RuntimeError("Embedding.backward called before forward")
-        start = time.perf_counter()
-        flat = self._ids.ravel()
-        # Sort the ids, then sum the gradient rows of each run of equal ids:
-        # one pass, no scattered read-modify-writes (np.add.at is ~10x slower).
-        order = np.argsort(flat, kind="stable")
-        ids_sorted = flat[order]
-        starts = np.flatnonzero(np.concatenate(([True], ids_sorted[1:] != ids_sorted[:-1])))
-        grads = np.add.reduceat(dy.reshape(-1, self.dim)[order], starts, axis=0)
-        self.weight.set_grad(ids_sorted[starts].astype(np.int64), grads.astype(self.weight.value.dtype, copy=False))
-        self.backward_seconds += time.perf_counter() - start
-        return None
-
-    def parameters(self) -> list[Parameter]:
-        return [self.weight]
-
-
-class ParserModel:
+class ParserModel(NamedState):
     """Embedding + MLP; follows the model protocol of the Trainer.
 
     Args:
@@ -117,7 +70,7 @@ class ParserModel:
         if layers < 1 or hidden < 1:
             raise ValueError(f"need at least one hidden layer of at least one unit, got {layers} x {hidden}")
         rng = np.random.default_rng(seed)
-        self.embedding = Embedding(vocab_size, embed_dim, rng, dtype)
+        self.embedding = Embedding(vocab_size, embed_dim, rng, dtype, scale=INIT_RANGE, init="uniform")
         sizes = [NUM_FEATURES * embed_dim] + [hidden] * layers + [num_classes]
         modules: list[Module] = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -132,7 +85,8 @@ class ParserModel:
 
     def forward(self, ids: np.ndarray) -> np.ndarray:
         """ids (M, 48) int -> transition scores (M, 2L + 1)."""
-        return self.mlp.forward(self.embedding.forward(ids))
+        vectors = self.embedding.forward(ids)  # (M, 48, dim): side by side per row
+        return self.mlp.forward(vectors.reshape(vectors.shape[0], -1))
 
     def backward(self, dlogits: np.ndarray) -> None:
         self.embedding.backward(self.mlp.backward(dlogits, input_grad=True))
@@ -144,22 +98,6 @@ class ParserModel:
         return [("embedding.weight", self.embedding.weight)] + [
             (f"mlp.{name}", p) for name, p in self.mlp.named_parameters()
         ]
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: p.value.copy() for name, p in self.named_parameters()}
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Copies values in place; names, shapes and dtypes must match exactly."""
-        params = dict(self.named_parameters())
-        missing, unexpected = set(params) - set(state), set(state) - set(params)
-        if missing or unexpected:
-            raise KeyError(f"state does not fit the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
-        for name, p in params.items():  # check everything before changing anything
-            value = np.asarray(state[name])
-            if value.shape != p.value.shape or value.dtype != p.value.dtype:
-                raise ValueError(f"{name}: expected {p.value.shape} {p.value.dtype}, got {value.shape} {value.dtype}")
-        for name, p in params.items():
-            p.value[...] = state[name]
 
     def train(self, mode: bool = True) -> ParserModel:
         self.training = mode
