@@ -25,18 +25,17 @@ Everything else is as ``meprop train mnist``. Writes the table as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
 from meprop_native import set_num_threads, thread_limits
 from meprop_native.data import load_mnist
 from meprop_native.nn import mlp, softmax_cross_entropy
 from meprop_native.optim import Adam
 from meprop_native.train.atomic import write_json
+
 
 @dataclass(frozen=True)
 class Case:

@@ -79,7 +79,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from _timing import (
     FULL,
     QUICK,

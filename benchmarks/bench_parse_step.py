@@ -20,9 +20,8 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-
 import meprop_native as mp
+import numpy as np
 from meprop_native.data.ud import load_ud_ewt
 from meprop_native.nn import softmax_cross_entropy
 from meprop_native.optim import AdaGrad, Adam

@@ -33,7 +33,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
 from _timing import (
     FULL,
     QUICK,

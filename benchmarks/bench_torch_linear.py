@@ -49,7 +49,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-
 from _timing import (
     FULL,
     QUICK,

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from _timing import import_meprop, import_torch, write_json_atomic
 
 torch: Any = import_torch()  # first, as in the other benchmarks

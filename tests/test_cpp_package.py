@@ -17,9 +17,8 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-import pytest
-
 import meprop_native
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "cpp"

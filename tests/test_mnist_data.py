@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from meprop_native.data import (
     DEV_SIZE,
     ENV_VAR,

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from meprop_native import thread_limits
 from meprop_native.cli import main as meprop_main
 from meprop_native.data.ud import Sentence
+from meprop_native.nn import Embedding
 from meprop_native.optim import AdaGrad, Adam
 from meprop_native.tasks.parse.arc_standard import (
     SHIFT,
@@ -31,9 +31,12 @@ from meprop_native.tasks.parse.arc_standard import (
 )
 from meprop_native.tasks.parse.data import attachment_evaluator, prepare
 from meprop_native.tasks.parse.decode import parse
-from meprop_native.tasks.parse.examples import gold_arrays, oracle_examples, split_projective
+from meprop_native.tasks.parse.examples import (
+    gold_arrays,
+    oracle_examples,
+    split_projective,
+)
 from meprop_native.tasks.parse.features import NUM_FEATURES, extract, position_ids
-from meprop_native.nn import Embedding
 from meprop_native.tasks.parse.model import ParserModel
 from meprop_native.tasks.parse.scoring import PUNCTUATION_TAGS, attachment_scores
 from meprop_native.tasks.parse.vocab import NULL, ROOT, UNK, Vocab, universal_label

@@ -12,9 +12,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 import meprop_native
+import pytest
 from meprop_native import _core
 
 PACKAGE_DIR = Path(meprop_native.__file__).resolve().parent

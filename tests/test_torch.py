@@ -12,8 +12,8 @@ from conftest import Reference, assert_close
 
 torch = pytest.importorskip("torch")
 
-import meprop_native.torch as mt  # noqa: E402  (needs torch, skipped above without it)
-from meprop_native.torch import functional  # noqa: E402
+import meprop_native.torch as mt
+from meprop_native.torch import functional
 
 MODES = ("per_example", "unified", "dense")
 DTYPES = (torch.float32, torch.float64)

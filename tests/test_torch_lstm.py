@@ -9,9 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import meprop_native.torch as mt  # noqa: E402  (needs torch, skipped above without it)
-from meprop_native.torch import lstm as lstm_module  # noqa: E402
-from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence  # noqa: E402
+import meprop_native.torch as mt
+from meprop_native.torch import lstm as lstm_module
+from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence
 
 
 @pytest.fixture(autouse=True)

@@ -22,8 +22,8 @@ import pytest
 from meprop_native.nn import mlp
 from meprop_native.optim import SGD, Adam
 from meprop_native.train import (
-    CheckpointError,
     ArrayDataset,
+    CheckpointError,
     Splits,
     TrainConfig,
     Trainer,
@@ -760,7 +760,7 @@ def test_resume_into_a_model_with_other_random_generators_is_refused(tmp_path, b
     out = tmp_path / "run"
     make_trainer(out, epochs=1).fit()
     other = make_trainer(out, epochs=2)
-    other.model.random_generators = lambda: []
+    other.model.random_generators = list
     with pytest.raises(CheckpointError, match="holds 1 random generators, the model has 0"):
         other.fit(resume=True)
 

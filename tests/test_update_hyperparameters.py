@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 import pytest
-
 from meprop_native import _core
 
 ROWS = np.array([1], dtype=np.int64)

@@ -11,11 +11,10 @@ from .parameter import Parameter
 from .sequential import Sequential, mlp
 
 __all__ = [
-    "BiLSTM",
-    "Embedding",
     "LSTM",
-    "offsets_from_lengths",
+    "BiLSTM",
     "Dropout",
+    "Embedding",
     "Linear",
     "Module",
     "Parameter",
@@ -24,5 +23,6 @@ __all__ = [
     "Sigmoid",
     "Tanh",
     "mlp",
+    "offsets_from_lengths",
     "softmax_cross_entropy",
 ]

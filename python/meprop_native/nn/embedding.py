@@ -79,7 +79,6 @@ class Embedding(Module):
         grads = np.add.reduceat(dy.reshape(-1, self.dim)[order], starts, axis=0)
         self.weight.set_grad(ids_sorted[starts], grads.astype(self.weight.value.dtype, copy=False))
         self.backward_seconds += time.perf_counter() - start
-        return None
 
     def parameters(self) -> list[Parameter]:
         return [self.weight]

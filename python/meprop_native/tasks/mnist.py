@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ from ..nn import mlp
 from ..optim import OPTIMIZERS, Adam
 from ..train import ArrayDataset, Splits, TrainConfig, Trainer
 from ..train.atomic import write_with
+from .arguments import add_clip_argument, add_lazy_argument, add_run_arguments
 
 HELP = "MLP on MNIST (the paper's 784-500-500-10, batch 10; default: Adam, k=20)"
 
@@ -38,26 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam", help="default adam")
     opt.add_argument("--lr", type=float, default=None,
                      help="learning rate (default: adam 0.001, adagrad 0.1, sgd 0.1)")
-    opt.add_argument("--clip", type=float, default=5.0,
-                     help="clip each gradient element to [-clip, clip]; 0 disables (default 5, as the paper's code)")
-    opt.add_argument("--lazy", action="store_true",
-                     help="Adam: update only rows that received gradient (default: every row, as the paper)")
+    add_clip_argument(opt)
+    add_lazy_argument(opt)
     opt.add_argument("--batch-size", type=int, default=10, help="mini-batch size (default 10, the paper's)")
     opt.add_argument("--epochs", type=int, default=20, help="default 20")
     opt.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling and dropout (default 0)")
-    run = parser.add_argument_group("run")
-    run.add_argument("--threads", type=int, default=None,
-                     help="threads for the meProp kernels (default: all cores); BLAS gets one while training")
-    run.add_argument("--data-dir", type=Path, default=None,
-                     help="directory with the four MNIST IDX files (or a parent with mnist/); default: "
-                          "$MEPROP_DATA, then the user cache dir, downloading there if absent")
-    run.add_argument("--out", type=Path, default=Path("runs/mnist"),
-                     help="output directory for checkpoint, metrics, summary and plot (default runs/mnist)")
-    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
-    run.add_argument("--train-limit", type=int, default=None,
-                     help="use only the first N training images (smoke runs)")
-    run.add_argument("--steps-per-epoch", type=int, default=None, help="cap steps per epoch (smoke runs)")
+    add_run_arguments(parser, "mnist", "the four MNIST IDX files (or a parent with mnist/)", "images")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -84,7 +70,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     run_info = {
         "task": "mnist", "sizes": sizes, "k": k, "k_out": k_out, "mode": args.mode,
         "optimizer": args.optimizer, "lr": lr, "clip": args.clip, "lazy": args.lazy,
-        "dropout": args.dropout, "train_size": int(len(train_y)), "version": __version__,
+        "dropout": args.dropout, "train_size": len(train_y), "version": __version__,
     }
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                          progress=not args.no_progress, steps_per_epoch=args.steps_per_epoch)

@@ -9,7 +9,6 @@ handling: see pos_features.py.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from ..data.ud import UDSplits, load_ud_ewt
 from ..optim import OPTIMIZERS, Adam, Optimizer
 from ..train import Splits, TrainConfig, Trainer
 from ..train.atomic import write_json, write_with
+from .arguments import add_clip_argument, add_lazy_argument, add_run_arguments
 from .pos_features import FeatureEncoder
 from .pos_model import TaggedSentences, Tagger
 
@@ -43,28 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adagrad", help="default adagrad")
     opt.add_argument("--lr", type=float, default=None,
                      help="learning rate (default: adagrad 0.01, adam 0.001, sgd 0.1)")
-    opt.add_argument("--clip", type=float, default=5.0,
-                     help="clip each gradient element to [-clip, clip]; 0 disables (default 5, as the paper's code)")
-    opt.add_argument("--lazy", action="store_true",
-                     help="Adam: update only rows that received gradient (default: every row, as the paper)")
+    add_clip_argument(opt)
+    add_lazy_argument(opt)
     opt.add_argument("--batch-size", type=int, default=1, help="sentences per mini-batch (default 1, the paper's)")
     opt.add_argument("--epochs", type=int, default=5, help="default 5 (the paper's best epochs were 2-5)")
     opt.add_argument("--seed", type=int, default=0, help="seeds initialisation and shuffling (default 0)")
-    run = parser.add_argument_group("run")
-    run.add_argument("--threads", type=int, default=None,
-                     help="threads for the native kernels (default: all cores); BLAS gets one while training")
-    run.add_argument("--data-dir", type=Path, default=None,
-                     help="directory with en_ewt-ud-{train,dev,test}.conllu (or a parent with ud_english_ewt/); "
-                          "default: $MEPROP_DATA, then the user cache dir, downloading there if absent")
-    run.add_argument("--out", type=Path, default=Path("runs/pos"),
-                     help="output directory for checkpoint, metrics, summary and plot (default runs/pos)")
-    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
-    run.add_argument("--train-limit", type=int, default=None,
-                     help="use only the first N training sentences (smoke runs)")
+    run = add_run_arguments(parser, "pos", "en_ewt-ud-{train,dev,test}.conllu (or a parent with ud_english_ewt/)",
+                            "sentences")
     run.add_argument("--eval-limit", type=int, default=None,
                      help="use only the first N dev and test sentences (smoke runs)")
-    run.add_argument("--steps-per-epoch", type=int, default=None, help="cap steps per epoch (smoke runs)")
     run.add_argument("--eval-batch-size", type=int, default=256,
                      help="sentences per evaluation batch (run in parallel; default 256)")
 

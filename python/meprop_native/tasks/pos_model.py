@@ -7,8 +7,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..nn import LSTM, Embedding, Linear, Parameter
-from ..nn.state import NamedState
 from ..nn.lstm import offsets_from_lengths
+from ..nn.state import NamedState
 from .pos_features import FEATURES, Encoded
 
 

@@ -47,7 +47,7 @@ class Linear(torch.nn.Linear):
         """Whether the backward keeps every entry of the output gradient."""
         return resolve_mode(self.k, self.mode, self.out_features)[1] == "dense"
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 (nn.Linear's name)
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
         return meprop_linear(input, self.weight, self.bias, self.k, self.mode)
 
     def extra_repr(self) -> str:

@@ -205,7 +205,7 @@ class LSTM(torch.nn.LSTM):
         """Whether the backward keeps every entry of the gate gradient."""
         return resolve_mode(self.k, "per_example", 4 * self.hidden_size)[1] == "dense"
 
-    def forward(self, input, hx=None):  # type: ignore[override]  # noqa: A002 (nn.LSTM's name)
+    def forward(self, input, hx=None):  # type: ignore[override]
         named = dict(self.named_parameters())
         data = input.data if isinstance(input, PackedSequence) else input
         if not (torch.is_grad_enabled() and any(t.requires_grad for t in [data, *named.values()])):

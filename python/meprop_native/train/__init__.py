@@ -1,15 +1,15 @@
 """Training: the Trainer, its time breakdown and safe checkpoints."""
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .timing import TimeBreakdown
 from .dataset import ArrayDataset, Dataset, Evaluator, Splits, accuracy_evaluator
+from .timing import TimeBreakdown
 from .trainer import TrainConfig, Trainer, TrainingDiverged, TrainingInterrupted
 
 __all__ = [
     "ArrayDataset",
+    "CheckpointError",
     "Dataset",
     "Evaluator",
-    "CheckpointError",
     "Splits",
     "TimeBreakdown",
     "TrainConfig",

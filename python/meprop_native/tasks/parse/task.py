@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from ...data.ud import load_ud_ewt
 from ...optim import OPTIMIZERS, Adam
 from ...train import Splits, TrainConfig, Trainer
 from ...train.atomic import write_json, write_with
+from ..arguments import add_clip_argument, add_run_arguments
 from .arc_standard import num_transitions
 from .data import attachment_evaluator, prepare
 from .model import ACTIVATIONS, ParserModel
@@ -58,27 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adagrad", help="default adagrad")
     opt.add_argument("--lr", type=float, default=None, help="learning rate (default: adagrad 0.01, adam 0.001)")
-    opt.add_argument("--clip", type=float, default=5.0,
-                     help="clip each gradient element to [-clip, clip]; 0 disables (default 5, as the paper's code)")
+    add_clip_argument(opt)
     opt.add_argument("--batch-size", type=int, default=10000,
                      help="transitions per mini-batch (default 10,000, the paper's)")
     opt.add_argument("--epochs", type=int, default=20, help="default 20")
     opt.add_argument("--seed", type=int, default=0, help="seeds initialisation and shuffling (default 0)")
-    run = parser.add_argument_group("run")
-    run.add_argument("--threads", type=int, default=None,
-                     help="threads for the meProp kernels (default: all cores); BLAS gets one while training")
-    run.add_argument("--data-dir", type=Path, default=None,
-                     help="directory with the three en_ewt-ud-*.conllu files (or a parent with ud_english_ewt/); "
-                          "default: $MEPROP_DATA, then the user cache dir, downloading there if absent")
-    run.add_argument("--out", type=Path, default=Path("runs/parse"),
-                     help="output directory for checkpoint, metrics, summary and plot (default runs/parse)")
-    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
-    run.add_argument("--train-limit", type=int, default=None,
-                     help="use only the first N training sentences (smoke runs)")
+    run = add_run_arguments(parser, "parse", "the three en_ewt-ud-*.conllu files (or a parent with ud_english_ewt/)",
+                            "sentences")
     run.add_argument("--eval-limit", type=int, default=None,
                      help="parse only the first N dev and test sentences (smoke runs)")
-    run.add_argument("--steps-per-epoch", type=int, default=None, help="cap steps per epoch (smoke runs)")
 
 
 def _check(args: argparse.Namespace) -> None:

@@ -1,0 +1,42 @@
+"""Command-line options every ``meprop train`` task shares."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_clip_argument(group: argparse._ArgumentGroup) -> None:
+    """--clip: element-wise gradient clipping, on by default as in the paper's code."""
+    group.add_argument("--clip", type=float, default=5.0,
+                       help="clip each gradient element to [-clip, clip]; 0 disables (default 5, as the paper's code)")
+
+
+def add_lazy_argument(group: argparse._ArgumentGroup) -> None:
+    """--lazy: Adam moves only the rows that received gradient."""
+    group.add_argument("--lazy", action="store_true",
+                       help="Adam: update only rows that received gradient (default: every row, as the paper)")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, task: str, files: str,
+                      examples: str) -> argparse._ArgumentGroup:
+    """The "run" group: threads, data, output, resume, progress and smoke-run limits.
+
+    ``files`` says what the data directory holds and ``examples`` what one
+    training example is (for --train-limit). Returns the group, for the
+    task's own run options.
+    """
+    run = parser.add_argument_group("run")
+    run.add_argument("--threads", type=int, default=None,
+                     help="threads for the native kernels (default: all cores); BLAS gets one while training")
+    run.add_argument("--data-dir", type=Path, default=None,
+                     help=f"directory with {files}; default: $MEPROP_DATA, then the user cache dir, "
+                          "downloading there if absent")
+    run.add_argument("--out", type=Path, default=Path("runs") / task,
+                     help=f"output directory for checkpoint, metrics, summary and plot (default runs/{task})")
+    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    run.add_argument("--train-limit", type=int, default=None,
+                     help=f"use only the first N training {examples} (smoke runs)")
+    run.add_argument("--steps-per-epoch", type=int, default=None, help="cap steps per epoch (smoke runs)")
+    return run
