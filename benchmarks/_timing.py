@@ -271,3 +271,27 @@ def write_json_atomic(path: str, payload: dict[str, Any]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+# ---- training steps, split as the paper's Table 2 ----------------------------
+
+STEP_PARTS = ("forward", "backprop", "overall_backprop", "optimizer", "total")
+
+
+def training_step_times(model: Any, optimizer: Any, x: Any, y: Any, loss: Callable[..., Any]) -> dict[str, float]:
+    """One training step, timed by part (seconds).
+
+    ``forward`` includes the loss; ``backprop`` is the time the model's linear
+    kernels report (``model.backward_seconds()``, the paper's "backprop time");
+    ``overall_backprop`` is all of ``model.backward``.
+    """
+    kernels = model.backward_seconds()
+    t0 = time.perf_counter()
+    _, grad = loss(model.forward(x), y)
+    t1 = time.perf_counter()
+    model.backward(grad)
+    t2 = time.perf_counter()
+    optimizer.step()
+    t3 = time.perf_counter()
+    return {"forward": t1 - t0, "backprop": model.backward_seconds() - kernels, "overall_backprop": t2 - t1,
+            "optimizer": t3 - t2, "total": t3 - t0}

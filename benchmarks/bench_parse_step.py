@@ -22,28 +22,13 @@ from pathlib import Path
 
 import meprop_native as mp
 import numpy as np
+from _timing import STEP_PARTS, training_step_times
 from meprop_native.data.ud import load_ud_ewt
 from meprop_native.nn import softmax_cross_entropy
 from meprop_native.optim import AdaGrad, Adam
 from meprop_native.tasks.parse.arc_standard import num_transitions
 from meprop_native.tasks.parse.data import prepare
 from meprop_native.tasks.parse.model import ParserModel
-
-PARTS = ("forward", "backprop", "overall_backprop", "optimizer", "total")
-
-
-def step_times(model: ParserModel, optimizer, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    kernels = model.backward_seconds()
-    t0 = time.perf_counter()
-    logits = model.forward(x)
-    _, grad = softmax_cross_entropy(logits, y)
-    t1 = time.perf_counter()
-    model.backward(grad)
-    t2 = time.perf_counter()
-    optimizer.step()
-    t3 = time.perf_counter()
-    return {"forward": t1 - t0, "backprop": model.backward_seconds() - kernels, "overall_backprop": t2 - t1,
-            "optimizer": t3 - t2, "total": t3 - t0}
 
 
 def main() -> int:
@@ -77,22 +62,22 @@ def main() -> int:
             x, y = data.train.batch(order[start : start + args.batch_size])
             names = list(contenders)[r % 3 :] + list(contenders)[: r % 3]  # rotate who goes first
             for name in names:
-                t = step_times(*contenders[name], x, y)
+                t = training_step_times(*contenders[name], x, y, softmax_cross_entropy)
                 if r >= args.warmup:
                     samples[name].append(t)
                 time.sleep(0.25)  # let spinning worker threads idle before the other contender
 
-    medians = {name: {part: statistics.median(s[part] for s in runs) for part in PARTS}
+    medians = {name: {part: statistics.median(s[part] for s in runs) for part in STEP_PARTS}
                for name, runs in samples.items()}
-    ratios = {name: {part: medians["dense"][part] / medians[name][part] for part in PARTS}
+    ratios = {name: {part: medians["dense"][part] / medians[name][part] for part in STEP_PARTS}
               for name in ("meprop", "unified")}
     print(f"{args.rounds} rounds, batch {args.batch_size}, {args.optimizer}, threads {args.threads}; "
           "median seconds per step")
-    print(f"{'':8}" + "".join(f"{part:>18}" for part in PARTS))
+    print(f"{'':8}" + "".join(f"{part:>18}" for part in STEP_PARTS))
     for name, m in medians.items():
-        print(f"{name:8}" + "".join(f"{m[part]:18.4f}" for part in PARTS))
+        print(f"{name:8}" + "".join(f"{m[part]:18.4f}" for part in STEP_PARTS))
     for name, r in ratios.items():
-        print(f"{'x ' + name:8}" + "".join(f"{r[part]:17.1f}x" for part in PARTS))
+        print(f"{'x ' + name:8}" + "".join(f"{r[part]:17.1f}x" for part in STEP_PARTS))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "medians": medians,
                                     "ratios": ratios, "samples": samples}, indent=2))

@@ -20,13 +20,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-from _timing import idle_pause, import_meprop, machine_info, write_json_atomic
-
-PARTS = ("forward", "backprop", "overall_backprop", "optimizer", "total")
+from _timing import (
+    STEP_PARTS,
+    idle_pause,
+    import_meprop,
+    machine_info,
+    training_step_times,
+    write_json_atomic,
+)
 
 
 def main() -> int:
@@ -65,30 +69,18 @@ def main() -> int:
         for _ in range(args.rounds):
             for name, (model, opt) in models.items():
                 idle_pause()
-                t = dict.fromkeys(PARTS, 0.0)
+                t = dict.fromkeys(STEP_PARTS, 0.0)
                 for inputs, y in batches:
-                    kernels = model.backward_seconds()
-                    t0 = time.perf_counter()
-                    logits = model.forward(inputs)
-                    _, grad = softmax_cross_entropy(logits, y)
-                    t1 = time.perf_counter()
-                    model.backward(grad)
-                    t2 = time.perf_counter()
-                    opt.step()
-                    t3 = time.perf_counter()
-                    t["forward"] += t1 - t0
-                    t["backprop"] += model.backward_seconds() - kernels
-                    t["overall_backprop"] += t2 - t1
-                    t["optimizer"] += t3 - t2
-                    t["total"] += t3 - t0
+                    for part, seconds in training_step_times(model, opt, inputs, y, softmax_cross_entropy).items():
+                        t[part] += seconds
                 rounds[name].append(t)
-    med = {name: {p: statistics.median(r[p] for r in rs) for p in PARTS} for name, rs in rounds.items()}
+    med = {name: {p: statistics.median(r[p] for r in rs) for p in STEP_PARTS} for name, rs in rounds.items()}
     print(f"POS tagger training steps, {args.optimizer}, {len(batches)} sentences ({tokens} tokens) per round, "
           f"{args.rounds} rounds, medians in seconds per round, {args.threads} thread(s)")
-    print(f"{'':8}" + "".join(f"{p:>18}" for p in PARTS))
+    print(f"{'':8}" + "".join(f"{p:>18}" for p in STEP_PARTS))
     for name in med:
-        print(f"{name:8}" + "".join(f"{med[name][p]:18.3f}" for p in PARTS))
-    print(f"{'speed-up':8}" + "".join(f"{med['dense'][p] / med['meprop'][p]:17.2f}x" for p in PARTS))
+        print(f"{name:8}" + "".join(f"{med[name][p]:18.3f}" for p in STEP_PARTS))
+    print(f"{'speed-up':8}" + "".join(f"{med['dense'][p] / med['meprop'][p]:17.2f}x" for p in STEP_PARTS))
     if args.json:
         write_json_atomic(args.json, {"config": {**vars(args), "data_dir": str(args.data_dir)}, "tokens": tokens,
                                       "machine": machine_info(None, mp, args.threads), "median_s": med,
