@@ -233,6 +233,14 @@ def test_bad_input_raises_clear_errors(rng):
         LSTM(3, 4, k=0)
     with pytest.raises(ValueError, match="lengths"):
         offsets_from_lengths([2, -1])
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        LSTM(3, 4, k=2.5)
+    with pytest.raises(ValueError, match="1-D integer array"):
+        layer.forward(np.zeros((4, 3), np.float32), np.array([0, 1.7, 4]))
+    with pytest.raises(ValueError, match="start at 0"):
+        layer.forward(np.zeros((4, 3), np.float32), np.array([1, 4]))
+    with pytest.raises(ValueError, match=r"decrease at sequence 1 \(3 -> 2\)"):
+        BiLSTM(3, 4).forward(np.zeros((4, 3), np.float32), np.array([0, 3, 2, 4]))
     W_hh = np.zeros((16, 4), np.float32)
     with pytest.raises(ValueError, match=r"W_hh must have shape \(4h, h\)"):
         _core.lstm_forward(np.zeros((2, 15), np.float32), np.zeros((15, 4), np.float32), np.array([0, 2]))
@@ -255,3 +263,22 @@ def test_bad_input_raises_clear_errors(rng):
     h1 = LSTM(3, 4, k=2).forward(x)
     h2 = LSTM(3, 4, k=2).forward(np.ascontiguousarray(x))
     np.testing.assert_array_equal(h1, h2)
+
+
+def test_offsets_changed_by_the_caller_after_forward_do_not_change_the_backward(rng):
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    dy = rng.standard_normal((6, 4)).astype(np.float32)
+    offsets = np.array([0, 3, 6], dtype=np.int64)
+    layer = LSTM(3, 4, k=3)
+    layer.forward(x, offsets)
+    expected = layer.backward(dy)
+    layer.forward(x, offsets)
+    offsets[1] = 1
+    np.testing.assert_array_equal(layer.backward(dy), expected)
+
+
+def test_embedding_of_no_ids_gives_no_gradient_rows():
+    emb = Embedding(5, 3)
+    assert emb.forward(np.zeros(0, np.int64)).shape == (0, 3)
+    emb.backward(np.zeros((0, 3), np.float32))
+    assert emb.weight.grad_rows.shape == (0,) and emb.weight.grad.shape == (0, 3)

@@ -347,6 +347,19 @@ def test_vocab_specials_unknown_words_and_universal_labels():
         vocab.encode(make_sentence([5], ["root"]))
 
 
+@pytest.mark.parametrize("heads, problem", [
+    ([2, 1], "0 tokens attach to the root"),
+    ([0, 0, 2], "2 tokens attach to the root"),
+    ([0, 3, 4, 2], r"tokens \[2, 3, 4\] form a cycle"),
+    ([0, 2], r"tokens \[2\] form a cycle"),
+])
+def test_encoding_refuses_heads_that_are_not_a_tree(heads, problem):
+    vocab = Vocab.build([make_sentence([0], ["root"])], min_word_count=1)
+    with pytest.raises(ValueError, match="not a dependency tree: .*" + problem):
+        vocab.encode(make_sentence(heads, ["dep"] * len(heads)))
+    vocab.encode(make_sentence([2, 0, 2, 3], ["dep", "root", "dep", "dep"]))  # a tree passes
+
+
 # ---- scoring -----------------------------------------------------------------------
 
 

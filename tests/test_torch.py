@@ -229,6 +229,21 @@ def test_empty_batch_gives_zero_gradients():
     assert torch.count_nonzero(layer.weight.grad) == 0 and torch.count_nonzero(layer.bias.grad) == 0
 
 
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")  # torch's own init says so
+@pytest.mark.parametrize("n_in, n_out", [(4, 0), (0, 4)])
+def test_layers_without_inputs_or_outputs_match_nn_linear(n_in, n_out):
+    layer = mt.Linear(n_in, n_out, k=1)
+    reference = torch.nn.Linear(n_in, n_out)
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(3, n_in, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    (layer(x) * 2).sum().backward()
+    (reference(x_ref) * 2).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(layer.weight.grad, reference.weight.grad)
+    torch.testing.assert_close(layer.bias.grad, reference.bias.grad)
+
+
 # ---- which gradients are computed ------------------------------------------------
 
 

@@ -716,3 +716,19 @@ def test_function_on_packed_rows_with_an_empty_sequence():
     assert torch.autograd.gradcheck(
         lambda x, *w: mt.MepropLSTMFunction.apply(x, *w, offsets, None)[0], (x, *weights), fast_mode=False
     )
+
+
+def test_function_keeps_its_own_offsets():
+    """Offsets the caller changes after the forward do not reach the backward."""
+    gen = torch.Generator().manual_seed(4)
+    _, sparse = pair(3, 4, None, scale=0.8)
+    weights = params_of(sparse)
+    x = torch.randn(6, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for change in (False, True):
+        offsets = np.array([0, 3, 6], dtype=np.int64)
+        hidden, _ = mt.MepropLSTMFunction.apply(x, *weights, offsets, 2)
+        if change:
+            offsets[1] = 1
+        grads.append(torch.autograd.grad(hidden.sum(), x)[0])
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)

@@ -148,6 +148,7 @@ std::size_t hidden_size(ConstMatrix<T> W_hh) {
     if (W_hh.cols == 0 || W_hh.rows != 4 * W_hh.cols) {
         detail::fail("W_hh must be 4h x h with h >= 1, got ", W_hh.rows, " x ", W_hh.cols);
     }
+    detail::check_view(W_hh, "W_hh");
     return W_hh.cols;
 }
 
@@ -267,6 +268,7 @@ double lstm_backward_through_time(ConstMatrix<T> W_hh, Sequences seqs, ConstMatr
 template <class T>
 void lstm_previous_hidden(ConstMatrix<T> hidden, Sequences seqs, Matrix<T> out) {
     validate_sequences(seqs, hidden.rows);
+    detail::check_view(hidden, "hidden");
     check_rows<T>(out, hidden.rows, hidden.cols, "previous hidden");
     for (std::size_t b = 0; b < seqs.count; ++b) {
         for (std::size_t t = seqs.begin(b); t < seqs.end(b); ++t) {

@@ -176,3 +176,23 @@ TEST(lstm_rejects_bad_input) {
     try { run(p); } catch (const std::invalid_argument&) { threw = true; }
     CHECK(threw);
 }
+
+TEST(lstm_rejects_null_weights_and_hidden) {
+    const std::size_t h = 2, G = 4 * h, N = 3;
+    std::vector<float> input_gates(N * G), gates(N * G), cells(N * h), tanhs(N * h), hidden(N * h);
+    const std::vector<std::int64_t> offsets = {0, 3};
+    const meprop::Sequences seqs{offsets.data(), 1};
+    const meprop::LstmCache<float> cache{{gates.data(), N, G}, {cells.data(), N, h},
+                                         {tanhs.data(), N, h}, {hidden.data(), N, h}};
+    bool threw = false;
+    try {
+        meprop::lstm_forward<float>({input_gates.data(), N, G}, {nullptr, G, h}, seqs, cache);
+    } catch (const std::invalid_argument&) { threw = true; }
+    CHECK(threw);
+    threw = false;
+    std::vector<float> out(N * h);
+    try {
+        meprop::lstm_previous_hidden<float>({nullptr, N, h}, seqs, {out.data(), N, h});
+    } catch (const std::invalid_argument&) { threw = true; }
+    CHECK(threw);
+}

@@ -452,10 +452,13 @@ py::array offsets_of(py::handle obj, py::ssize_t rows) {
         PyErr_Clear();
         throw py::type_error("offsets must be a 1-D int64 array of at least 2 sequence boundaries");
     }
-    meprop::validate_sequences({static_cast<const std::int64_t*>(o.data()),
-                                static_cast<std::size_t>(o.shape(0) - 1)},
+    // A private copy: the kernels read the boundaries again while the GIL is
+    // released, so another thread must not be able to change them after the check.
+    py::array_t<std::int64_t> own(o.shape(0));
+    std::memcpy(own.mutable_data(), o.data(), static_cast<std::size_t>(o.shape(0)) * sizeof(std::int64_t));
+    meprop::validate_sequences({own.data(), static_cast<std::size_t>(own.shape(0) - 1)},
                                static_cast<std::size_t>(rows));
-    return o;
+    return std::move(own);
 }
 
 meprop::Sequences sequences(const py::array& o) {

@@ -71,6 +71,9 @@ class Embedding(Module):
             raise ValueError(f"dy has {dy.size} entries, expected {self._ids.size} ids x {self.dim}")
         start = time.perf_counter()
         flat = self._ids.ravel()
+        if flat.size == 0:  # no ids looked up: no row gets a gradient
+            self.weight.set_grad(np.zeros(0, np.int64), np.zeros((0, self.dim), self.weight.value.dtype))
+            return None
         # Sort the ids, then sum the gradient rows of each run of equal ids in
         # one pass: no scattered read-modify-writes (np.add.at is ~10x slower).
         order = np.argsort(flat, kind="stable")

@@ -20,6 +20,30 @@ def offsets_from_lengths(lengths: np.ndarray | list[int]) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
 
 
+def checked_offsets(offsets: np.ndarray | list[int] | None, rows: int) -> np.ndarray:
+    """A private int64 copy of sequence boundaries, checked against ``rows``.
+
+    None means one sequence of all rows. The copy matters: the layer keeps the
+    boundaries for its backward, and the caller's array may change meanwhile.
+    """
+    if offsets is None:
+        return np.array([0, rows], dtype=np.int64)
+    given = np.asarray(offsets)
+    if given.ndim != 1 or given.size < 2 or not np.issubdtype(given.dtype, np.integer):
+        raise ValueError(f"offsets must be a 1-D integer array of at least 2 sequence boundaries, "
+                         f"got {given.dtype} with shape {given.shape}")
+    copy = given.astype(np.int64)
+    if copy[0] != 0:
+        raise ValueError(f"offsets must start at 0, got {copy[0]}")
+    if copy[-1] != rows:
+        raise ValueError(f"offsets end at {copy[-1]} but there are {rows} rows")
+    steps = np.diff(copy)
+    if (steps < 0).any():
+        b = int(np.flatnonzero(steps < 0)[0])
+        raise ValueError(f"offsets decrease at sequence {b} ({copy[b]} -> {copy[b + 1]})")
+    return copy
+
+
 class LSTM(Module):
     """One LSTM layer over packed sequences, with a meProp backward.
 
@@ -59,8 +83,8 @@ class LSTM(Module):
     ) -> None:
         if input_size < 1 or hidden_size < 1:
             raise ValueError(f"sizes must be >= 1, got input {input_size}, hidden {hidden_size}")
-        if k is not None and k < 1:
-            raise ValueError(f"k must be >= 1 or None (dense), got {k}")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
+            raise ValueError(f"k must be >= 1 (an integer) or None (dense), got {k!r}")
         rng = rng if rng is not None else np.random.default_rng(0)
         bound = 1.0 / np.sqrt(hidden_size)
         G = 4 * hidden_size
@@ -85,9 +109,7 @@ class LSTM(Module):
         x = np.ascontiguousarray(x, dtype=self.weight_ih.value.dtype)
         if x.ndim != 2 or x.shape[1] != self.input_size:
             raise ValueError(f"x must have shape (N, {self.input_size}), got {x.shape}")
-        if offsets is None:
-            offsets = np.array([0, x.shape[0]], dtype=np.int64)
-        offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        offsets = checked_offsets(offsets, x.shape[0])
         input_gates = x @ self.weight_ih.value.T
         input_gates += self.bias.value
         gates, cells, cell_tanh, hidden = _core.lstm_forward(input_gates, self.weight_hh.value, offsets)
@@ -154,8 +176,7 @@ class BiLSTM(Module):
         self._reverse: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
-        if offsets is None:
-            offsets = np.array([0, np.asarray(x).shape[0]], dtype=np.int64)
+        offsets = checked_offsets(offsets, np.asarray(x).shape[0])
         self._reverse = reversal_index(offsets)
         ahead = self.forward_lstm.forward(x, offsets)
         behind = self.backward_lstm.forward(np.asarray(x)[self._reverse], offsets)[self._reverse]

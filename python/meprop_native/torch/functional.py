@@ -100,6 +100,13 @@ class MepropLinearFunction(torch.autograd.Function):
                 f"meprop_native.torch: the output gradient has dtype {dy.dtype} but the weight {weight.dtype};"
                 " autocast and other dtype changes of the layer's output are not supported"
             )
+        if n_out == 0 or n_in == 0:  # nothing to select from or nothing to multiply: sums of nothing
+            dx = torch.zeros_like(x) if need_dx else None
+            dW = torch.zeros_like(weight) if need_dW else None
+            db = None
+            if need_db and ctx.has_bias:
+                db = dy.detach().reshape(-1, n_out).sum(0) if n_out else torch.zeros(0, dtype=weight.dtype)
+            return dx, dW, db, None, None
         dy2 = as_rows(dy, n_out)
         x2 = as_rows(x, n_in)
         W = weight.detach().contiguous()

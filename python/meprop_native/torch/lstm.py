@@ -76,6 +76,8 @@ class MepropLSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight_ih, weight_hh, bias_ih, bias_hh, offsets, k):  # type: ignore[override]
+        # Our own copy: the backward reads the boundaries again, after the caller may have changed them.
+        offsets = np.array(offsets, dtype=np.int64)
         # In the parameters' dtype even under torch.autocast: the kernels have no float16/bfloat16.
         with torch.autocast("cpu", enabled=False):
             input_gates = torch.mm(x.detach(), weight_ih.detach().t())

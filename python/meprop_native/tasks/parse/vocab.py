@@ -33,6 +33,26 @@ NULL, UNK, ROOT = "<NULL>", "<UNK>", "<ROOT>"
 SPECIALS = (NULL, UNK, ROOT)
 
 
+
+def tree_problem(heads: np.ndarray) -> str | None:
+    """Why heads (1-based, 0 = root) do not form a tree over the tokens, or None."""
+    roots = int((heads == 0).sum())
+    if roots != 1:
+        return f"{roots} tokens attach to the root, a tree has exactly one"
+    depth_of = np.full(len(heads), -1)
+    for start in range(len(heads)):
+        path, token = [], start
+        while token >= 0 and depth_of[token] < 0:  # walk up until the root or a known token
+            if token in path:
+                return f"the heads of tokens {sorted(t + 1 for t in path[path.index(token):])} form a cycle"
+            path.append(token)
+            token = int(heads[token]) - 1
+        depth = 0 if token < 0 else depth_of[token] + 1
+        for t in reversed(path):
+            depth_of[t] = depth
+            depth += 1
+    return None
+
 class TreeLike(Protocol):
     """What the parser reads from a sentence (meprop_native.data.ud.Sentence has it)."""
 
@@ -142,6 +162,9 @@ class Vocab:
         heads = np.asarray(sentence.heads, dtype=np.int64)
         if (heads < 0).any() or (heads > n).any():
             raise ValueError(f"heads must lie in 0..{n}, got {list(sentence.heads)}")
+        problem = tree_problem(heads)
+        if problem:
+            raise ValueError(f"not a dependency tree: {problem} (heads {list(sentence.heads)})")
         return Encoded(
             words=np.array([self._word_id.get(normalise_word(f), unk_word) for f in sentence.forms], dtype=np.int64),
             tags=np.array([self._tag_id.get(t, unk_tag) for t in sentence.xpos], dtype=np.int64),
