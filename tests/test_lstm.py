@@ -16,8 +16,11 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k):
-    """Float64 forward and backward written from the equations; k=None is dense."""
+def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False):
+    """Float64 forward and backward written from the equations; k=None is dense.
+
+    per_gate: keep the k largest of each gate's H entries instead of k of all 4H.
+    """
     x, W_ih, W_hh, b, dh = (np.asarray(a, dtype=np.float64) for a in (x, W_ih, W_hh, b, dh))
     N, H = x.shape[0], W_hh.shape[1]
     G = 4 * H
@@ -49,7 +52,12 @@ def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k):
             dz = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g**2), dht * tc * o * (1 - o)])
             dc_next = dc * f
             db += dz  # the bias gradient stays dense
-            rows = np.arange(G) if k is None else reference_topk(dz, k)
+            if k is None:
+                rows = np.arange(G)
+            elif per_gate:
+                rows = np.concatenate([gate * H + reference_topk(block, k) for gate, block in enumerate(np.split(dz, 4))])
+            else:
+                rows = reference_topk(dz, k)
             kept[t, rows] = True
             m = np.zeros(G)
             m[rows] = dz[rows]
@@ -60,8 +68,8 @@ def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k):
     return h, dx, dW_ih, dW_hh, db, kept
 
 
-def make_layer(n_in, H, k, dtype, seed=0):
-    layer = LSTM(n_in, H, k, rng=np.random.default_rng(seed), dtype=dtype)
+def make_layer(n_in, H, k, dtype, seed=0, per_gate=False):
+    layer = LSTM(n_in, H, k, rng=np.random.default_rng(seed), dtype=dtype, per_gate=per_gate)
     # Larger weights than the default make the gates saturate unevenly, so
     # the top-k sets are not decided by ties.
     for p in layer.parameters():
@@ -102,6 +110,30 @@ def test_matches_masked_reference(rng, dtype, lengths, k):
     np.testing.assert_allclose(layer.bias.dense_grad(), ref[4], rtol=tol, atol=tol)
     # Only rows some step kept have a gradient row: the update is sparse.
     np.testing.assert_array_equal(layer.weight_hh.grad_rows, np.flatnonzero(ref[5].any(axis=0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("lengths,k", [([6], 1), ([5, 1, 7], 2), ([2, 0, 3], 5), ([3, 4], 6)])
+def test_per_gate_selection_matches_masked_reference(rng, dtype, lengths, k):
+    n_in, H = 5, 6
+    offsets = offsets_from_lengths(lengths)
+    N = int(offsets[-1])
+    layer = make_layer(n_in, H, k, dtype, per_gate=True)
+    x = rng.standard_normal((N, n_in)).astype(dtype)
+    dh = rng.standard_normal((N, H)).astype(dtype)
+    h, dx = run_layer(layer, x, offsets, dh)
+    ref = reference_lstm(x, layer.weight_ih.value, layer.weight_hh.value, layer.bias.value, offsets, dh,
+                         None if k >= H else k, per_gate=True)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(dx, ref[1], rtol=tol, atol=tol)
+    np.testing.assert_allclose(layer.weight_ih.dense_grad(), ref[2], rtol=tol, atol=tol)
+    np.testing.assert_allclose(layer.weight_hh.dense_grad(), ref[3], rtol=tol, atol=tol)
+    if k < H:  # every gate contributes exactly k rows a step
+        assert (ref[5].reshape(N, 4, H).sum(axis=2) == k).all()
+    with pytest.raises(ValueError, match="multiple of 4"):
+        _core.lstm_backward(x, layer.weight_ih.value, layer.weight_hh.value, offsets,
+                            *_core.lstm_forward(x @ layer.weight_ih.value.T, layer.weight_hh.value, offsets), dh,
+                            3, per_gate=True)
 
 
 def test_dense_gradients_match_finite_differences(rng):

@@ -201,7 +201,8 @@ template <class T>
 double lstm_backward_through_time(ConstMatrix<T> W_hh, Sequences seqs, ConstMatrix<T> gates,
                                   ConstMatrix<T> cells, ConstMatrix<T> cell_tanh,
                                   ConstMatrix<T> dhidden, std::size_t k, Matrix<T> dz,
-                                  std::int64_t* kept, SelectMethod method) {
+                                  std::int64_t* kept, SelectMethod method,
+                                  GateSelection selection) {
     const std::size_t h = hidden_size(W_hh), G = 4 * h, N = gates.rows;
     validate_sequences(seqs, N);
     check_rows(gates, N, G, "gates");
@@ -210,6 +211,8 @@ double lstm_backward_through_time(ConstMatrix<T> W_hh, Sequences seqs, ConstMatr
     check_rows(dhidden, N, h, "dhidden");
     check_rows<T>(dz, N, G, "dz");
     if (k < 1 || k > G) detail::fail("k must be in [1, ", G, "] (4 x hidden size), got ", k);
+    const bool per_gate = selection == GateSelection::per_gate;
+    if (per_gate && k % 4 != 0) detail::fail("k must be a multiple of 4 to keep k/4 per gate, got ", k);
     const bool dense = k == G;
     if (!dense && kept == nullptr && N > 0) detail::fail("kept is a null pointer");
     const int threads = sequence_threads(seqs);
@@ -251,7 +254,17 @@ double lstm_backward_through_time(ConstMatrix<T> W_hh, Sequences seqs, ConstMatr
                 std::size_t n = G;
                 if (!dense) {
                     std::int64_t* ids = kept + t * k;
-                    topk(d, G, k, ids, method);
+                    if (per_gate) {
+                        // Gate blocks in order, each ascending: the whole set ascends.
+                        const std::size_t per = k / 4;
+                        for (std::size_t gate = 0; gate < 4; ++gate) {
+                            std::int64_t* block = ids + gate * per;
+                            topk(d + gate * h, h, per, block, method);
+                            for (std::size_t e = 0; e < per; ++e) block[e] += static_cast<std::int64_t>(gate * h);
+                        }
+                    } else {
+                        topk(d, G, k, ids, method);
+                    }
                     for (std::size_t e = 0; e < k; ++e) coefs[e] = d[ids[e]];
                     rows = ids;
                     values = coefs.data();
@@ -281,7 +294,7 @@ void lstm_previous_hidden(ConstMatrix<T> hidden, Sequences seqs, Matrix<T> out) 
 template <class T>
 LstmGradients<T> lstm_backward(ConstMatrix<T> x, ConstMatrix<T> W_ih, ConstMatrix<T> W_hh,
                                Sequences seqs, const LstmCache<T>& cache,
-                               ConstMatrix<T> dhidden, std::size_t k) {
+                               ConstMatrix<T> dhidden, std::size_t k, GateSelection selection) {
     const std::size_t h = hidden_size(W_hh), G = 4 * h, N = x.rows;
     check_rows(W_ih, G, x.cols, "W_ih");
     const bool dense = k == G;
@@ -289,7 +302,8 @@ LstmGradients<T> lstm_backward(ConstMatrix<T> x, ConstMatrix<T> W_ih, ConstMatri
     std::vector<T> dz(N * G);
     if (!dense && k >= 1 && k <= G) g.kept.resize(N * k);
     lstm_backward_through_time<T>(W_hh, seqs, cache.gates, cache.cells, cache.cell_tanh, dhidden,
-                                  k, Matrix<T>{dz.data(), N, G}, g.kept.data());
+                                  k, Matrix<T>{dz.data(), N, G}, g.kept.data(),
+                                  SelectMethod::automatic, selection);
     std::vector<std::int64_t> all_rows(G);
     std::iota(all_rows.begin(), all_rows.end(), std::int64_t{0});
     const IndexSets sets = dense ? IndexSets{all_rows.data(), 1, G} : IndexSets{g.kept.data(), N, k};
@@ -316,11 +330,11 @@ LstmGradients<T> lstm_backward(ConstMatrix<T> x, ConstMatrix<T> W_ih, ConstMatri
     template double lstm_backward_through_time<T>(ConstMatrix<T>, Sequences, ConstMatrix<T>,    \
                                                   ConstMatrix<T>, ConstMatrix<T>,               \
                                                   ConstMatrix<T>, std::size_t, Matrix<T>,       \
-                                                  std::int64_t*, SelectMethod);                 \
+                                                  std::int64_t*, SelectMethod, GateSelection);  \
     template void lstm_previous_hidden<T>(ConstMatrix<T>, Sequences, Matrix<T>);                \
     template LstmGradients<T> lstm_backward<T>(ConstMatrix<T>, ConstMatrix<T>, ConstMatrix<T>,  \
                                                Sequences, const LstmCache<T>&, ConstMatrix<T>,  \
-                                               std::size_t);
+                                               std::size_t, GateSelection);
 
 MEPROP_INSTANTIATE_LSTM(float)
 MEPROP_INSTANTIATE_LSTM(double)

@@ -16,6 +16,7 @@ struct LstmProblem {
     std::size_t n_in, h, k;
     std::vector<std::int64_t> offsets;
     std::vector<double> x, W_ih, W_hh, b, dh;
+    bool per_gate = false;  // keep k/4 of each gate's entries instead of k of all
     std::size_t N() const { return static_cast<std::size_t>(offsets.back()); }
 };
 
@@ -82,7 +83,14 @@ RefGrads reference(const LstmProblem& p) {
             }
             for (std::size_t j = 0; j < G; ++j) r.db[j] += dz[j];  // dense bias gradient
             std::vector<double> m(G, 0.0);
-            for (auto j : meprop_test::reference_topk(dz, p.k)) m[j] = dz[j];
+            if (p.per_gate) {
+                for (std::size_t gate = 0; gate < 4; ++gate) {
+                    const std::vector<double> block(dz.begin() + gate * h, dz.begin() + (gate + 1) * h);
+                    for (auto j : meprop_test::reference_topk(block, p.k / 4)) m[gate * h + j] = block[j];
+                }
+            } else {
+                for (auto j : meprop_test::reference_topk(dz, p.k)) m[j] = dz[j];
+            }
             std::fill(dh_next.begin(), dh_next.end(), 0.0);
             for (std::size_t j = 0; j < G; ++j) {
                 if (m[j] == 0.0) continue;
@@ -120,7 +128,9 @@ Run run(const LstmProblem& p) {
     const ConstMatrix<double> W_hh{p.W_hh.data(), G, h};
     meprop::lstm_forward<double>({in.data(), N, G}, W_hh, seqs, cache);
     auto g = meprop::lstm_backward<double>({p.x.data(), N, n_in}, {p.W_ih.data(), G, n_in}, W_hh,
-                                           seqs, cache, {p.dh.data(), N, h}, p.k);
+                                           seqs, cache, {p.dh.data(), N, h}, p.k,
+                                           p.per_gate ? meprop::GateSelection::per_gate
+                                                      : meprop::GateSelection::together);
     return {hid, std::move(g)};
 }
 
@@ -151,6 +161,19 @@ TEST(lstm_matches_masked_reference) {
     check_problem(make_lstm({1}, 2, 3, 2, 7));
     check_problem(make_lstm({3, 0, 6, 1}, 5, 6, 4, 11));  // variable lengths, an empty one
     check_problem(make_lstm({4, 2}, 3, 5, 20, 13));       // k = 4h: dense
+}
+
+TEST(lstm_per_gate_selection_matches_masked_reference) {
+    for (std::size_t k : {4, 8, 12, 24}) {  // 24 = 4h: dense
+        auto p = make_lstm({5, 2}, 3, 6, k, 31 + unsigned(k));
+        p.per_gate = true;
+        check_problem(p);
+    }
+    auto p = make_lstm({3}, 2, 4, 6, 5);  // not a multiple of 4
+    p.per_gate = true;
+    bool threw = false;
+    try { run(p); } catch (const std::invalid_argument&) { threw = true; }
+    CHECK(threw);
 }
 
 TEST(lstm_results_do_not_depend_on_threads) {

@@ -520,6 +520,7 @@ struct BackwardInputs {
     Precision precision;
     std::size_t k;
     meprop::SelectMethod method;
+    meprop::GateSelection selection;
 };
 
 template <class T>
@@ -540,7 +541,7 @@ py::tuple backward(const BackwardInputs& a, bool input_grad) {
         gate_seconds = meprop::lstm_backward_through_time(
             view<T>(a.W_hh), seqs, view<T>(a.gates), view<T>(a.cells), view<T>(a.tanhs),
             view<T>(a.dhidden), a.k, meprop::Matrix<T>{dz.data(), dzv.rows, dzv.cols},
-            kept.mutable_data(), a.method);
+            kept.mutable_data(), a.method, a.selection);
         std::iota(all_rows.begin(), all_rows.end(), std::int64_t{0});
         const meprop::IndexSets sets = dense ? meprop::IndexSets{all_rows.data(), 1, dzv.cols}
                                              : meprop::IndexSets{kept.data(), dzv.rows, a.k};
@@ -567,8 +568,9 @@ py::tuple backward(const BackwardInputs& a, bool input_grad) {
 py::tuple backward_any(py::handle x, py::handle W_ih, py::handle W_hh, py::handle offsets,
                        py::handle gates, py::handle cells, py::handle cell_tanh, py::handle hidden,
                        py::handle dhidden, std::optional<std::int64_t> k, const std::string& method,
-                       bool input_grad) {
+                       bool input_grad, bool per_gate) {
     BackwardInputs a;
+    a.selection = per_gate ? meprop::GateSelection::per_gate : meprop::GateSelection::together;
     a.method = meprop::parse_select_method(method);
     a.W_hh = as_input(W_hh, "W_hh", 2);
     a.x = as_input(x, "x", 2);
@@ -591,6 +593,10 @@ py::tuple backward_any(py::handle x, py::handle W_ih, py::handle W_hh, py::handl
     shape_is(a.dhidden, "dhidden", N, h);
     a.offsets = offsets_of(offsets, N);
     a.k = k ? checked_k(*k, static_cast<std::size_t>(4 * h), "4 x the hidden size") : static_cast<std::size_t>(4 * h);
+    if (per_gate && a.k % 4 != 0) {
+        throw py::value_error("with per_gate=True, k (entries kept per step) must be a multiple of 4, got " +
+                              std::to_string(a.k));
+    }
     return a.precision == Precision::f32 ? backward<float>(a, input_grad) : backward<double>(a, input_grad);
 }
 
@@ -600,8 +606,10 @@ void register_functions(py::module_& m) {
     m.def("lstm_backward", &backward_any, py::arg("x"), py::arg("W_ih"), py::arg("W_hh"),
           py::arg("offsets"), py::arg("gates"), py::arg("cells"), py::arg("cell_tanh"),
           py::arg("hidden"), py::arg("dhidden"), py::arg("k") = py::none(), py::kw_only(),
-          py::arg("method") = "auto", py::arg("input_grad") = true,
-          "meProp backward through time: (dx, rows, dW_ih_rows, dW_hh_rows, db, kept, gate_seconds).");
+          py::arg("method") = "auto", py::arg("input_grad") = true, py::arg("per_gate") = false,
+          "meProp backward through time: (dx, rows, dW_ih_rows, dW_hh_rows, db, kept, gate_seconds).\n\n"
+          "k entries of each step's gate gradient are kept: the k largest of all 4h, or with\n"
+          "per_gate=True the k/4 largest of each gate's h (k a multiple of 4).");
 }
 
 }  // namespace lstm

@@ -204,6 +204,7 @@ def lstm_backward(
     *,
     method: str = "auto",
     input_grad: bool = True,
+    per_gate: bool = False,
 ) -> tuple[
     _AnyFloatArray | None, NDArray[np.int64], _AnyFloatArray, _AnyFloatArray, _AnyFloatArray, NDArray[np.int64], float
 ]:
@@ -211,4 +212,6 @@ def lstm_backward(
 
     Returns (dx (N, n_in) or None, rows (m,), dW_ih_rows (m, n_in), dW_hh_rows (m, h),
     db (4h,) dense, kept (N, k) or (0, 0) when dense, gate_seconds). k None = dense.
+    per_gate=True keeps k/4 entries of each gate's h instead of k of all 4h (k a
+    multiple of 4), as an LSTM with one weight matrix per gate would.
     """

@@ -58,17 +58,26 @@ template <class T>
 void lstm_forward(ConstMatrix<T> input_gates, ConstMatrix<T> W_hh, Sequences seqs,
                   const LstmCache<T>& cache);
 
+// Which entries of a step's gate gradient dz_t (4h entries) are kept.
+enum class GateSelection {
+    together,  // the k largest |dz_t| over all four gates
+    per_gate,  // the k/4 largest of each gate's h entries (i, f, g, o), as an
+               // LSTM built from one weight matrix per gate would select them
+};
+
 // The recurrent half of the backward. Writes dz (N x G, the dense gate
 // pre-activation gradient) and, unless k == G (dense), the kept gate rows of
-// every step to kept (N x k, ascending per step). Returns the seconds spent in
-// the element-wise gate math, summed over sequences (the rest of its time is
-// the top-k and the recurrent product: the "linear" part).
+// every step to kept (N x k, ascending per step). With GateSelection::per_gate
+// k must be a multiple of 4. Returns the seconds spent in the element-wise
+// gate math, summed over sequences (the rest of its time is the top-k and the
+// recurrent product: the "linear" part).
 template <class T>
 double lstm_backward_through_time(ConstMatrix<T> W_hh, Sequences seqs, ConstMatrix<T> gates,
                                   ConstMatrix<T> cells, ConstMatrix<T> cell_tanh,
                                   ConstMatrix<T> dhidden, std::size_t k, Matrix<T> dz,
                                   std::int64_t* kept,
-                                  SelectMethod method = SelectMethod::automatic);
+                                  SelectMethod method = SelectMethod::automatic,
+                                  GateSelection selection = GateSelection::together);
 
 // Row t of out = h_{t-1} of its sequence (zero at each sequence's first step):
 // the inputs of the recurrent product, for its weight gradient.
@@ -88,6 +97,7 @@ struct LstmGradients {
 template <class T>
 LstmGradients<T> lstm_backward(ConstMatrix<T> x, ConstMatrix<T> W_ih, ConstMatrix<T> W_hh,
                                Sequences seqs, const LstmCache<T>& cache,
-                               ConstMatrix<T> dhidden, std::size_t k);
+                               ConstMatrix<T> dhidden, std::size_t k,
+                               GateSelection selection = GateSelection::together);
 
 }  // namespace meprop

@@ -60,7 +60,9 @@ class LSTM(Module):
     dense; every matrix product's backward (input-to-gates and
     hidden-to-gates) sees only the ``k`` largest |dz_t| of each step, as in
     the paper's meProp LSTM. ``k=None`` (or ``k >= 4h``) is dense backprop
-    through the same kernels. The bias gradient is the dense sum of dz, as the
+    through the same kernels. ``per_gate=True`` keeps the ``k`` largest of
+    each gate's h entries instead (4k a step; dense when ``k >= h``), as an
+    LSTM built from one weight matrix per gate would select them. The bias gradient is the dense sum of dz, as the
     paper's code does for biases.
 
     Initialisation (PyTorch's): every weight and bias uniform in
@@ -80,6 +82,7 @@ class LSTM(Module):
         rng: np.random.Generator | None = None,
         dtype: type = np.float32,
         method: str = "auto",
+        per_gate: bool = False,
     ) -> None:
         if input_size < 1 or hidden_size < 1:
             raise ValueError(f"sizes must be >= 1, got input {input_size}, hidden {hidden_size}")
@@ -91,6 +94,7 @@ class LSTM(Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.k = k
+        self.per_gate = per_gate
         self.method = method
         self.weight_ih = Parameter("weight_ih", rng.uniform(-bound, bound, (G, input_size)).astype(dtype))
         self.weight_hh = Parameter("weight_hh", rng.uniform(-bound, bound, (G, hidden_size)).astype(dtype))
@@ -102,7 +106,15 @@ class LSTM(Module):
 
     @property
     def dense(self) -> bool:
-        return self.k is None or self.k >= 4 * self.hidden_size
+        return self.k is None or self.k >= (1 if self.per_gate else 4) * self.hidden_size
+
+    @property
+    def kept_per_step(self) -> int | None:
+        """Gate-gradient entries kept per step (None: all, dense)."""
+        if self.dense:
+            return None
+        assert self.k is not None
+        return 4 * self.k if self.per_gate else self.k
 
     def forward(self, x: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
         """x (N, input_size) -> hidden states (N, hidden_size), same dtype as the weights."""
@@ -125,7 +137,8 @@ class LSTM(Module):
         start = time.perf_counter()
         dx, rows, dW_ih, dW_hh, db, _, gate_seconds = _core.lstm_backward(
             x, self.weight_ih.value, self.weight_hh.value, offsets, gates, cells, cell_tanh,
-            hidden, dy, None if self.dense else self.k, method=self.method, input_grad=input_grad,
+            hidden, dy, self.kept_per_step, method=self.method, input_grad=input_grad,
+            per_gate=self.per_gate and not self.dense,
         )
         elapsed = time.perf_counter() - start
         threads = max(1, min(get_num_threads(), len(offsets) - 1))
@@ -140,7 +153,7 @@ class LSTM(Module):
         return [self.weight_ih, self.weight_hh, self.bias]
 
     def __repr__(self) -> str:
-        k = "dense" if self.dense else f"k={self.k}"
+        k = "dense" if self.dense else f"k={self.k}" + (" per gate" if self.per_gate else "")
         return f"LSTM({self.input_size}, {self.hidden_size}, {k})"
 
 
@@ -158,7 +171,7 @@ class BiLSTM(Module):
     """Two LSTMs, one reading each sequence forwards and one backwards.
 
     Output (N, 2 * hidden_size): [forward state, backward state] per step.
-    Both directions use the same ``k``.
+    Both directions use the same ``k`` and ``per_gate``.
     """
 
     def __init__(
@@ -168,10 +181,11 @@ class BiLSTM(Module):
         k: int | None = None,
         rng: np.random.Generator | None = None,
         dtype: type = np.float32,
+        per_gate: bool = False,
     ) -> None:
         rng = rng if rng is not None else np.random.default_rng(0)
-        self.forward_lstm = LSTM(input_size, hidden_size, k, rng, dtype)
-        self.backward_lstm = LSTM(input_size, hidden_size, k, rng, dtype)
+        self.forward_lstm = LSTM(input_size, hidden_size, k, rng, dtype, per_gate=per_gate)
+        self.backward_lstm = LSTM(input_size, hidden_size, k, rng, dtype, per_gate=per_gate)
         self.hidden_size = hidden_size
         self._reverse: np.ndarray | None = None
 

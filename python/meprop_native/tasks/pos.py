@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--k", type=int, default=5,
                        help="entries of each step's 4h gate gradient kept in the LSTM backward "
                             "(default 5, the paper's)")
+    model.add_argument("--per-gate", action="store_true",
+                       help="keep the k largest of each gate's h entries (4k a step) instead of k of all 4h: "
+                            "how an LSTM with one weight matrix per gate would apply meProp")
     model.add_argument("--mode", choices=["meprop", "dense"], default="meprop",
                        help="meprop: top-k backward (default); dense: ordinary backprop through the same kernels")
     model.add_argument("--hidden", type=int, default=500, help="LSTM hidden size (default 500)")
@@ -104,7 +107,8 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
 
     dense = args.mode == "dense"
     k = None if dense else args.k
-    model = Tagger(encoder.sizes(), len(encoder.tags), hidden=args.hidden, k=k, seed=args.seed)
+    model = Tagger(encoder.sizes(), len(encoder.tags), hidden=args.hidden, k=k, seed=args.seed,
+                   per_gate=args.per_gate)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     optimizer: Optimizer
     if args.optimizer == "adam":
@@ -113,7 +117,7 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
         optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=lr, clip=args.clip)
 
     run_info = {
-        "task": "pos", "hidden": args.hidden, "k": k, "mode": args.mode, "optimizer": args.optimizer,
+        "task": "pos", "hidden": args.hidden, "k": k, "per_gate": args.per_gate, "mode": args.mode, "optimizer": args.optimizer,
         "lr": lr, "clip": args.clip, "lazy": args.lazy, "min_count": args.min_count,
         "vocabulary": encoder.sizes(), "train_sentences": len(train), "train_tokens": int(sum(len(s) for s in train)),
         "version": __version__,

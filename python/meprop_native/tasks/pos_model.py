@@ -49,7 +49,8 @@ class Tagger(NamedState):
     """word embedding (50) + 7 feature embeddings (20 each) -> LSTM(h) -> Linear(h, tags).
 
     The LSTM's backward keeps the top ``k`` of each step's 4h gate gradient
-    (None: dense); the output layer is dense, as in the paper. Embeddings are
+    (None: dense), or with ``per_gate`` the top ``k`` of each gate's h; the
+    output layer is dense, as in the paper. Embeddings are
     drawn at random (no pretrained vectors) and trained with row gradients.
     Weights come from ``numpy.random.default_rng(seed)``.
     """
@@ -64,13 +65,14 @@ class Tagger(NamedState):
         feature_dim: int = 20,
         seed: int = 0,
         dtype: type = np.float32,
+        per_gate: bool = False,
     ) -> None:
         rng = np.random.default_rng(seed)
         self.word_embedding = Embedding(vocab_sizes["words"], word_dim, rng, dtype)
         self.feature_embeddings = [Embedding(vocab_sizes[name], feature_dim, rng, dtype) for name in FEATURES]
         self.input_size = word_dim + feature_dim * len(FEATURES)
         self.word_dim, self.feature_dim = word_dim, feature_dim
-        self.lstm = LSTM(self.input_size, hidden, k, rng, dtype)
+        self.lstm = LSTM(self.input_size, hidden, k, rng, dtype, per_gate=per_gate)
         self.output = Linear(hidden, n_tags, None, rng=rng, dtype=dtype)
         self.training = True
 
