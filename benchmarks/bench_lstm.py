@@ -65,6 +65,19 @@ def make_pool(rng, pool, T, n_in, h, dtype):
     return W_ih, W_hh, b, offsets, items
 
 
+def gate_gradient(gates, cells, tanhs, dh_t, dc_next, t, dz_t):
+    """Step t of the element-wise backward (one sequence from row 0): writes dz_t, returns dc_{t-1}."""
+    h = dh_t.shape[0]
+    i, f, g, o = gates[t, :h], gates[t, h : 2 * h], gates[t, 2 * h : 3 * h], gates[t, 3 * h :]
+    tc = tanhs[t]
+    dc = dc_next + dh_t * o * (1 - tc * tc)
+    dz_t[:h] = dc * g * i * (1 - i)
+    dz_t[h : 2 * h] = dc * cells[t - 1] * f * (1 - f) if t else 0
+    dz_t[2 * h : 3 * h] = dc * i * (1 - g * g)
+    dz_t[3 * h :] = dh_t * tc * o * (1 - o)
+    return dc * f
+
+
 def numpy_dense_backward(x, W_ih, W_hh, cache, dh):
     """Dense backward through time in NumPy (BLAS for every product): a second baseline."""
     gates, cells, tanhs, hidden = cache
@@ -73,15 +86,7 @@ def numpy_dense_backward(x, W_ih, W_hh, cache, dh):
     dh_next = np.zeros(h, dh.dtype)
     dc_next = np.zeros(h, dh.dtype)
     for t in range(T - 1, -1, -1):
-        i, f, g, o = gates[t, :h], gates[t, h : 2 * h], gates[t, 2 * h : 3 * h], gates[t, 3 * h :]
-        tc = tanhs[t]
-        d = dh[t] + dh_next
-        dc = dc_next + d * o * (1 - tc * tc)
-        dz[t, :h] = dc * g * i * (1 - i)
-        dz[t, h : 2 * h] = dc * cells[t - 1] * f * (1 - f) if t else 0
-        dz[t, 2 * h : 3 * h] = dc * i * (1 - g * g)
-        dz[t, 3 * h :] = d * tc * o * (1 - o)
-        dc_next = dc * f
+        dc_next = gate_gradient(gates, cells, tanhs, dh[t] + dh_next, dc_next, t, dz[t])
         dh_next = dz[t] @ W_hh
     h_prev = np.zeros_like(hidden)
     h_prev[1:] = hidden[:-1]
@@ -98,15 +103,7 @@ def python_loop_meprop_backward(x, W_ih, W_hh, cache, dh, k, topk):
     dh_next = np.zeros(h, dh.dtype)
     dc_next = np.zeros(h, dh.dtype)
     for t in range(T - 1, -1, -1):
-        i, f, g, o = gates[t, :h], gates[t, h : 2 * h], gates[t, 2 * h : 3 * h], gates[t, 3 * h :]
-        tc = tanhs[t]
-        d = dh[t] + dh_next
-        dc = dc_next + d * o * (1 - tc * tc)
-        dz[t, :h] = dc * g * i * (1 - i)
-        dz[t, h : 2 * h] = dc * cells[t - 1] * f * (1 - f) if t else 0
-        dz[t, 2 * h : 3 * h] = dc * i * (1 - g * g)
-        dz[t, 3 * h :] = d * tc * o * (1 - o)
-        dc_next = dc * f
+        dc_next = gate_gradient(gates, cells, tanhs, dh[t] + dh_next, dc_next, t, dz[t])
         kept[t] = topk(dz[t], k)
         dh_next = dz[t, kept[t]] @ W_hh[kept[t]]
     values = np.take_along_axis(dz, kept, axis=1)
