@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from meprop_native.cli import main as meprop_main
+from meprop_native.train.atomic import write_json
 
 # The paper's settings: Adam k=20 (lr 0.001), AdaGrad k=10 (lr 0.1); batch 10.
 SETTINGS = {"adam": 20, "adagrad": 10}
@@ -35,6 +36,8 @@ def run_one(optimizer: str, mode: str, seed: int, args: argparse.Namespace) -> d
             argv += ["--threads", str(args.threads)]
         if args.dropout:
             argv += ["--dropout", str(args.dropout)]
+        if args.init:
+            argv += ["--init", args.init]
         code = meprop_main(argv)
         if code != 0:
             raise SystemExit(f"run {out} failed with exit code {code}")
@@ -50,6 +53,8 @@ def main() -> int:
     parser.add_argument("--optimizers", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--init", choices=["paper", "pytorch"], default=None,
+                        help="weight initialisation (default: meprop train mnist's, the paper authors')")
     parser.add_argument("--rerun", action="store_true", help="run again even if a summary exists")
     args = parser.parse_args()
 
@@ -81,7 +86,7 @@ def main() -> int:
         print(f"{optimizer}: mean test@best-dev over seeds {args.seeds}: dense {statistics.mean(acc['dense']):.2f}, "
               f"meprop {statistics.mean(acc['meprop']):.2f}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table.json").write_text(json.dumps(rows, indent=2))
+    write_json(args.out / "table.json", rows)
     return 0
 
 

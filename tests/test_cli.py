@@ -36,7 +36,7 @@ from meprop_native.train import Trainer
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 MNIST_OPTIONS = [
-    "--k", "--k-out", "--mode", "--hidden", "--layers", "--dropout",
+    "--k", "--k-out", "--mode", "--hidden", "--layers", "--dropout", "--init",
     "--optimizer", "--lr", "--clip", "--lazy", "--batch-size", "--epochs", "--seed",
     "--threads", "--data-dir", "--out", "--resume", "--no-progress", "--train-limit", "--steps-per-epoch",
 ]
@@ -233,9 +233,10 @@ def test_generated_data_is_refused_by_the_md5_check(tmp_path, generated_data, ca
 @pytest.mark.parametrize(
     "extra, run_fields",
     [
-        ([], {"k": 4, "mode": "per_example", "optimizer": "adam", "lazy": False}),
+        ([], {"k": 4, "mode": "per_example", "optimizer": "adam", "lazy": False, "init": "paper"}),
         (["--mode", "unified", "--optimizer", "adagrad", "--layers", "1"], {"k": 4, "mode": "unified", "optimizer": "adagrad"}),
-        (["--mode", "dense", "--optimizer", "sgd", "--lr", "0.05"], {"k": None, "mode": "dense", "optimizer": "sgd", "lr": 0.05}),
+        (["--mode", "dense", "--optimizer", "sgd", "--lr", "0.05", "--init", "pytorch"],
+         {"k": None, "mode": "dense", "optimizer": "sgd", "lr": 0.05, "init": "pytorch"}),
         (["--lazy", "--dropout", "0.3", "--k-out", "5", "--clip", "0"], {"lazy": True, "dropout": 0.3, "k_out": 5, "clip": 0.0}),
     ],
     ids=["default", "unified-adagrad", "dense-sgd", "lazy-dropout"],

@@ -314,3 +314,20 @@ def test_embedding_of_no_ids_gives_no_gradient_rows():
     assert emb.forward(np.zeros(0, np.int64)).shape == (0, 3)
     emb.backward(np.zeros((0, 3), np.float32))
     assert emb.weight.grad_rows.shape == (0,) and emb.weight.grad.shape == (0, 3)
+
+
+def test_initialisation_schemes():
+    h, n_in = 300, 190
+    pytorch = LSTM(n_in, h, rng=np.random.default_rng(4))
+    bound = 1 / np.sqrt(h)
+    for p in (pytorch.weight_ih, pytorch.weight_hh, pytorch.bias):
+        assert np.all(np.abs(p.value) <= bound) and p.value.std() > bound / 3
+    paper = LSTM(n_in, h, rng=np.random.default_rng(4), init="paper")
+    assert abs(paper.weight_ih.value.std() / np.sqrt(6 / (n_in + h)) - 1) < 0.01
+    assert abs(paper.weight_hh.value.std() / np.sqrt(6 / (2 * h)) - 1) < 0.01
+    np.testing.assert_array_equal(paper.bias.value, 0.0)
+    both = BiLSTM(n_in, 20, rng=np.random.default_rng(4), init="paper")
+    for lstm in (both.forward_lstm, both.backward_lstm):
+        np.testing.assert_array_equal(lstm.bias.value, 0.0)
+    with pytest.raises(ValueError, match="init must be one of"):
+        LSTM(n_in, h, init="orthogonal")

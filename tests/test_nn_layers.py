@@ -142,6 +142,42 @@ def test_linear_initialisation_is_uniform_in_bound():
     np.testing.assert_array_equal(layer.weight.value, again.weight.value)
 
 
+def test_linear_paper_initialisation_is_normal_with_glorot_bound_as_sd_and_zero_bias():
+    # the meProp authors' code: W ~ N(0, 6 / (fan_in + fan_out)), b = 0
+    layer = Linear(400, 300, rng=np.random.default_rng(5), dtype=np.float64, init="paper")
+    sd = np.sqrt(6 / (400 + 300))
+    w = layer.weight.value
+    assert abs(w.mean()) < 0.01 * sd
+    assert abs(w.std() / sd - 1) < 0.01  # 120,000 draws: the sd is known to ~0.2 %
+    # a normal, not a uniform: about 4.6 % of draws lie beyond 2 sd (none for U(-sd, sd)-like draws)
+    assert 0.040 < np.mean(np.abs(w) > 2 * sd) < 0.052
+    np.testing.assert_array_equal(layer.bias.value, 0.0)
+    again = Linear(400, 300, rng=np.random.default_rng(5), dtype=np.float64, init="paper")
+    np.testing.assert_array_equal(w, again.weight.value)
+
+
+@pytest.mark.parametrize("init", ["xavier", "", "PAPER"])
+def test_unknown_initialisation_is_refused(init):
+    with pytest.raises(ValueError, match="init must be one of"):
+        Linear(3, 2, init=init)
+    with pytest.raises(ValueError, match="init must be one of"):
+        mlp([3, 4, 2], init=init)
+
+
+def test_mlp_paper_initialisation_reaches_every_linear_layer():
+    model = mlp([30, 20, 10, 5], k=3, seed=2, init="paper")
+    for layer in model.linear_layers():
+        fan_out, fan_in = layer.weight.value.shape
+        np.testing.assert_array_equal(layer.bias.value, 0.0)
+        assert layer.weight.value.std() > 0.7 * np.sqrt(6 / (fan_in + fan_out))
+    # the default stays PyTorch's: the same seed draws the same weights as before
+    default = mlp([30, 20, 5], seed=2)
+    explicit = mlp([30, 20, 5], seed=2, init="pytorch")
+    for a, b in zip(default.linear_layers(), explicit.linear_layers()):
+        np.testing.assert_array_equal(a.weight.value, b.weight.value)
+        np.testing.assert_array_equal(a.bias.value, b.bias.value)
+
+
 def test_linear_without_bias(rng):
     layer = Linear(4, 3, bias=False, rng=rng, dtype=np.float64)
     assert layer.bias is None and layer.parameters() == [layer.weight]

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from .. import _core
+from .init import check_init, init_bias, init_weight
 from .module import Module
 from .parameter import Parameter
 
@@ -33,9 +34,10 @@ class Linear(Module):
         bias: whether to learn a bias. Its gradient is dense, as in the paper.
         rng: the generator for initialisation.
         dtype: float32 (default) or float64.
-
-    Initialisation (PyTorch's default for nn.Linear): W and b uniform in
-    [-1/sqrt(in_features), 1/sqrt(in_features)].
+        init: ``"pytorch"`` (default; W and b uniform in
+            [-1/sqrt(in_features), 1/sqrt(in_features)], as torch.nn.Linear)
+            or ``"paper"`` (W normal with sd sqrt(6 / (in + out)), b zero, as
+            the meProp authors' code); see ``meprop_native.nn.init``.
 
     ``backward_seconds`` accumulates the wall time of the backward kernel: the
     paper's "backprop time" of the linear transformations.
@@ -50,6 +52,7 @@ class Linear(Module):
         bias: bool = True,
         rng: np.random.Generator | None = None,
         dtype: type = np.float32,
+        init: str = "pytorch",
     ) -> None:
         if in_features < 1 or out_features < 1:
             raise ValueError(f"layer sizes must be >= 1, got {in_features} x {out_features}")
@@ -57,19 +60,16 @@ class Linear(Module):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if k is not None and k < 1:
             raise ValueError(f"k must be >= 1 or None (dense), got {k}")
+        check_init(init)
         rng = rng if rng is not None else np.random.default_rng(0)
-        bound = 1.0 / np.sqrt(in_features)
         self.in_features = in_features
         self.out_features = out_features
         self.k = k
         self.mode = mode
-        self.weight = Parameter(
-            "weight", rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype)
-        )
+        shape = (out_features, in_features)
+        self.weight = Parameter("weight", init_weight(rng, shape, in_features, out_features, init, dtype))
         self.bias = (
-            Parameter("bias", rng.uniform(-bound, bound, out_features).astype(dtype))
-            if bias
-            else None
+            Parameter("bias", init_bias(rng, out_features, in_features, init, dtype)) if bias else None
         )
         self.backward_seconds = 0.0
         self._x: np.ndarray | None = None

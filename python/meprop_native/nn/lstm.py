@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import _core
 from .._threads import get_num_threads
+from .init import check_init, init_bias, init_weight
 from .module import Module
 from .parameter import Parameter
 
@@ -65,8 +66,11 @@ class LSTM(Module):
     LSTM built from one weight matrix per gate would select them. The bias gradient is the dense sum of dz, as the
     paper's code does for biases.
 
-    Initialisation (PyTorch's): every weight and bias uniform in
-    [-1/sqrt(h), 1/sqrt(h)].
+    Initialisation, ``init="pytorch"`` (the default, PyTorch's): every weight
+    and bias uniform in [-1/sqrt(h), 1/sqrt(h)]. ``init="paper"`` (the
+    meProp authors' scheme, see ``meprop_native.nn.init``): each gate's block
+    of W_ih normal with sd sqrt(6 / (input_size + h)), of W_hh with sd
+    sqrt(6 / 2h); biases zero.
 
     ``backward_seconds`` accumulates the time of the linear parts of the
     backward (top-k, recurrent product, weight and input gradients);
@@ -83,22 +87,26 @@ class LSTM(Module):
         dtype: type = np.float32,
         method: str = "auto",
         per_gate: bool = False,
+        init: str = "pytorch",
     ) -> None:
         if input_size < 1 or hidden_size < 1:
             raise ValueError(f"sizes must be >= 1, got input {input_size}, hidden {hidden_size}")
         if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
             raise ValueError(f"k must be >= 1 (an integer) or None (dense), got {k!r}")
+        check_init(init)
         rng = rng if rng is not None else np.random.default_rng(0)
-        bound = 1.0 / np.sqrt(hidden_size)
         G = 4 * hidden_size
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.k = k
         self.per_gate = per_gate
         self.method = method
-        self.weight_ih = Parameter("weight_ih", rng.uniform(-bound, bound, (G, input_size)).astype(dtype))
-        self.weight_hh = Parameter("weight_hh", rng.uniform(-bound, bound, (G, hidden_size)).astype(dtype))
-        self.bias = Parameter("bias", rng.uniform(-bound, bound, G).astype(dtype))
+        # PyTorch scales every LSTM tensor by the hidden size; the paper's
+        # scheme treats each gate's block as a layer from its own inputs.
+        fan_in_ih = hidden_size if init == "pytorch" else input_size
+        self.weight_ih = Parameter("weight_ih", init_weight(rng, (G, input_size), fan_in_ih, hidden_size, init, dtype))
+        self.weight_hh = Parameter("weight_hh", init_weight(rng, (G, hidden_size), hidden_size, hidden_size, init, dtype))
+        self.bias = Parameter("bias", init_bias(rng, G, hidden_size, init, dtype))
         self.backward_seconds = 0.0
         self.gate_seconds = 0.0
         self._cache: tuple[np.ndarray, ...] | None = None
@@ -171,7 +179,7 @@ class BiLSTM(Module):
     """Two LSTMs, one reading each sequence forwards and one backwards.
 
     Output (N, 2 * hidden_size): [forward state, backward state] per step.
-    Both directions use the same ``k`` and ``per_gate``.
+    Both directions use the same ``k``, ``per_gate`` and ``init``.
     """
 
     def __init__(
@@ -182,10 +190,11 @@ class BiLSTM(Module):
         rng: np.random.Generator | None = None,
         dtype: type = np.float32,
         per_gate: bool = False,
+        init: str = "pytorch",
     ) -> None:
         rng = rng if rng is not None else np.random.default_rng(0)
-        self.forward_lstm = LSTM(input_size, hidden_size, k, rng, dtype, per_gate=per_gate)
-        self.backward_lstm = LSTM(input_size, hidden_size, k, rng, dtype, per_gate=per_gate)
+        self.forward_lstm = LSTM(input_size, hidden_size, k, rng, dtype, per_gate=per_gate, init=init)
+        self.backward_lstm = LSTM(input_size, hidden_size, k, rng, dtype, per_gate=per_gate, init=init)
         self.hidden_size = hidden_size
         self._reverse: np.ndarray | None = None
 

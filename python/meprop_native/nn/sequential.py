@@ -89,12 +89,14 @@ def mlp(
     dropout: float = 0.0,
     seed: int = 0,
     dtype: type = np.float32,
+    init: str = "pytorch",
 ) -> Sequential:
     """An MLP ``sizes[0] -> ... -> sizes[-1]`` with meProp on every linear layer.
 
     Hidden layers keep ``k`` entries of dy, the output layer ``k_out`` (None:
     dense, e.g. 10 classes). Activation (and dropout, if p > 0) after every
-    hidden layer. Weights drawn from ``numpy.random.default_rng(seed)``;
+    hidden layer. Weights drawn from ``numpy.random.default_rng(seed)`` by the
+    ``init`` scheme (``"pytorch"`` or ``"paper"``, see ``meprop_native.nn.init``);
     dropout masks from a generator seeded with ``seed + 1``.
     """
     if len(sizes) < 2:
@@ -108,7 +110,7 @@ def mlp(
     layers: list[Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         last = i == len(sizes) - 2
-        layers.append(Linear(n_in, n_out, k_out if last else k, mode, rng=init_rng, dtype=dtype))
+        layers.append(Linear(n_in, n_out, k_out if last else k, mode, rng=init_rng, dtype=dtype, init=init))
         if not last:
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:

@@ -10,6 +10,7 @@ import numpy as np
 from .. import __version__, set_num_threads, thread_limits
 from ..data import load_mnist
 from ..nn import mlp
+from ..nn.init import INITS
 from ..optim import OPTIMIZERS, Adam
 from ..train import ArrayDataset, Splits, TrainConfig, Trainer
 from ..train.atomic import write_with
@@ -34,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--hidden", type=int, default=500, help="units per hidden layer (default 500)")
     model.add_argument("--layers", type=int, default=2, help="number of hidden layers (default 2)")
     model.add_argument("--dropout", type=float, default=0.0, help="dropout probability after each hidden layer (default 0)")
+    model.add_argument("--init", choices=INITS, default="paper",
+                       help="weight initialisation. paper (default): weights normal with sd sqrt(6 / (fan_in + "
+                            "fan_out)), biases 0, as the paper authors' code; pytorch: uniform in "
+                            "+-1/sqrt(fan_in), as torch.nn.Linear")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam", help="default adam")
     opt.add_argument("--lr", type=float, default=None,
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     k_out = None if dense else args.k_out
     sizes = [784] + [args.hidden] * args.layers + [10]
     model = mlp(sizes, k=k, k_out=k_out, mode="per_example" if dense else args.mode,
-                dropout=args.dropout, seed=args.seed)
+                dropout=args.dropout, seed=args.seed, init=args.init)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     if args.optimizer == "adam":
         optimizer = Adam(model.parameters(), lr=lr, clip=args.clip, lazy=args.lazy)
@@ -70,7 +75,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     run_info = {
         "task": "mnist", "sizes": sizes, "k": k, "k_out": k_out, "mode": args.mode,
         "optimizer": args.optimizer, "lr": lr, "clip": args.clip, "lazy": args.lazy,
-        "dropout": args.dropout, "train_size": len(train_y), "version": __version__,
+        "dropout": args.dropout, "init": args.init, "train_size": len(train_y), "version": __version__,
     }
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                          progress=not args.no_progress, steps_per_epoch=args.steps_per_epoch)
