@@ -5,11 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..nn.init import INITS
+
 
 def add_clip_argument(group: argparse._ArgumentGroup) -> None:
     """--clip: element-wise gradient clipping, on by default as in the paper's code."""
     group.add_argument("--clip", type=float, default=5.0,
                        help="clip each gradient element to [-clip, clip]; 0 disables (default 5, as the paper's code)")
+
+
+def add_init_argument(group: argparse._ArgumentGroup, default: str) -> None:
+    """--init: the weight initialisation of the linear products (meprop_native.nn.init)."""
+    group.add_argument("--init", choices=INITS, default=default,
+                       help=f"weight initialisation (default {default}). paper: weights normal with sd "
+                            "sqrt(6 / (fan_in + fan_out)), biases 0, as the paper authors' code; pytorch: "
+                            "uniform in +-1/sqrt(fan_in), as torch.nn.Linear")
 
 
 def add_lazy_argument(group: argparse._ArgumentGroup) -> None:

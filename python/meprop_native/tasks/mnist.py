@@ -10,11 +10,10 @@ import numpy as np
 from .. import __version__, set_num_threads, thread_limits
 from ..data import load_mnist
 from ..nn import mlp
-from ..nn.init import INITS
 from ..optim import OPTIMIZERS, Adam
 from ..train import ArrayDataset, Splits, TrainConfig, Trainer
 from ..train.atomic import write_with
-from .arguments import add_clip_argument, add_lazy_argument, add_run_arguments
+from .arguments import add_clip_argument, add_init_argument, add_lazy_argument, add_run_arguments
 
 HELP = "MLP on MNIST (the paper's 784-500-500-10, batch 10; default: Adam, k=20)"
 
@@ -35,10 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--hidden", type=int, default=500, help="units per hidden layer (default 500)")
     model.add_argument("--layers", type=int, default=2, help="number of hidden layers (default 2)")
     model.add_argument("--dropout", type=float, default=0.0, help="dropout probability after each hidden layer (default 0)")
-    model.add_argument("--init", choices=INITS, default="paper",
-                       help="weight initialisation. paper (default): weights normal with sd sqrt(6 / (fan_in + "
-                            "fan_out)), biases 0, as the paper authors' code; pytorch: uniform in "
-                            "+-1/sqrt(fan_in), as torch.nn.Linear")
+    add_init_argument(model, default="paper")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam", help="default adam")
     opt.add_argument("--lr", type=float, default=None,

@@ -18,7 +18,7 @@ from ..data.ud import UDSplits, load_ud_ewt
 from ..optim import OPTIMIZERS, Adam, Optimizer
 from ..train import Splits, TrainConfig, Trainer
 from ..train.atomic import write_json, write_with
-from .arguments import add_clip_argument, add_lazy_argument, add_run_arguments
+from .arguments import add_clip_argument, add_init_argument, add_lazy_argument, add_run_arguments
 from .pos_features import FeatureEncoder
 from .pos_model import TaggedSentences, Tagger
 
@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--min-count", type=int, default=2,
                        help="training occurrences a word or affix needs for its own embedding; "
                             "rarer ones are UNK (default 2)")
+    add_init_argument(model, default="pytorch")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adagrad", help="default adagrad")
     opt.add_argument("--lr", type=float, default=None,
@@ -108,7 +109,7 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
     dense = args.mode == "dense"
     k = None if dense else args.k
     model = Tagger(encoder.sizes(), len(encoder.tags), hidden=args.hidden, k=k, seed=args.seed,
-                   per_gate=args.per_gate)
+                   per_gate=args.per_gate, init=args.init)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     optimizer: Optimizer
     if args.optimizer == "adam":
@@ -117,7 +118,7 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
         optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=lr, clip=args.clip)
 
     run_info = {
-        "task": "pos", "hidden": args.hidden, "k": k, "per_gate": args.per_gate, "mode": args.mode, "optimizer": args.optimizer,
+        "task": "pos", "hidden": args.hidden, "k": k, "per_gate": args.per_gate, "init": args.init, "mode": args.mode, "optimizer": args.optimizer,
         "lr": lr, "clip": args.clip, "lazy": args.lazy, "min_count": args.min_count,
         "vocabulary": encoder.sizes(), "train_sentences": len(train), "train_tokens": int(sum(len(s) for s in train)),
         "version": __version__,

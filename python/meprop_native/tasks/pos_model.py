@@ -52,7 +52,8 @@ class Tagger(NamedState):
     (None: dense), or with ``per_gate`` the top ``k`` of each gate's h; the
     output layer is dense, as in the paper. Embeddings are
     drawn at random (no pretrained vectors) and trained with row gradients.
-    Weights come from ``numpy.random.default_rng(seed)``.
+    Weights come from ``numpy.random.default_rng(seed)``, the LSTM's and the
+    output layer's by the ``init`` scheme (meprop_native.nn.init).
     """
 
     def __init__(
@@ -66,14 +67,15 @@ class Tagger(NamedState):
         seed: int = 0,
         dtype: type = np.float32,
         per_gate: bool = False,
+        init: str = "pytorch",
     ) -> None:
         rng = np.random.default_rng(seed)
         self.word_embedding = Embedding(vocab_sizes["words"], word_dim, rng, dtype)
         self.feature_embeddings = [Embedding(vocab_sizes[name], feature_dim, rng, dtype) for name in FEATURES]
         self.input_size = word_dim + feature_dim * len(FEATURES)
         self.word_dim, self.feature_dim = word_dim, feature_dim
-        self.lstm = LSTM(self.input_size, hidden, k, rng, dtype, per_gate=per_gate)
-        self.output = Linear(hidden, n_tags, None, rng=rng, dtype=dtype)
+        self.lstm = LSTM(self.input_size, hidden, k, rng, dtype, per_gate=per_gate, init=init)
+        self.output = Linear(hidden, n_tags, None, rng=rng, dtype=dtype, init=init)
         self.training = True
 
     def forward(self, inputs: TaggerInput) -> np.ndarray:

@@ -60,11 +60,14 @@ class ParserModel(NamedState):
         mode: "per_example" (meProp) or "unified".
         activation: "relu", "tanh" or "cube".
         seed: seeds the embedding table and the linear layers.
+        init: the linear layers' initialisation, "pytorch" or "paper"
+            (meprop_native.nn.init).
     """
 
     def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 50, hidden: int = 500,
                  layers: int = 2, k: int | None = 20, k_out: int | None = 20, mode: str = "per_example",
-                 activation: str = "relu", seed: int = 0, dtype: type = np.float32) -> None:
+                 activation: str = "relu", seed: int = 0, dtype: type = np.float32,
+                 init: str = "pytorch") -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if layers < 1 or hidden < 1:
@@ -75,7 +78,7 @@ class ParserModel(NamedState):
         modules: list[Module] = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             last = i == len(sizes) - 2
-            modules.append(Linear(n_in, n_out, k_out if last else k, mode, rng=rng, dtype=dtype))
+            modules.append(Linear(n_in, n_out, k_out if last else k, mode, rng=rng, dtype=dtype, init=init))
             if not last:
                 modules.append(ACTIVATIONS[activation]())
         self.mlp = Sequential(modules)

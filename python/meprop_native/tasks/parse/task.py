@@ -27,7 +27,7 @@ from ...data.ud import load_ud_ewt
 from ...optim import OPTIMIZERS, Adam
 from ...train import Splits, TrainConfig, Trainer
 from ...train.atomic import write_json, write_with
-from ..arguments import add_clip_argument, add_run_arguments
+from ..arguments import add_clip_argument, add_init_argument, add_run_arguments
 from .arc_standard import num_transitions
 from .data import attachment_evaluator, prepare
 from .model import ACTIVATIONS, ParserModel
@@ -55,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="hidden activation (default tanh; Chen & Manning used cube)")
     model.add_argument("--min-word-count", type=int, default=2,
                        help="training words rarer than this become UNK (default 2)")
+    add_init_argument(model, default="pytorch")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adagrad", help="default adagrad")
     opt.add_argument("--lr", type=float, default=None, help="learning rate (default: adagrad 0.01, adam 0.001)")
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     k_out = None if dense or args.k_out == 0 else args.k_out
     classes = num_transitions(vocab.num_labels)
     model = ParserModel(vocab.size, classes, args.embed_dim, args.hidden, args.layers, k, k_out,
-                        "per_example" if dense else args.mode, args.activation, args.seed)
+                        "per_example" if dense else args.mode, args.activation, args.seed, init=args.init)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     if args.optimizer == "adam":
         optimizer = Adam(model.parameters(), lr=lr, clip=args.clip)
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     run_info = {
         "task": "parse", "embed_dim": args.embed_dim, "hidden": args.hidden, "layers": args.layers,
         "classes": classes, "k": k, "k_out": k_out, "mode": args.mode, "activation": args.activation,
-        "optimizer": args.optimizer, "lr": lr, "clip": args.clip, "min_word_count": args.min_word_count,
+        "init": args.init, "optimizer": args.optimizer, "lr": lr, "clip": args.clip, "min_word_count": args.min_word_count,
         "train_sentences": data.train_sentences, "skipped_non_projective": data.skipped_non_projective,
         "train_transitions": len(data.train), "dev_sentences": len(data.dev), "test_sentences": len(data.test),
         "vocab": {"words": len(vocab.words), "tags": len(vocab.tags), "labels": vocab.num_labels},
