@@ -1,25 +1,23 @@
-"""Heap vs radix top-k selection, one thread: where should ``auto`` switch?
+"""Heap, radix and threshold top-k selection, one thread: what should ``auto`` pick?
 
 Usage::
 
     python benchmarks/bench_select.py            # full grid
     python benchmarks/bench_select.py --quick    # fewer samples
 
-For every row length n and k it times ``meprop_native.topk_rows(A, k,
-"heap")`` and ``(A, k, "radix")`` on a (rows, n) standard-normal matrix, on one
-thread (``set_num_threads(1)``, BLAS is not involved), and reports the time per
-row. Inputs rotate over a pool of different random matrices inside every timed
+For every row length n and k it times ``meprop_native.topk_rows(A, k, method)``
+for each method on a (rows, n) standard-normal matrix, on one thread
+(``set_num_threads(1)``, BLAS is not involved), and reports the time per row.
+Inputs rotate over a pool of different random matrices inside every timed
 sample (see ``_timing.py``) so the branch predictor cannot learn one input, and
 each method is measured in its own block; ``--rounds`` blocks per method (order
-alternating) give the median that is reported, so one block slowed as a whole
-by the host does not flip a comparison.
+rotating) give the median that is reported, so one block slowed as a whole by
+the host does not flip a comparison.
 
-The table shows heap/radix (> 1: radix is faster), what
+The table shows each method's time, the fastest, what
 ``meprop_native.select_method_for(n, k)`` picks, and flags every case where
-that pick is more than 20% slower than the other method. The summary gives,
-per n, the smallest k from which radix stays faster: the crossover ``auto``
-should follow. Results also go to JSON (default
-``benchmarks/results/select.json``).
+that pick is more than 20% slower than the fastest. Results also go to JSON
+(default ``benchmarks/results/select.json``).
 """
 
 from __future__ import annotations
@@ -50,7 +48,8 @@ meprop = import_meprop()
 DEFAULT_NS = (100, 256, 500, 1000, 4096)
 DEFAULT_KS = (1, 4, 8, 12, 16, 20, 24, 32, 64, 128)
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "select.json")
-# A pick is flagged when it is this much slower than the other method.
+METHODS = ("heap", "radix", "threshold")
+# A pick is flagged when it is this much slower than the fastest method.
 FLAG_SLOWDOWN = 1.20
 
 
@@ -71,78 +70,53 @@ def run_case(
     cfg: TimingConfig,
     rng: np.random.Generator,
 ) -> dict[str, Any]:
-    """Heap and radix on one (n, k), with auto's pick and the flag.
+    """Every method on one (n, k), with auto's pick and the flag.
 
-    Each round measures both methods (one block each, the order alternating
+    Each round measures every method (one block each, the order rotating
     between rounds); the result is the median over rounds. A single block can
     be slowed as a whole by the host, which the median within a block cannot
     see, and one slowed block would flip the comparison.
     """
     pool = [rng.standard_normal((rows, n)).astype(dtype) for _ in range(pool_size)]
-    times: dict[str, list[float]] = {"heap": [], "radix": []}
+    times: dict[str, list[float]] = {m: [] for m in METHODS}
     for r in range(rounds):
-        for method in ("heap", "radix") if r % 2 == 0 else ("radix", "heap"):
+        shift = r % len(METHODS)
+        for method in METHODS[shift:] + METHODS[:shift]:
             times[method].append(time_method(method, pool, k, cfg))
-    heap = statistics.median(times["heap"])
-    radix = statistics.median(times["radix"])
+    per_row = {m: statistics.median(t) for m, t in times.items()}
     pick = meprop.select_method_for(n, k)
-    faster = "heap" if heap <= radix else "radix"
-    picked, other = (heap, radix) if pick == "heap" else (radix, heap)
+    fastest = min(per_row, key=per_row.__getitem__)
     return {
         "n": n,
         "k": k,
-        "heap_ns_per_row": heap,
-        "radix_ns_per_row": radix,
-        "heap_rounds_ns": times["heap"],
-        "radix_rounds_ns": times["radix"],
-        "heap_over_radix": heap / radix,
-        "faster": faster,
+        "ns_per_row": per_row,
+        "rounds_ns": times,
+        "fastest": fastest,
         "auto_picks": pick,
-        "auto_slowdown": picked / other,
-        "flag": picked / other > FLAG_SLOWDOWN,
+        "auto_slowdown": per_row[pick] / per_row[fastest],
+        "flag": per_row[pick] / per_row[fastest] > FLAG_SLOWDOWN,
     }
 
 
-def crossover(results: list[dict[str, Any]], n: int) -> int | None:
-    """Smallest k from which radix is faster for every larger k measured, for one n."""
-    row = sorted((r for r in results if r["n"] == n), key=lambda r: r["k"])
-    best: int | None = None
-    for r in reversed(row):
-        if r["faster"] != "radix":
-            break
-        best = r["k"]
-    return best
-
-
 def print_table(results: list[dict[str, Any]]) -> None:
-    print(f"{'n':>5} {'k':>4} {'heap/row':>10} {'radix/row':>10} {'heap/radix':>10} {'auto':>6}  flag")
+    print(f"{'n':>5} {'k':>4} " + " ".join(f"{m + '/row':>14}" for m in METHODS) + f" {'fastest':>10} {'auto':>10}  flag")
     for r in results:
         flag = f"AUTO {r['auto_slowdown']:.2f}x SLOWER" if r["flag"] else ""
-        print(
-            f"{r['n']:>5} {r['k']:>4} {format_ns(r['heap_ns_per_row']):>10} "
-            f"{format_ns(r['radix_ns_per_row']):>10} {r['heap_over_radix']:>10.2f} {r['auto_picks']:>6}  {flag}"
-        )
+        times = " ".join(f"{format_ns(r['ns_per_row'][m]):>14}" for m in METHODS)
+        print(f"{r['n']:>5} {r['k']:>4} {times} {r['fastest']:>10} {r['auto_picks']:>10}  {flag}")
 
 
-def print_summary(results: list[dict[str, Any]], ns: Sequence[int]) -> dict[int, int | None]:
-    """Per-n crossover and the flagged cases."""
-    print("\nCrossover (smallest k from which radix stays faster):")
-    found: dict[int, int | None] = {}
-    for n in ns:
-        found[n] = crossover(results, n)
-        print(
-            f"  n={n:>5}: "
-            + (f"radix from k={found[n]}" if found[n] is not None else "heap for every k measured")
-        )
+def print_summary(results: list[dict[str, Any]]) -> None:
+    """The cases where auto's pick is clearly slower than the fastest method."""
     flagged = [r for r in results if r["flag"]]
     print(
-        f"\nauto picks the slower method by > {FLAG_SLOWDOWN - 1:.0%}: {len(flagged)} of {len(results)} cases"
+        f"\nauto picks a method more than {FLAG_SLOWDOWN - 1:.0%} slower than the fastest: "
+        f"{len(flagged)} of {len(results)} cases"
     )
     for r in flagged:
         print(
-            f"  n={r['n']} k={r['k']}: auto -> {r['auto_picks']}, {r['auto_slowdown']:.2f}x slower than {r['faster']}"
+            f"  n={r['n']} k={r['k']}: auto -> {r['auto_picks']}, {r['auto_slowdown']:.2f}x slower than {r['fastest']}"
         )
-    return found
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -166,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = QUICK if args.quick else FULL
     dtype = np.dtype(args.dtype)
     rng = np.random.default_rng(args.seed)
-    # One thread: the choice between the two selections is a per-row decision,
-    # and threads only split rows between cores.
+    # One thread: the choice between the selections is a per-row decision, and
+    # threads only split rows between cores.
     meprop.set_num_threads(1)
     print(
         f"meprop-native {meprop.__version__} | 1 thread | {args.dtype} | {args.rows} rows per call"
@@ -178,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_case(n, k, args.rows, args.pool, args.rounds, dtype, cfg, rng) for n in ns for k in ks if k <= n
     ]
     print_table(results)
-    found = print_summary(results, ns)
+    print_summary(results)
 
     payload = {
         "machine": machine_info(None, meprop, 1),
@@ -192,7 +166,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "flag_slowdown": FLAG_SLOWDOWN,
         },
         "results": results,
-        "crossover_k": {str(n): k for n, k in found.items()},
     }
     write_json_atomic(args.out, payload)
     print(f"\nwrote {args.out}")

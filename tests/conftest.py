@@ -23,7 +23,7 @@ with contextlib.suppress(ImportError), warnings.catch_warnings():  # libcst is o
     warnings.simplefilter("ignore")
     import hypothesis.extra._patching  # noqa: F401
 
-METHODS = ("auto", "heap", "radix")
+METHODS = ("auto", "heap", "radix", "threshold")
 MODES = ("per_example", "unified", "dense")
 BIAS_GRADS = ("dense", "sparse")
 DTYPES = (np.float32, np.float64)

@@ -211,9 +211,44 @@ def test_default_method_is_auto(rng):
     np.testing.assert_array_equal(mp.topk(a, 50), reference_topk(a, 50))
 
 
+@pytest.mark.parametrize(
+    ("n", "k"),
+    [(1, 1), (7, 3), (63, 1), (64, 64), (65, 64), (70, 63), (500, 20), (500, 32), (500, 33), (2000, 64),
+     (2000, 65), (5000, 1)],
+)
+@pytest.mark.parametrize("values", ["normal", "half_zero", "few_levels", "sorted", "all_equal"])
+def test_threshold_method_matches_reference(n, k, values, rng):
+    # the threshold pass's bound comes from 64 lane maxima: rows shorter than
+    # the lanes, k at and past the lanes (radix then), ties that reach the bound
+    a = rng.standard_normal(n).astype(np.float32)
+    if values == "half_zero":
+        a[rng.random(n) < 0.5] = 0
+    elif values == "few_levels":
+        a = rng.integers(-3, 4, n).astype(np.float32)
+    elif values == "sorted":
+        a = np.sort(np.abs(a))
+    elif values == "all_equal":
+        a[:] = -1.5
+    a[rng.integers(0, n)] = np.nan if n > 3 else a[0]
+    np.testing.assert_array_equal(mp.topk(a, k, method="threshold"), reference_topk(a, k))
+    rows = np.stack([a, a[::-1].copy()])
+    np.testing.assert_array_equal(mp.topk_rows(rows, k, method="threshold"),
+                                  np.stack([reference_topk(r, k) for r in rows]))
+
+
 @pytest.mark.parametrize(("n", "k"), [(10, 1), (10, 10), (255, 17), (256, 16), (256, 17), (10000, 500)])
 def test_select_method_for(n, k):
-    assert mp.select_method_for(n, k) in ("heap", "radix")
+    assert mp.select_method_for(n, k) in ("heap", "radix", "threshold")
+
+
+def test_auto_picks_threshold_for_small_k():
+    assert mp.select_method_for(500, 20) == "threshold"
+    assert mp.select_method_for(500, 32) == "threshold"
+    assert mp.select_method_for(500, 48) == "threshold"
+    assert mp.select_method_for(200, 33) == "radix"  # nearer the 64 lanes: many candidates
+    assert mp.select_method_for(5000, 49) == "radix"
+    assert mp.select_method_for(40000, 64) == "heap"
+    assert mp.select_method_for(1000, 65) == "radix"
 
 
 # ---- array-likes and layouts -------------------------------------------------------------

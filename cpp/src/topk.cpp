@@ -10,8 +10,10 @@
 
 #include "check.hpp"
 #include "meprop/threading.hpp"
+#include "multiversion.hpp"
 #include "select_heap.hpp"
 #include "select_radix.hpp"
+#include "select_threshold.hpp"
 
 namespace meprop {
 
@@ -19,28 +21,53 @@ SelectMethod parse_select_method(std::string_view name) {
     if (name == "auto") return SelectMethod::automatic;
     if (name == "heap") return SelectMethod::heap;
     if (name == "radix") return SelectMethod::radix;
-    detail::fail("unknown top-k method '", name, "' (expected 'auto', 'heap' or 'radix')");
+    if (name == "threshold") return SelectMethod::threshold;
+    detail::fail("unknown top-k method '", name, "' (expected 'auto', 'heap', 'radix' or 'threshold')");
 }
 
 const char* select_method_name(SelectMethod method) {
     switch (method) {
         case SelectMethod::heap: return "heap";
         case SelectMethod::radix: return "radix";
+        case SelectMethod::threshold: return "threshold";
         default: return "auto";
     }
 }
 
 SelectMethod select_method_for(std::size_t n, std::size_t k) {
-    // Measured per row, one thread, AVX-512 machine (benchmarks/bench_select.py):
-    // the heap costs about one mispredicted sift per entry that enters it, so it
-    // wins only while few do (k <= 4, or k <= n/400 for long rows); the radix
-    // pass costs a few sweeps whatever k is (n=500: 0.74-0.90 us for k=8-20
-    // against the heap's 1.07-2.4 us).
-    const std::size_t heap_limit = std::max<std::size_t>(4, n / 400);
-    return k <= heap_limit ? SelectMethod::heap : SelectMethod::radix;
+    // Measured per row on fresh rows, one thread, AVX-512 machine
+    // (benchmarks/bench_select.py; rows of 200-4096 entries, normal and
+    // half-zero data): the threshold pass beats radix and heap for k up to 32
+    // at every n (n=500, k=10: 0.26 us against radix's 0.67 and the heap's
+    // 1.26), and up to 48 for rows of 10k or more; nearer the 64 lanes too
+    // many entries pass its bound. Beyond that
+    // the heap costs about one mispredicted sift per entry that enters it, so
+    // it wins only while few do (k <= n/400), and radix costs a few sweeps
+    // whatever k is.
+    if (k <= detail::threshold_lanes / 2 || (k <= 48 && n >= 10 * k)) return SelectMethod::threshold;
+    return k <= n / 400 ? SelectMethod::heap : SelectMethod::radix;
 }
 
 namespace {
+
+// The threshold pass compiled for each ISA level: its lane maxima and
+// candidate masks are vector code, 2-3x faster with AVX2 or AVX-512 than with
+// the baseline's SSE2.
+MEPROP_CLONES void select_threshold_f32(const float* a, std::size_t n, std::size_t k, std::int64_t* out) {
+    detail::select_threshold(a, n, k, out);
+}
+
+MEPROP_CLONES void select_threshold_f64(const double* a, std::size_t n, std::size_t k, std::int64_t* out) {
+    detail::select_threshold(a, n, k, out);
+}
+
+inline void select_threshold_any(const float* a, std::size_t n, std::size_t k, std::int64_t* out) {
+    select_threshold_f32(a, n, k, out);
+}
+
+inline void select_threshold_any(const double* a, std::size_t n, std::size_t k, std::int64_t* out) {
+    select_threshold_f64(a, n, k, out);
+}
 
 void check_topk_args(const void* a, std::size_t n, std::size_t k, const void* out) {
     if (k < 1 || k > n) detail::fail("k must be in [1, n] = [1, ", n, "], got ", k);
@@ -57,6 +84,8 @@ void select(const T* a, std::size_t n, std::size_t k, std::int64_t* out, SelectM
         for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<std::int64_t>(i);
     } else if (method == SelectMethod::heap) {
         detail::select_heap(a, n, k, out);
+    } else if (method == SelectMethod::threshold && k <= detail::threshold_lanes) {
+        select_threshold_any(a, n, k, out);
     } else {
         detail::select_radix(a, n, k, out);
     }

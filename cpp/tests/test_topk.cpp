@@ -14,7 +14,8 @@ namespace {
 template <class T>
 void check_all_methods(const std::vector<T>& a, std::size_t k) {
     const auto expected = reference_topk(a, k);
-    for (auto method : {SelectMethod::automatic, SelectMethod::heap, SelectMethod::radix}) {
+    for (auto method : {SelectMethod::automatic, SelectMethod::heap, SelectMethod::radix,
+                        SelectMethod::threshold}) {
         std::vector<std::int64_t> got(k);
         meprop::topk(a.data(), a.size(), k, got.data(), method);
         CHECK(got == expected);
@@ -25,7 +26,8 @@ template <class T>
 void random_shapes() {
     std::mt19937 gen(7);
     for (std::size_t n : {1, 2, 7, 64, 255, 500, 1000, 4096}) {
-        for (std::size_t k : {std::size_t{1}, std::size_t{5}, std::size_t{17}, std::size_t{40}, n}) {
+        for (std::size_t k : {std::size_t{1}, std::size_t{5}, std::size_t{17}, std::size_t{32},
+                              std::size_t{33}, std::size_t{40}, std::size_t{64}, std::size_t{65}, n}) {
             if (k > n) continue;
             check_all_methods(meprop_test::random_vector<T>(n, gen), k);
             check_all_methods(meprop_test::random_vector<T>(n, gen, 5), k);  // many ties

@@ -4,7 +4,7 @@ Every kernel takes float32 or float64 arrays (any array-like is accepted and
 converted to C order; other dtypes raise TypeError, never cast). The result
 has the dtype of the inputs: the overloads below say so for NumPy arrays of a
 known dtype. Index arrays are int64. Bad shapes, k, modes or methods raise
-ValueError. Allowed strings: method "auto" | "heap" | "radix"; mode
+ValueError. Allowed strings: method "auto" | "heap" | "radix" | "threshold"; mode
 "per_example" | "unified" | "dense"; bias_grad "dense" | "sparse".
 """
 
@@ -32,7 +32,7 @@ def topk_unified(A: ArrayLike, k: _Int, method: str = "auto") -> NDArray[np.int6
     """The k columns (int64, ascending) with the largest sum over rows of |A[b, j]|: shape (k,)."""
 
 def select_method_for(n: _Int, k: _Int) -> str:
-    """The method ("heap" or "radix") that "auto" picks for a row of n entries."""
+    """The method ("heap", "radix" or "threshold") that "auto" picks for a row of n entries."""
 
 # ---- linear backward ---------------------------------------------------------
 

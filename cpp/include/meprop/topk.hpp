@@ -17,12 +17,15 @@
 namespace meprop {
 
 enum class SelectMethod {
-    automatic,  // picks heap or radix from (n, k); see select_method_for
+    automatic,  // picks one of the others from (n, k); see select_method_for
     heap,       // the paper's size-k min-heap: O(n log k) time, O(k) space
     radix,      // radix select on magnitude bits, then one exact pass: O(n)
+    threshold,  // a bound from 64 lane maxima, then an exact pass over the few
+                // entries above it: O(n); for k > 64 it runs radix
 };
 
-// Parses "auto", "heap" or "radix"; throws std::invalid_argument otherwise.
+// Parses "auto", "heap", "radix" or "threshold"; throws std::invalid_argument
+// otherwise.
 SelectMethod parse_select_method(std::string_view name);
 const char* select_method_name(SelectMethod method);
 
