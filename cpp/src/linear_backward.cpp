@@ -112,6 +112,9 @@ WeightGradPlan<T>::WeightGradPlan(ConstMatrix<T> dy, IndexSets s) : batch_(dy.ro
     }
     // Counting sort by unit; a stable fill keeps examples in ascending order,
     // which fixes the summation order of every gradient row.
+    const std::size_t most_units = std::min(B * k, n_out);
+    units_.reserve(most_units);
+    row_begin_.reserve(most_units + 1);
     std::vector<std::size_t> slot(n_out, 0);
     for (std::size_t i = 0; i < B * k; ++i) ++slot[static_cast<std::size_t>(s.ids[i])];
     std::size_t offset = 0;
