@@ -54,7 +54,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--init", choices=["paper", "pytorch"], default=None,
-                        help="weight initialisation (default: meprop train mnist's, the paper authors')")
+                        help="weight initialisation (default: meprop train mnist's, pytorch)")
     parser.add_argument("--rerun", action="store_true", help="run again even if a summary exists")
     args = parser.parse_args()
 

@@ -233,10 +233,10 @@ def test_generated_data_is_refused_by_the_md5_check(tmp_path, generated_data, ca
 @pytest.mark.parametrize(
     "extra, run_fields",
     [
-        ([], {"k": 4, "mode": "per_example", "optimizer": "adam", "lazy": False, "init": "paper"}),
+        ([], {"k": 4, "mode": "per_example", "optimizer": "adam", "lazy": False, "init": "pytorch"}),
         (["--mode", "unified", "--optimizer", "adagrad", "--layers", "1"], {"k": 4, "mode": "unified", "optimizer": "adagrad"}),
-        (["--mode", "dense", "--optimizer", "sgd", "--lr", "0.05", "--init", "pytorch"],
-         {"k": None, "mode": "dense", "optimizer": "sgd", "lr": 0.05, "init": "pytorch"}),
+        (["--mode", "dense", "--optimizer", "sgd", "--lr", "0.05", "--init", "paper"],
+         {"k": None, "mode": "dense", "optimizer": "sgd", "lr": 0.05, "init": "paper"}),
         (["--lazy", "--dropout", "0.3", "--k-out", "5", "--clip", "0"], {"lazy": True, "dropout": 0.3, "k_out": 5, "clip": 0.0}),
     ],
     ids=["default", "unified-adagrad", "dense-sgd", "lazy-dropout"],

@@ -14,10 +14,9 @@ Two schemes, named after where they come from:
     Glorot's uniform scheme used as a standard deviation, about 3x wider than
     ``"pytorch"`` for the paper's layers -- and biases zero.
 
-The choice matters for meProp with Adam on MNIST: with ``"pytorch"`` the
-sparse updates of the first epochs blow the hidden activations up and
-meProp ends below dense training; with ``"paper"`` it ends level with or
-above it, as the paper reports (docs/results.md).
+With Adam, meProp's sparse updates of the first epochs can blow the hidden
+activations up; the wider ``"paper"`` weights make that milder on some seeds
+and tasks (docs/results.md compares the two).
 """
 
 from __future__ import annotations

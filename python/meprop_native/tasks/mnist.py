@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--hidden", type=int, default=500, help="units per hidden layer (default 500)")
     model.add_argument("--layers", type=int, default=2, help="number of hidden layers (default 2)")
     model.add_argument("--dropout", type=float, default=0.0, help="dropout probability after each hidden layer (default 0)")
-    add_init_argument(model, default="paper")
+    add_init_argument(model, default="pytorch")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam", help="default adam")
     opt.add_argument("--lr", type=float, default=None,
