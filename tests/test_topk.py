@@ -245,6 +245,9 @@ def test_auto_picks_threshold_for_small_k():
     assert mp.select_method_for(500, 20) == "threshold"
     assert mp.select_method_for(500, 32) == "threshold"
     assert mp.select_method_for(500, 48) == "threshold"
+    assert mp.select_method_for(100, 8) == "threshold"
+    assert mp.select_method_for(100, 16) == "radix"  # rows only a few times longer than k
+    assert mp.select_method_for(100, 4) == "heap"  # short rows, tiny k: the heap's few sifts
     assert mp.select_method_for(200, 33) == "radix"  # nearer the 64 lanes: many candidates
     assert mp.select_method_for(5000, 49) == "radix"
     assert mp.select_method_for(40000, 64) == "heap"
