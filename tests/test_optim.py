@@ -80,8 +80,8 @@ def test_adam_two_steps_by_hand():
     mhat, vhat = m / (1 - 0.9**2), v / (1 - 0.999**2)
     expected = expected - 0.01 * mhat / (np.sqrt(vhat) + 1e-8)
     np.testing.assert_allclose(p.value, expected, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(opt.m[0], m, **RTOL)
-    np.testing.assert_allclose(opt.v[0], v, **RTOL)
+    np.testing.assert_allclose(opt.moments(0)[0], m, **RTOL)
+    np.testing.assert_allclose(opt.moments(0)[1], v, **RTOL)
     assert opt.steps == 2
 
 
@@ -99,10 +99,10 @@ def test_adam_non_lazy_moves_rows_without_gradient_lazy_does_not():
         give(p, [0, 1, 2, 3], g1)
         opt.step()
         after1 = p.value.copy()
-        m1, v1 = opt.m[0].copy(), opt.v[0].copy()
+        m1, v1 = opt.moments(0)
         give(p, [2], g2)  # only row 2 gets gradient in step 2
         opt.step()
-        results[lazy] = (after1, m1, v1, p.value.copy(), opt.m[0].copy(), opt.v[0].copy())
+        results[lazy] = (after1, m1, v1, p.value.copy(), *opt.moments(0))
 
     after1, m1, v1, after2, m2, v2 = results[False]
     others = [0, 1, 3]
@@ -121,6 +121,75 @@ def test_adam_non_lazy_moves_rows_without_gradient_lazy_does_not():
     np.testing.assert_array_equal(lv2[others], lv1[others])
     # the row with gradient gets the same update either way
     np.testing.assert_array_equal(lazy_after2[2], after2[2])
+
+
+def adam_in_place(p, m, v, rows, grad, step, lr=0.01, clip=0.0):
+    """Adam with every row's moments decayed in place each step (the reference)."""
+    g = np.zeros_like(p)
+    g[rows] = np.clip(grad, -clip, clip) if clip else grad
+    m[...] = B1 * m + (1 - B1) * g
+    v[...] = B2 * v + (1 - B2) * g * g
+    p -= lr / (1 - B1**step) * m / (np.sqrt(v) / np.sqrt(1 - B2**step) + ADAM_EPS)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-11), (np.float32, 1e-5)])
+def test_adam_deferred_decay_matches_decaying_in_place(dtype, rtol):
+    # rows skip steps in runs of every length, as meProp's touched rows do;
+    # references: NumPy in float64, and the kernel decaying in place in dtype
+    rng = np.random.default_rng(5)
+    p0 = rng.standard_normal((12, 7))
+    p = Parameter("weight", p0.astype(dtype))
+    opt = Adam([p], lr=0.01, clip=2.0)
+    ref_p, ref_m, ref_v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+    eager = [p0.astype(dtype), np.zeros((12, 7), dtype), np.zeros((12, 7), dtype)]
+    for step in range(1, 301):
+        rows = np.flatnonzero(rng.random(12) < [0.9, 0.5, 0.2, 0.05, 0.01, 0.0] * 2).astype(np.int64)
+        grad = 3 * rng.standard_normal((len(rows), 7))
+        p.set_grad(rows, grad.astype(dtype))
+        opt.step()
+        adam_in_place(ref_p, ref_m, ref_v, rows, grad, step, clip=2.0)
+        _core.adam_update(*eager[:1], rows, grad.astype(dtype), *eager[1:], step, lr=0.01, clip=2.0)
+    m, v = opt.moments(0)
+    np.testing.assert_allclose(p.value, eager[0], rtol=rtol, atol=rtol * 1e-2)
+    np.testing.assert_allclose(m, eager[1], rtol=rtol * 10, atol=1e-30)
+    np.testing.assert_allclose(v, eager[2], rtol=rtol * 10, atol=1e-30)
+    if dtype == np.float64:
+        np.testing.assert_allclose(p.value, ref_p, rtol=rtol, atol=rtol * 1e-3)
+        np.testing.assert_allclose(m, ref_m, rtol=rtol * 10, atol=1e-30)
+    assert np.all(np.isfinite(opt.decay1[0])) and np.all(opt.decay1[0] <= 1)
+
+
+def test_adam_rows_with_gradient_every_step_are_bitwise_as_in_place():
+    rng = np.random.default_rng(6)
+    p0 = rng.standard_normal((5, 9)).astype(np.float32)
+    p = Parameter("weight", p0.copy())
+    opt = Adam([p], lr=0.003)
+    eager_p, eager_m, eager_v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+    rows = np.arange(5, dtype=np.int64)
+    for step in range(1, 50):
+        grad = rng.standard_normal((5, 9)).astype(np.float32)
+        give(p, rows, grad)
+        opt.step()
+        _core.adam_update(eager_p, rows, grad, eager_m, eager_v, step, lr=0.003)  # no deferral
+    np.testing.assert_array_equal(p.value, eager_p)
+    np.testing.assert_array_equal(opt.m[0], eager_m)
+    np.testing.assert_array_equal(opt.decay1[0], 1.0)
+
+
+def test_adam_row_left_without_gradient_for_long_stays_finite():
+    p = Parameter("weight", np.ones((2, 3), dtype=np.float32))
+    opt = Adam([p], lr=0.01)
+    give(p, [0, 1], np.ones((2, 3), dtype=np.float32))
+    opt.step()
+    for _ in range(20000):  # beta1^20000 underflows double precision
+        give(p, [1], np.ones((1, 3), dtype=np.float32))
+        opt.step()
+    assert opt.decay1[0][0] == 0.0 and 0 < opt.decay2[0][0] < 1
+    assert np.all(np.isfinite(p.value)) and np.all(np.isfinite(opt.moments(0)[0]))
+    frozen = p.value[0].copy()
+    give(p, [1], np.ones((1, 3), dtype=np.float32))
+    opt.step()
+    np.testing.assert_array_equal(p.value[0], frozen)  # its first moment has decayed to nothing
 
 
 @pytest.mark.parametrize("lazy, moves", [(False, True), (True, False)])
@@ -210,8 +279,8 @@ def test_bias_parameters(name):
     else:
         expected = b0 - 0.1 * g / (np.abs(g) + ADAM_EPS)
     np.testing.assert_allclose(bias.value, expected, **RTOL)
-    for arr in opt.state_arrays().values():
-        assert arr.shape == (1, 3)
+    for key, arr in opt.state_arrays().items():
+        assert arr.shape == ((1,) if key.startswith("decay") else (1, 3))  # a factor per row
 
 
 # ---- several steps against NumPy ------------------------------------------------------

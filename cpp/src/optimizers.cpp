@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <limits>
 
 #include "check.hpp"
 #include "meprop/threading.hpp"
@@ -96,10 +97,13 @@ void for_each_row(Matrix<T> param, RowGradientView rows, const T* grad_rows, boo
 
 // The per-row loops, with restrict so that they vectorise (sqrt and divide
 // included) and clones for the wider ISAs.
+// One row of Adam. cm and cv multiply the stored moments: b1 and b2, or with a
+// deferred decay b1 * beta1_power and b2 * beta2_power. A null g is a zero
+// gradient with the moments decayed in place.
 template <class T>
 [[gnu::always_inline]] inline void adam_row(T* __restrict p, T* __restrict m, T* __restrict v,
-                                            const T* __restrict g, std::size_t n, T b1, T b2,
-                                            T step_size, T inv_sqrt_bc2, T eps, T clip) {
+                                            const T* __restrict g, std::size_t n, T cm, T cv, T b1,
+                                            T b2, T step_size, T inv_sqrt_bc2, T eps, T clip) {
     if (g == nullptr) {  // zero gradient: the moments decay, the row still moves
         for (std::size_t i = 0; i < n; ++i) {
             m[i] = b1 * m[i];
@@ -110,28 +114,56 @@ template <class T>
     }
     for (std::size_t i = 0; i < n; ++i) {
         const T gi = clipped(g[i], clip);
-        m[i] = b1 * m[i] + (T(1) - b1) * gi;
-        v[i] = b2 * v[i] + (T(1) - b2) * gi * gi;
+        m[i] = cm * m[i] + (T(1) - b1) * gi;
+        v[i] = cv * v[i] + (T(1) - b2) * gi * gi;
         p[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
     }
 }
 
-MEPROP_CLONES void adam_row_f32(float* p, float* m, float* v, const float* g, std::size_t n,
-                                float b1, float b2, float s, float ib, float eps, float clip) {
-    adam_row(p, m, v, g, n, b1, b2, s, ib, eps, clip);
+// A row without gradient whose moments' decay is deferred: m and v are read,
+// not written; step_m folds the pending decay of m into the step size and
+// scale_v that of v (its square root) into the bias correction.
+template <class T>
+[[gnu::always_inline]] inline void adam_row_deferred(T* __restrict p, const T* __restrict m,
+                                                     const T* __restrict v, std::size_t n,
+                                                     T step_m, T scale_v, T eps) {
+    for (std::size_t i = 0; i < n; ++i) p[i] -= step_m * m[i] / (std::sqrt(v[i]) * scale_v + eps);
+}
+
+MEPROP_CLONES void adam_row_f32(float* p, float* m, float* v, const float* g, std::size_t n, float cm,
+                                float cv, float b1, float b2, float s, float ib, float eps, float clip) {
+    adam_row(p, m, v, g, n, cm, cv, b1, b2, s, ib, eps, clip);
 }
 MEPROP_CLONES void adam_row_f64(double* p, double* m, double* v, const double* g, std::size_t n,
-                                double b1, double b2, double s, double ib, double eps,
-                                double clip) {
-    adam_row(p, m, v, g, n, b1, b2, s, ib, eps, clip);
+                                double cm, double cv, double b1, double b2, double s, double ib,
+                                double eps, double clip) {
+    adam_row(p, m, v, g, n, cm, cv, b1, b2, s, ib, eps, clip);
 }
-inline void adam_row_any(float* p, float* m, float* v, const float* g, std::size_t n, float b1,
-                         float b2, float s, float ib, float eps, float clip) {
-    adam_row_f32(p, m, v, g, n, b1, b2, s, ib, eps, clip);
+inline void adam_row_any(float* p, float* m, float* v, const float* g, std::size_t n, float cm,
+                         float cv, float b1, float b2, float s, float ib, float eps, float clip) {
+    adam_row_f32(p, m, v, g, n, cm, cv, b1, b2, s, ib, eps, clip);
 }
-inline void adam_row_any(double* p, double* m, double* v, const double* g, std::size_t n,
-                         double b1, double b2, double s, double ib, double eps, double clip) {
-    adam_row_f64(p, m, v, g, n, b1, b2, s, ib, eps, clip);
+inline void adam_row_any(double* p, double* m, double* v, const double* g, std::size_t n, double cm,
+                         double cv, double b1, double b2, double s, double ib, double eps,
+                         double clip) {
+    adam_row_f64(p, m, v, g, n, cm, cv, b1, b2, s, ib, eps, clip);
+}
+
+MEPROP_CLONES void adam_row_deferred_f32(float* p, const float* m, const float* v, std::size_t n,
+                                         float step_m, float scale_v, float eps) {
+    adam_row_deferred(p, m, v, n, step_m, scale_v, eps);
+}
+MEPROP_CLONES void adam_row_deferred_f64(double* p, const double* m, const double* v, std::size_t n,
+                                         double step_m, double scale_v, double eps) {
+    adam_row_deferred(p, m, v, n, step_m, scale_v, eps);
+}
+inline void adam_row_deferred_any(float* p, const float* m, const float* v, std::size_t n,
+                                  float step_m, float scale_v, float eps) {
+    adam_row_deferred_f32(p, m, v, n, step_m, scale_v, eps);
+}
+inline void adam_row_deferred_any(double* p, const double* m, const double* v, std::size_t n,
+                                  double step_m, double scale_v, double eps) {
+    adam_row_deferred_f64(p, m, v, n, step_m, scale_v, eps);
 }
 
 template <class T>
@@ -191,7 +223,8 @@ void adagrad_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, M
 
 template <class T>
 void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> m,
-                 Matrix<T> v, std::int64_t step, const AdamConfig& c, bool lazy) {
+                 Matrix<T> v, std::int64_t step, const AdamConfig& c, bool lazy,
+                 AdamRowDecay decay) {
     check_update(param, rows, grad_rows);
     check_state(param, m, "Adam first moment");
     check_state(param, v, "Adam second moment");
@@ -201,16 +234,43 @@ void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matr
     for (const double beta : {c.beta1, c.beta2}) {
         if (!(beta >= 0 && beta < 1)) detail::fail("Adam betas must be in [0, 1), got ", beta);
     }
+    const bool deferred = decay.beta1_power != nullptr;
+    if (deferred != (decay.beta2_power != nullptr)) {
+        detail::fail("Adam's deferred decay needs both factor arrays or neither");
+    }
     const T b1 = static_cast<T>(c.beta1), b2 = static_cast<T>(c.beta2);
     const T eps = static_cast<T>(c.eps), clip = static_cast<T>(c.clip);
     const double bc1 = 1.0 - std::pow(c.beta1, static_cast<double>(step));
     const double bc2 = 1.0 - std::pow(c.beta2, static_cast<double>(step));
-    const T step_size = static_cast<T>(c.lr / bc1);
-    const T inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(bc2));
+    const double step_size = c.lr / bc1;
+    const double inv_sqrt_bc2 = 1.0 / std::sqrt(bc2);
+    const T step_size_t = static_cast<T>(step_size), inv_sqrt_bc2_t = static_cast<T>(inv_sqrt_bc2);
     const std::size_t cols = param.cols;
     for_each_row(param, rows, grad_rows, lazy, [&](std::size_t r, const T* g) {
-        adam_row_any(param.row(r), m.row(r), v.row(r), g, cols, b1, b2, step_size, inv_sqrt_bc2,
-                     eps, clip);
+        if (!deferred) {
+            adam_row_any(param.row(r), m.row(r), v.row(r), g, cols, b1, b2, b1, b2, step_size_t,
+                         inv_sqrt_bc2_t, eps, clip);
+            return;
+        }
+        double& d1 = decay.beta1_power[r];
+        double& d2 = decay.beta2_power[r];
+        if (g == nullptr) {
+            // Below the smallest normal double the factor would creep through
+            // denormals forever; its moment stopped mattering long before.
+            d1 = d1 * c.beta1 >= std::numeric_limits<double>::min() ? d1 * c.beta1 : 0.0;
+            d2 = d2 * c.beta2 >= std::numeric_limits<double>::min() ? d2 * c.beta2 : 0.0;
+            adam_row_deferred_any(param.row(r), m.row(r), v.row(r), cols,
+                                  static_cast<T>(step_size * d1),
+                                  static_cast<T>(std::sqrt(d2) * inv_sqrt_bc2), eps);
+            return;
+        }
+        // The pending decay joins the factors on the stored moments; with none
+        // pending (d1 = d2 = 1) they are b1 and b2, as without deferral.
+        const T cm = static_cast<T>(c.beta1 * d1), cv = static_cast<T>(c.beta2 * d2);
+        d1 = 1.0;
+        d2 = 1.0;
+        adam_row_any(param.row(r), m.row(r), v.row(r), g, cols, cm, cv, b1, b2, step_size_t,
+                     inv_sqrt_bc2_t, eps, clip);
     });
 }
 
@@ -219,7 +279,7 @@ void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matr
     template void adagrad_update<T>(Matrix<T>, RowGradientView, const T*, Matrix<T>,         \
                                     const AdagradConfig&);                                   \
     template void adam_update<T>(Matrix<T>, RowGradientView, const T*, Matrix<T>, Matrix<T>, \
-                                 std::int64_t, const AdamConfig&, bool);
+                                 std::int64_t, const AdamConfig&, bool, AdamRowDecay);
 
 MEPROP_INSTANTIATE_OPTIMIZERS(float)
 MEPROP_INSTANTIATE_OPTIMIZERS(double)

@@ -325,21 +325,45 @@ void adagrad_update(py::array param, py::handle rows, py::handle grad_rows, py::
     }
 }
 
+// A float64 array of one factor per row of param, written in place.
+double* row_factors(std::optional<py::array>& a, const char* name, py::ssize_t rows) {
+    if (!a) return nullptr;
+    if (!a->dtype().equal(py::dtype::of<double>())) {
+        throw py::type_error(std::string(name) + " must be float64 (one factor per row), got " +
+                             dtype_name(*a));
+    }
+    check_output(*a, name, Precision::f64, {rows});
+    return static_cast<double*>(a->mutable_data());
+}
+
 void adam_update(py::array param, py::handle rows, py::handle grad_rows, py::array m, py::array v,
                  std::int64_t step, double lr, double beta1, double beta2, double eps, double clip,
-                 bool lazy) {
+                 bool lazy, std::optional<py::array> decay1, std::optional<py::array> decay2) {
     auto u = parse_update(param, rows, grad_rows, {&m, &v}, {"m", "v"});
     if (overlaps(m, v)) throw py::value_error("m and v overlap");
+    if (decay1.has_value() != decay2.has_value()) {
+        throw py::value_error("decay1 and decay2 come together (deferred decay) or not at all");
+    }
+    const py::ssize_t n_rows = param.ndim() == 2 ? param.shape(0) : 1;
+    const meprop::AdamRowDecay decay{row_factors(decay1, "decay1", n_rows),
+                                     row_factors(decay2, "decay2", n_rows)};
+    if (decay1) {
+        for (const py::array* other : {&*decay2, &param, &m, &v}) {
+            if (overlaps(*decay1, *other) || (other != &*decay2 && overlaps(*decay2, *other))) {
+                throw py::value_error("decay1 and decay2 must not overlap each other, param, m or v");
+            }
+        }
+    }
     const meprop::AdamConfig c{lr, beta1, beta2, eps, clip};
     py::gil_scoped_release unlocked;
     if (u.precision == Precision::f32) {
         meprop::adam_update(mutable_view<float>(param), row_view<float>(u),
                             static_cast<const float*>(u.grad_rows.data()), mutable_view<float>(m),
-                            mutable_view<float>(v), step, c, lazy);
+                            mutable_view<float>(v), step, c, lazy, decay);
     } else {
         meprop::adam_update(mutable_view<double>(param), row_view<double>(u),
                             static_cast<const double*>(u.grad_rows.data()),
-                            mutable_view<double>(m), mutable_view<double>(v), step, c, lazy);
+                            mutable_view<double>(m), mutable_view<double>(v), step, c, lazy, decay);
     }
 }
 
@@ -684,8 +708,10 @@ PYBIND11_MODULE(_core, m) {
     m.def("adam_update", &adam_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"),
           py::arg("m"), py::arg("v"), py::arg("step"), py::arg("lr") = 1e-3,
           py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("eps") = 1e-8,
-          py::arg("clip") = 0.0, py::arg("lazy") = false,
-          "In place Adam step; lazy=False also moves rows without gradient (zero gradient).");
+          py::arg("clip") = 0.0, py::arg("lazy") = false, py::arg("decay1") = py::none(),
+          py::arg("decay2") = py::none(),
+          "In place Adam step; lazy=False also moves rows without gradient (zero gradient). "
+          "decay1/decay2: float64 per-row factors for deferring the moments' decay.");
     m.def("select_method_for",
           [](std::size_t n, std::size_t k) {
               return std::string(meprop::select_method_name(meprop::select_method_for(n, k)));

@@ -167,8 +167,15 @@ def adam_update(
     eps: _Real = 1e-08,
     clip: _Real = 0.0,
     lazy: bool = False,
+    decay1: NDArray[np.float64] | None = None,
+    decay2: NDArray[np.float64] | None = None,
 ) -> None:
-    """In place Adam step (bias-corrected, step >= 1); lazy=False also moves rows without gradient."""
+    """In place Adam step (bias-corrected, step >= 1); lazy=False also moves rows without gradient.
+
+    decay1, decay2 (together; float64, one entry per row of param, start at 1):
+    deferred decay of the moments -- row r's moments are decay1[r] * m[r] and
+    decay2[r] * v[r], so rows without gradient need not rewrite m and v.
+    """
 
 # ---- threads -----------------------------------------------------------------
 

@@ -95,7 +95,18 @@ class AdaGrad(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with bias correction; beta1 0.9, beta2 0.999, eps 1e-8."""
+    """Adam (Kingma & Ba 2015) with bias correction; beta1 0.9, beta2 0.999, eps 1e-8.
+
+    Rows without gradient (``lazy=False``) defer their moments' decay: their
+    stored ``m`` and ``v`` stay as they are and per-row factors
+    (``decay1[i]``, ``decay2[i]``: beta1^s and beta2^s after s steps without
+    gradient) carry the decay, so such a row costs a read of its value and
+    moments and a write of its value, not a rewrite of the moments too -- the
+    larger part of a meProp step under Adam, where most rows get no gradient.
+    The update is the same as decaying in place up to rounding (a few units in
+    the last place); rows with gradient every step are updated bit for bit as
+    without it. ``moments(i)`` gives parameter i's actual moments.
+    """
 
     def __init__(
         self,
@@ -112,6 +123,8 @@ class Adam(Optimizer):
         self.lazy = lazy
         self.m = [np.zeros_like(p.matrix()) for p in self.params]
         self.v = [np.zeros_like(p.matrix()) for p in self.params]
+        self.decay1 = [np.ones(p.matrix().shape[0]) for p in self.params]
+        self.decay2 = [np.ones(p.matrix().shape[0]) for p in self.params]
 
     def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray, step: int) -> None:
         if self.lazy and not len(rows):
@@ -119,12 +132,21 @@ class Adam(Optimizer):
         _core.adam_update(
             p.matrix(), rows, grad, self.m[i], self.v[i], step,
             self.lr, self.beta1, self.beta2, self.eps, self.clip, self.lazy,
+            decay1=self.decay1[i], decay2=self.decay2[i],
         )
 
+    def moments(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Parameter i's first and second moments (new arrays, the deferred decay applied)."""
+        m = self.m[i] * self.decay1[i][:, None].astype(self.m[i].dtype)
+        v = self.v[i] * self.decay2[i][:, None].astype(self.v[i].dtype)
+        return m, v
+
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """"m.<i>" and "v.<i>": the first and second moments of parameter i."""
+        """"m.<i>", "v.<i>": parameter i's stored moments; "decay1.<i>", "decay2.<i>": their deferred decay."""
         arrays = {f"m.{i}": a for i, a in enumerate(self.m)}
         arrays.update({f"v.{i}": a for i, a in enumerate(self.v)})
+        arrays.update({f"decay1.{i}": a for i, a in enumerate(self.decay1)})
+        arrays.update({f"decay2.{i}": a for i, a in enumerate(self.decay2)})
         return arrays
 
 

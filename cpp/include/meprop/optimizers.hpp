@@ -53,11 +53,28 @@ template <class T>
 void adagrad_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> sum_sq,
                     const AdagradConfig& c);
 
+// Deferred decay of Adam's moments, one factor pair per row of the parameter:
+// row r's moments are beta1_power[r] * m[r] and beta2_power[r] * v[r]. A row
+// without gradient then multiplies two numbers instead of rewriting its m and
+// v (it reads param, m and v and writes param: four streams instead of six,
+// the larger part of a meProp step under Adam, where most rows get no
+// gradient); both factors return to 1 when the row next gets a gradient.
+// Mathematically the same update; rounding differs from decaying in place by
+// a few units in the last place. Start both arrays at 1.
+struct AdamRowDecay {
+    double* beta1_power = nullptr;  // param.rows entries, or null
+    double* beta2_power = nullptr;  // param.rows entries, or null
+};
+
 // Adam (Kingma & Ba) with bias correction at step t >= 1:
 // m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 // param -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+// With `decay` (both arrays or neither), rows without gradient defer their
+// moments' decay as described above; rows that get a gradient every step are
+// updated bit for bit as without it.
 template <class T>
 void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> m,
-                 Matrix<T> v, std::int64_t step, const AdamConfig& c, bool lazy);
+                 Matrix<T> v, std::int64_t step, const AdamConfig& c, bool lazy,
+                 AdamRowDecay decay = {});
 
 }  // namespace meprop

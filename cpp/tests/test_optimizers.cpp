@@ -1,0 +1,71 @@
+// Adam's deferred decay against decaying the moments in place.
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "check.hpp"
+#include "meprop/meprop.hpp"
+
+using meprop::Matrix;
+
+namespace {
+
+template <class T>
+struct AdamRun {
+    std::vector<T> p, m, v;
+    std::vector<double> d1, d2;
+
+    AdamRun(std::size_t rows, std::size_t cols, T start)
+        : p(rows * cols, start), m(rows * cols), v(rows * cols), d1(rows, 1.0), d2(rows, 1.0) {}
+
+    void step(std::size_t rows, std::size_t cols, const std::vector<std::int64_t>& ids,
+              const std::vector<T>& g, std::int64_t t, bool deferred) {
+        const meprop::AdamConfig c{0.01, 0.9, 0.999, 1e-8, 2.0};
+        const meprop::AdamRowDecay decay =
+            deferred ? meprop::AdamRowDecay{d1.data(), d2.data()} : meprop::AdamRowDecay{};
+        meprop::adam_update(Matrix<T>{p.data(), rows, cols}, meprop::RowGradientView{ids.data(), ids.size()},
+                            g.data(), Matrix<T>{m.data(), rows, cols}, Matrix<T>{v.data(), rows, cols}, t, c,
+                            false, decay);
+    }
+};
+
+template <class T>
+void deferred_matches_in_place(double tol) {
+    const std::size_t rows = 9, cols = 5;
+    std::mt19937 gen(3);
+    std::normal_distribution<double> normal;
+    std::uniform_real_distribution<double> unit;
+    AdamRun<T> eager(rows, cols, T(0.5)), lazy_decay(rows, cols, T(0.5));
+    for (std::int64_t t = 1; t <= 400; ++t) {
+        std::vector<std::int64_t> ids;
+        for (std::size_t r = 0; r < rows; ++r) {
+            if (unit(gen) < 1.0 / static_cast<double>(1 + r * r)) ids.push_back(static_cast<std::int64_t>(r));
+        }
+        std::vector<T> g(ids.size() * cols);
+        for (auto& x : g) x = static_cast<T>(3 * normal(gen));
+        eager.step(rows, cols, ids, g, t, false);
+        lazy_decay.step(rows, cols, ids, g, t, true);
+    }
+    for (std::size_t i = 0; i < rows * cols; ++i) {
+        const std::size_t r = i / cols;
+        CHECK(std::abs(eager.p[i] - lazy_decay.p[i]) <= tol * (1 + std::abs(eager.p[i])));
+        const double m = lazy_decay.d1[r] * lazy_decay.m[i], v = lazy_decay.d2[r] * lazy_decay.v[i];
+        CHECK(std::abs(eager.m[i] - m) <= 10 * tol * (1e-30 + std::abs(eager.m[i])));
+        CHECK(std::abs(eager.v[i] - v) <= 10 * tol * (1e-30 + std::abs(eager.v[i])));
+    }
+    CHECK(lazy_decay.d1[0] == 1.0);  // row 0 gets a gradient every step
+}
+
+}  // namespace
+
+TEST(adam_deferred_decay_matches_in_place_double) { deferred_matches_in_place<double>(1e-11); }
+TEST(adam_deferred_decay_matches_in_place_float) { deferred_matches_in_place<float>(1e-5); }
+
+TEST(adam_deferred_decay_needs_both_arrays) {
+    std::vector<double> p(4, 0.0), m(4), v(4), d(2, 1.0), g(2, 1.0);
+    const std::int64_t row[] = {1};
+    CHECK_THROWS(meprop::adam_update(Matrix<double>{p.data(), 2, 2}, meprop::RowGradientView{row, 1}, g.data(),
+                                     Matrix<double>{m.data(), 2, 2}, Matrix<double>{v.data(), 2, 2}, 1,
+                                     meprop::AdamConfig{}, false, meprop::AdamRowDecay{d.data(), nullptr}));
+    for (const double value : p) CHECK(value == 0.0);
+}
