@@ -77,7 +77,7 @@ def main() -> int:
     batches = [(data.train_x[order[i: i + args.batch_size]], data.train_y[order[i: i + args.batch_size]])
                for i in range(0, args.steps * args.batch_size, args.batch_size)]
     mp.set_num_threads(args.threads)
-    contenders = {"meprop k=%d" % args.k: meprop_trainer(args.k, 0), "meprop dense": meprop_trainer(None, 0)}
+    contenders = {f"meprop k={args.k}": meprop_trainer(args.k, 0), "meprop dense": meprop_trainer(None, 0)}
     if torch is not None:
         torch.set_num_threads(args.threads)
         contenders["torch dense"] = torch_trainer(0)
@@ -100,7 +100,7 @@ def main() -> int:
     for name, r in result.items():
         print(f"  {name:14} {r['median_step_ms']:7.3f} ms/step   epoch {r['epoch_s']:6.1f} s")
     if "torch dense" in result:
-        ratio = result["torch dense"]["epoch_s"] / result["meprop k=%d" % args.k]["epoch_s"]
+        ratio = result["torch dense"]["epoch_s"] / result[f"meprop k={args.k}"]["epoch_s"]
         print(f"meProp epoch vs PyTorch: {ratio:.2f}x faster  [{'PASS' if ratio > 1 else 'FAIL'}: bar > 1x]")
         result["speedup_vs_torch"] = ratio
     args.out.parent.mkdir(parents=True, exist_ok=True)

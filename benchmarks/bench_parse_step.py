@@ -15,7 +15,6 @@ and the ratios.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from meprop_native.optim import AdaGrad, Adam
 from meprop_native.tasks.parse.arc_standard import num_transitions
 from meprop_native.tasks.parse.data import prepare
 from meprop_native.tasks.parse.model import ParserModel
+from meprop_native.train.atomic import write_json
 
 
 def main() -> int:
@@ -78,9 +78,8 @@ def main() -> int:
         print(f"{name:8}" + "".join(f"{m[part]:18.4f}" for part in STEP_PARTS))
     for name, r in ratios.items():
         print(f"{'x ' + name:8}" + "".join(f"{r[part]:17.1f}x" for part in STEP_PARTS))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "medians": medians,
-                                    "ratios": ratios, "samples": samples}, indent=2))
+    write_json(args.out, {"args": {k: str(v) for k, v in vars(args).items()}, "medians": medians,
+                          "ratios": ratios, "samples": samples})
     return 0
 
 

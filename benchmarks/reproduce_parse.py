@@ -70,8 +70,8 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
         f"Seed {args.seed}, threads {args.threads}; times are sums over all epochs of a run (s).",
         "",
-        "| optimizer | mode | epochs | best epoch | test UAS | test LAS | dev UAS | dev LAS | forward | backprop | "
-        "overall backprop | total | mean epoch incl. eval |",
+        ("| optimizer | mode | epochs | best epoch | test UAS | test LAS | dev UAS | dev LAS | forward | backprop | "
+         "overall backprop | total | mean epoch incl. eval |"),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:

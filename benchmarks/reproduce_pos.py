@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from meprop_native.cli import main as meprop_main
+from meprop_native.train.atomic import atomic_open, write_json
 
 K = 5  # the paper's k for POS tagging (LSTM only; the output layer stays dense)
 # The paper's Table 1 and 2 figures for POS (WSJ, its own code on a 3.0 GHz Xeon).
@@ -48,8 +49,8 @@ def run_one(optimizer: str, mode: str, args: argparse.Namespace) -> dict:
 
 def markdown(rows: list[dict], epochs: int) -> str:
     lines = [
-        f"| optimizer | mode | best epoch (of {epochs}) | test % (dev %) | unknown-word test % | backprop s | "
-        "overall forward s | overall backprop s | optimizer s | total s | paper (best iter, backprop time, test (dev)) |",
+        (f"| optimizer | mode | best epoch (of {epochs}) | test % (dev %) | unknown-word test % | backprop s | "
+         "overall forward s | overall backprop s | optimizer s | total s | paper (best iter, backprop time, test (dev)) |"),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -91,9 +92,9 @@ def main() -> int:
     table = markdown(rows, args.epochs)
     print(table)
     print(f"paper, Table 2: {PAPER_TABLE2}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table.json").write_text(json.dumps(rows, indent=2))
-    (args.out / "table.md").write_text(table)
+    write_json(args.out / "table.json", rows)
+    with atomic_open(args.out / "table.md", "w") as handle:
+        handle.write(table)
     return 0
 
 
