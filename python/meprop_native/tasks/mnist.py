@@ -13,7 +13,12 @@ from ..nn import mlp
 from ..optim import OPTIMIZERS, Adam
 from ..train import ArrayDataset, Splits, TrainConfig, Trainer
 from ..train.atomic import write_with
-from .arguments import add_clip_argument, add_init_argument, add_lazy_argument, add_run_arguments
+from .arguments import (
+    add_clip_argument,
+    add_init_argument,
+    add_lazy_argument,
+    add_run_arguments,
+)
 
 HELP = "MLP on MNIST (the paper's 784-500-500-10, batch 10; default: Adam, k=20)"
 

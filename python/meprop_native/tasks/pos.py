@@ -18,7 +18,12 @@ from ..data.ud import UDSplits, load_ud_ewt
 from ..optim import OPTIMIZERS, Adam, Optimizer
 from ..train import Splits, TrainConfig, Trainer
 from ..train.atomic import write_json, write_with
-from .arguments import add_clip_argument, add_init_argument, add_lazy_argument, add_run_arguments
+from .arguments import (
+    add_clip_argument,
+    add_init_argument,
+    add_lazy_argument,
+    add_run_arguments,
+)
 from .pos_features import FeatureEncoder
 from .pos_model import TaggedSentences, Tagger
 
