@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         contenders[name] = (model, opt)
 
     batches = len(y) // 10
+    if args.steps >= batches:
+        parser.error(f"--steps must be below the {batches} batches of the training set")
     sums: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
     mp.set_num_threads(args.threads)
     with mp.thread_limits(blas=1):

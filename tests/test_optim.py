@@ -539,3 +539,31 @@ def test_native_adam_rejects_step_zero():
     with pytest.raises(ValueError, match="step"):
         _core.adam_update(param, _rows(0), np.ones((1, 2)), np.zeros((3, 2)), np.zeros((3, 2)), 0)
     np.testing.assert_array_equal(param, 0)
+
+
+def test_adam_rejects_decay_factors_outside_unit_interval():
+    p = np.zeros((2, 3), dtype=np.float32)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    rows, g = np.array([0], dtype=np.int64), np.ones((1, 3), dtype=np.float32)
+    for bad in (-0.5, 1.5, np.nan):
+        d1, d2 = np.ones(2), np.ones(2)
+        d1[1] = bad
+        with pytest.raises(ValueError, match=r"decay factors must lie in \[0, 1\]"):
+            _core.adam_update(p, rows, g, m, v, 1, decay1=d1, decay2=d2)
+    assert not p.any() and not m.any()  # nothing written
+
+
+def test_adam_loads_a_state_saved_without_decay_factors():
+    # such a state holds the actual moments: factors of 1 continue it exactly
+    p = Parameter("weight", np.ones((3, 2)))
+    opt = Adam([p], lr=0.1)
+    give(p, [0, 1, 2], [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    opt.step()
+    give(p, [1], [[1.0, -1.0]])
+    opt.step()
+    old = {"m.0": opt.moments(0)[0], "v.0": opt.moments(0)[1], "steps": np.array(2)}
+    again = Adam([Parameter("weight", p.value.copy())], lr=0.1)
+    again.load_state_dict(old)
+    np.testing.assert_array_equal(again.decay1[0], 1.0)
+    np.testing.assert_allclose(again.moments(0)[0], opt.moments(0)[0], rtol=1e-15)
+    assert again.steps == 2

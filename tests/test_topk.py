@@ -213,18 +213,22 @@ def test_default_method_is_auto(rng):
 
 @pytest.mark.parametrize(
     ("n", "k"),
-    [(1, 1), (7, 3), (63, 1), (64, 64), (65, 64), (70, 63), (500, 20), (500, 32), (500, 33), (2000, 64),
-     (2000, 65), (5000, 1)],
+    [(2, 1), (7, 3), (63, 1), (63, 62), (64, 63), (65, 64), (70, 63), (500, 20), (500, 32), (500, 33),
+     (2000, 64), (2000, 65), (5000, 1)],
 )
-@pytest.mark.parametrize("values", ["normal", "half_zero", "few_levels", "sorted", "all_equal"])
-def test_threshold_method_matches_reference(n, k, values, rng):
+@pytest.mark.parametrize("values", ["normal", "half_zero", "mostly_zero", "few_levels", "sorted", "all_equal"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_threshold_method_matches_reference(n, k, values, dtype, rng):
     # the threshold pass's bound comes from 64 lane maxima: rows shorter than
-    # the lanes, k at and past the lanes (radix then), ties that reach the bound
-    a = rng.standard_normal(n).astype(np.float32)
+    # the lanes, k at and past the lanes (radix then), ties that reach the
+    # bound, rows where most entries reach it (the heap then)
+    a = rng.standard_normal(n).astype(dtype)
     if values == "half_zero":
         a[rng.random(n) < 0.5] = 0
+    elif values == "mostly_zero":
+        a[rng.random(n) < 0.97] = 0
     elif values == "few_levels":
-        a = rng.integers(-3, 4, n).astype(np.float32)
+        a = rng.integers(-3, 4, n).astype(dtype)
     elif values == "sorted":
         a = np.sort(np.abs(a))
     elif values == "all_equal":
@@ -244,7 +248,8 @@ def test_select_method_for(n, k):
 def test_auto_picks_threshold_for_small_k():
     assert mp.select_method_for(500, 20) == "threshold"
     assert mp.select_method_for(500, 32) == "threshold"
-    assert mp.select_method_for(500, 48) == "threshold"
+    assert mp.select_method_for(2000, 48) == "threshold"
+    assert mp.select_method_for(500, 48) == "radix"
     assert mp.select_method_for(100, 8) == "threshold"
     assert mp.select_method_for(100, 16) == "radix"  # rows only a few times longer than k
     assert mp.select_method_for(100, 4) == "heap"  # short rows, tiny k: the heap's few sifts

@@ -238,6 +238,12 @@ void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matr
     if (deferred != (decay.beta2_power != nullptr)) {
         detail::fail("Adam's deferred decay needs both factor arrays or neither");
     }
+    for (std::size_t r = 0; deferred && r < param.rows; ++r) {
+        const double f1 = decay.beta1_power[r], f2 = decay.beta2_power[r];
+        if (!(f1 >= 0 && f1 <= 1 && f2 >= 0 && f2 <= 1)) {
+            detail::fail("Adam's decay factors must lie in [0, 1]; row ", r, " has ", f1, " and ", f2);
+        }
+    }
     const T b1 = static_cast<T>(c.beta1), b2 = static_cast<T>(c.beta2);
     const T eps = static_cast<T>(c.eps), clip = static_cast<T>(c.clip);
     const double bc1 = 1.0 - std::pow(c.beta1, static_cast<double>(step));

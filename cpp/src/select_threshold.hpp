@@ -19,6 +19,7 @@
 #include <functional>
 
 #include "magnitude_key.hpp"
+#include "select_heap.hpp"
 #include "select_workspace.hpp"
 
 namespace meprop::detail {
@@ -95,7 +96,8 @@ template <class Key>
     for (std::size_t c = 0; c < k; ++c) out[c] = static_cast<std::int64_t>(cand[c]);
 }
 
-// Many candidates (ties at the bound, or k close to the lanes): the k-th
+// Many candidates (ties at the bound, or k close to the lanes), but at most
+// half the row: the k-th
 // largest candidate key decides; keep every candidate above it and, of those
 // equal to it, the lowest indices -- in index order.
 template <class Key>
@@ -129,6 +131,16 @@ template <class T>
     std::uint32_t* cand = ws.candidates.data();
 
     const Key bound = lane_bound(a, n, k, keys);
+    std::size_t reaching = 0;
+    for (std::size_t j = 0; j < n; ++j) reaching += keys[j] >= bound;  // vectorises
+    if (2 * reaching > n) {
+        // The bound filters out little: most lanes' maxima are equal or zero
+        // (a mostly zero row, say). A selection over most of the row would
+        // mispredict on every entry, and radix refines the tied keys digit by
+        // digit; the heap lets equal keys pass without a sift.
+        select_heap(a, n, k, out);
+        return;
+    }
     const std::size_t n_cand = gather_reaching(keys, n, bound, cand);
     ensure_size(ws.candidate_keys, n_cand);
     Key* ck = ws.candidate_keys.data();

@@ -39,14 +39,14 @@ SelectMethod select_method_for(std::size_t n, std::size_t k) {
     // (benchmarks/bench_select.py, n = 100-4096, k = 1-128): the threshold
     // pass wins for k up to 32 once rows hold at least 8k entries (n=500,
     // k=20: 0.68 us against radix's 1.09 and the heap's 2.72), and up to 48
-    // from 10k; nearer the 64 lanes, or in rows only a few times longer than
+    // in rows of 40k or more; nearer the 64 lanes, or in rows only a few times longer than
     // k, too many entries reach its bound. In rows of fewer than 256 entries
     // its fixed cost (64 x 64 comparisons) loses to the heap for k <= 4.
     // Otherwise the heap costs about one mispredicted sift per entry that
     // enters it, so it wins only while few do (k <= n/400), and radix costs
     // a few sweeps whatever k is.
     if (k <= 4 && n < 256) return SelectMethod::heap;
-    const bool few = k <= detail::threshold_lanes / 2 || (k <= 48 && n >= 10 * k);
+    const bool few = k <= detail::threshold_lanes / 2 || (k <= 48 && n >= 40 * k);
     if (few && n >= 8 * k) return SelectMethod::threshold;
     return k <= n / 400 ? SelectMethod::heap : SelectMethod::radix;
 }

@@ -137,9 +137,18 @@ class Adam(Optimizer):
 
     def moments(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Parameter i's first and second moments (new arrays, the deferred decay applied)."""
-        m = self.m[i] * self.decay1[i][:, None].astype(self.m[i].dtype)
-        v = self.v[i] * self.decay2[i][:, None].astype(self.v[i].dtype)
+        m = (self.m[i] * self.decay1[i][:, None]).astype(self.m[i].dtype)
+        v = (self.v[i] * self.decay2[i][:, None]).astype(self.v[i].dtype)
         return m, v
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """As Optimizer.load_state_dict; a state without the decay factors (saved
+        before they existed) holds the actual moments, which factors of 1 keep."""
+        names = [f"decay{j}.{i}" for j in (1, 2) for i in range(len(self.params))]
+        if not any(name in state for name in names):
+            state = dict(state, **{f"decay{j}.{i}": np.ones_like(a) for j, arrays in ((1, self.decay1), (2, self.decay2))
+                                   for i, a in enumerate(arrays)})
+        super().load_state_dict(state)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """"m.<i>", "v.<i>": parameter i's stored moments; "decay1.<i>", "decay2.<i>": their deferred decay."""

@@ -60,7 +60,8 @@ void adagrad_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, M
 // the larger part of a meProp step under Adam, where most rows get no
 // gradient); both factors return to 1 when the row next gets a gradient.
 // Mathematically the same update; rounding differs from decaying in place by
-// a few units in the last place. Start both arrays at 1.
+// a few units in the last place. Start both arrays at 1, and pass them with
+// every later update of the parameter: m and v mean nothing without them.
 struct AdamRowDecay {
     double* beta1_power = nullptr;  // param.rows entries, or null
     double* beta2_power = nullptr;  // param.rows entries, or null

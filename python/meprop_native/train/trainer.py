@@ -28,7 +28,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .dataset import Dataset, Evaluator, Splits, accuracy_evaluator
 from .timing import TimeBreakdown
 
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3  # 3: Adam's deferred-decay factors, the runs' init
 
 
 class TrainingDiverged(RuntimeError):
@@ -283,7 +283,10 @@ class Trainer:
         except (KeyError, ValueError) as error:
             raise CheckpointError(f"{self.checkpoint_path}: {error.args[0] if error.args else error}") from error
         self.best_state = section("best/")
-        self.optimizer.load_state_dict(section("optimizer/"))
+        try:
+            self.optimizer.load_state_dict(section("optimizer/"))
+        except ValueError as error:
+            raise CheckpointError(f"{self.checkpoint_path}: {error.args[0] if error.args else error}") from error
         generators = self.model.random_generators()
         if len(generators) != len(meta["rng"]):
             raise CheckpointError(f"{self.checkpoint_path} holds {len(meta['rng'])} random generators, "
