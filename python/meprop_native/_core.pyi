@@ -75,10 +75,10 @@ def linear_backward_compact(
     W: NDArray[_Float],
     k: _Int | None = None,
     mode: str = "per_example",
+    input_grad: bool = True,
     *,
     bias_grad: str = "dense",
     method: str = "auto",
-    input_grad: bool = True,
 ) -> tuple[NDArray[_Float] | None, NDArray[np.int64], NDArray[_Float], NDArray[_Float]]:
     """meProp backward with only the touched rows of dW: (dx or None, rows (m,), dW_rows (m, n_in), db)."""
 
@@ -89,10 +89,10 @@ def linear_backward_compact(
     W: ArrayLike,
     k: _Int | None = None,
     mode: str = "per_example",
+    input_grad: bool = True,
     *,
     bias_grad: str = "dense",
     method: str = "auto",
-    input_grad: bool = True,
 ) -> tuple[_AnyFloatArray | None, NDArray[np.int64], _AnyFloatArray, _AnyFloatArray]: ...
 
 def linear_backward_into(

@@ -118,7 +118,7 @@ class Linear(Module):
         # paper's batch of 10 a meProp backward takes tens of microseconds, and
         # a Python-level wrapper would be a measurable share of it.
         dx, rows, dW_rows, db = _core.linear_backward_compact(
-            dy, self._x, self.weight.value, self._backward_k, self._backward_mode, input_grad=input_grad
+            dy, self._x, self.weight.value, self._backward_k, self._backward_mode, input_grad
         )
         self.backward_seconds += time.perf_counter() - start
         self.weight.set_grad(rows, dW_rows)
