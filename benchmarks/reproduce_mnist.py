@@ -38,6 +38,8 @@ def run_one(optimizer: str, mode: str, seed: int, args: argparse.Namespace) -> d
             argv += ["--dropout", str(args.dropout)]
         if args.init:
             argv += ["--init", args.init]
+        if args.evals_per_epoch != 1:
+            argv += ["--evals-per-epoch", str(args.evals_per_epoch)]
         code = meprop_main(argv)
         if code != 0:
             raise SystemExit(f"run {out} failed with exit code {code}")
@@ -55,6 +57,8 @@ def main() -> int:
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--init", choices=["paper", "pytorch"], default=None,
                         help="weight initialisation (default: meprop train mnist's, pytorch)")
+    parser.add_argument("--evals-per-epoch", type=int, default=1,
+                        help="dev/test evaluations per epoch (the paper authors' code: 11)")
     parser.add_argument("--rerun", action="store_true", help="run again even if a summary exists")
     args = parser.parse_args()
 

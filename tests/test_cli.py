@@ -39,6 +39,7 @@ MNIST_OPTIONS = [
     "--k", "--k-out", "--mode", "--hidden", "--layers", "--dropout", "--init",
     "--optimizer", "--lr", "--clip", "--lazy", "--batch-size", "--epochs", "--seed",
     "--threads", "--data-dir", "--out", "--resume", "--no-progress", "--train-limit", "--steps-per-epoch",
+    "--evals-per-epoch",
 ]
 FILE_NAMES = [spec.name for spec in MNIST_FILES.values()]
 

@@ -40,8 +40,8 @@ RUN_INFO = {"task": "toy", "sizes": [N_FEATURES, 16, N_CLASSES], "k": 4}
 TIME_KEYS = {"forward", "backprop", "overall_backprop", "optimizer", "total"}
 RECORD_KEYS = {"epoch", "step", "train_loss", "train_accuracy", "dev", "test", "time", "eval_seconds"}
 SUMMARY_KEYS = {
-    "run", "epochs", "metric", "best_dev", "best_epoch", "test_at_best_dev", "best_dev_metrics",
-    "test_metrics_at_best_dev", "time", "history", "peak_rss_mb",
+    "run", "epochs", "metric", "best_dev", "best_epoch", "best_step", "test_at_best_dev", "best_dev_metrics",
+    "test_metrics_at_best_dev", "time", "history", "interim_evaluations", "peak_rss_mb",
 }
 
 
@@ -75,6 +75,7 @@ def make_trainer(
     run_info=None,
     splits=SPLITS,
     progress=False,
+    evals_per_epoch=1,
 ) -> Trainer:
     model = mlp([N_FEATURES, 16, N_CLASSES], k=4, dropout=dropout, seed=seed)
     if optimizer == "adam":
@@ -83,7 +84,7 @@ def make_trainer(
         opt = SGD(model.parameters(), lr=lr)
     config = TrainConfig(
         epochs=epochs, batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
-        progress=progress, steps_per_epoch=steps_per_epoch,
+        progress=progress, steps_per_epoch=steps_per_epoch, evals_per_epoch=evals_per_epoch,
     )
     return Trainer(model, opt, splits, config, out, dict(RUN_INFO if run_info is None else run_info))
 
@@ -122,6 +123,7 @@ def outcome(trainer: Trainer, summary) -> dict:
         "best": meta["best"],
         "rng": meta["rng"],
         "history": strip_times(summary["history"]),
+        "interim": strip_times(summary["interim_evaluations"]),
         "best_fields": {k: summary[k] for k in ("best_dev", "best_epoch", "test_at_best_dev", "best_dev_metrics",
                                                 "test_metrics_at_best_dev")},
     }
@@ -135,7 +137,7 @@ def assert_same_outcome(got: dict, want: dict) -> None:
     for name, array in want["checkpoint"].items():
         assert got["checkpoint"][name].dtype == array.dtype
         assert np.array_equal(got["checkpoint"][name], array), name
-    for key in ("position", "best", "rng", "history", "best_fields"):
+    for key in ("position", "best", "rng", "history", "interim", "best_fields"):
         assert got[key] == want[key], key
 
 
@@ -195,7 +197,8 @@ def test_checkpoint_cadence(baseline):
     _, meta = load_checkpoint(baseline["trainer"].checkpoint_path)
     assert meta["position"]["epoch"] == 3 and meta["position"]["step_in_epoch"] == 0
     assert meta["position"]["global_step"] == 3 * STEPS_PER_EPOCH
-    assert meta["config"] == {"batch_size": 10, "seed": 0, "steps_per_epoch": None, "metric": "accuracy"}
+    assert meta["config"] == {"batch_size": 10, "seed": 0, "steps_per_epoch": None, "metric": "accuracy",
+                              "evals_per_epoch": 1}
     assert meta["run"] == RUN_INFO
 
 
@@ -332,6 +335,45 @@ def test_resume_after_hard_kill_is_bit_identical(tmp_path, baseline, kills):
     assert_same_outcome(outcome(resumed, summary), baseline["outcome"])
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert strip_times([json.loads(line) for line in lines]) == baseline["outcome"]["history"]
+
+
+def test_evaluations_inside_epochs_are_evenly_spaced_and_pick_the_best(tmp_path):
+    # 20 steps an epoch, 4 evaluations: after steps 5, 10 and 15, and at the end
+    trainer = make_trainer(tmp_path, evals_per_epoch=4)
+    assert trainer.interim_eval_steps() == {5, 10, 15}
+    summary = trainer.fit()
+    interim = summary["interim_evaluations"]
+    assert [r["step"] for r in interim] == [e * 20 + s for e in range(3) for s in (5, 10, 15)]
+    assert [r["epoch"] for r in interim] == [e for e in (1, 2, 3) for _ in range(3)]
+    every = sorted(interim + summary["history"], key=lambda r: r["step"])
+    scores = [r["dev"]["accuracy"] for r in every]
+    first_best = every[scores.index(max(scores))]  # ties keep the earliest
+    assert summary["best_dev"] == max(scores)
+    assert (summary["best_step"], summary["best_epoch"]) == (first_best["step"], first_best["epoch"])
+    assert summary["test_at_best_dev"] == first_best["test"]["accuracy"]
+    assert len(summary["history"]) == 3  # metrics.jsonl stays one line an epoch
+
+
+def test_resume_with_evaluations_inside_epochs_is_bit_identical(tmp_path):
+    want_dir, got_dir = tmp_path / "want", tmp_path / "got"
+    want = make_trainer(want_dir, evals_per_epoch=3)
+    want_outcome = outcome(want, want.fit())
+    # killed after 33 steps: checkpoint at epoch 2 step 7, then the evaluation after step 13 is lost
+    trainer = make_trainer(got_dir, evals_per_epoch=3)
+    kill_after(trainer, 33)
+    with pytest.raises(HardKill):
+        trainer.fit()
+    resumed = make_trainer(got_dir, evals_per_epoch=3)
+    assert_same_outcome(outcome(resumed, resumed.fit(resume=True)), want_outcome)
+    # and a run with another number of evaluations is not resumed by it
+    with pytest.raises(CheckpointError, match="other settings"):
+        make_trainer(got_dir, evals_per_epoch=2).fit(resume=True)
+
+
+@pytest.mark.parametrize("evals", [0, -1, True, 2.0])
+def test_evals_per_epoch_must_be_a_positive_integer(tmp_path, evals):
+    with pytest.raises(ValueError, match="evals_per_epoch"):
+        make_trainer(tmp_path, evals_per_epoch=evals)
 
 
 def test_resume_of_a_finished_run_changes_nothing(tmp_path, baseline):

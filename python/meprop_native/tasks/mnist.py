@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "dropout": args.dropout, "init": args.init, "train_size": len(train_y), "version": __version__,
     }
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                         progress=not args.no_progress, steps_per_epoch=args.steps_per_epoch)
+                         progress=not args.no_progress, steps_per_epoch=args.steps_per_epoch,
+                         evals_per_epoch=args.evals_per_epoch)
     trainer = Trainer(model, optimizer, data, config, args.out, run_info)
     if args.threads is not None:
         set_num_threads(args.threads)

@@ -130,7 +130,8 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
     }
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                          eval_batch_size=args.eval_batch_size, progress=not args.no_progress,
-                         steps_per_epoch=args.steps_per_epoch, metric="accuracy")
+                         steps_per_epoch=args.steps_per_epoch, metric="accuracy",
+                         evals_per_epoch=args.evals_per_epoch)
     trainer = Trainer(model, optimizer, data, config, args.out, run_info,
                       evaluate=tagging_evaluator(args.eval_batch_size))
     if args.threads is not None:

@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "version": __version__,
     }
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, progress=progress,
-                         steps_per_epoch=args.steps_per_epoch, metric="uas")
+                         steps_per_epoch=args.steps_per_epoch, metric="uas",
+                         evals_per_epoch=args.evals_per_epoch)
     trainer = Trainer(model, optimizer, Splits(data.train, data.dev, data.test), config, args.out, run_info,
                       evaluate=attachment_evaluator(vocab))
     # One busy pool: the kernels own the cores, BLAS (the forward) runs on one.
