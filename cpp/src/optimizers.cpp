@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "check.hpp"
+#include "flush_subnormals.hpp"
 #include "meprop/threading.hpp"
 #include "multiversion.hpp"
 
@@ -65,16 +66,22 @@ inline T clipped(T g, T clip) {
 }
 
 // Calls fn(row, grad_row or nullptr) for the rows to update, in parallel.
-// Every row (lazy false) or only listed rows (lazy true).
+// Every row (lazy false) or only listed rows (lazy true). Subnormals are
+// flushed to zero meanwhile (see flush_subnormals.hpp): decaying moments
+// reach them, and they halve the speed of the update.
 template <class T, class Fn>
 void for_each_row(Matrix<T> param, RowGradientView rows, const T* grad_rows, bool lazy, Fn&& fn) {
     const std::size_t cols = param.cols;
     const std::size_t n_rows = lazy ? rows.count : param.rows;
     const int threads = n_rows * cols >= parallel_min_elements ? num_threads() : 1;
     if (lazy) {
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-        for (std::int64_t i = 0; i < static_cast<std::int64_t>(rows.count); ++i) {
-            fn(static_cast<std::size_t>(rows.rows[i]), grad_rows + static_cast<std::size_t>(i) * cols);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+        {
+            const detail::FlushSubnormals flush;
+#pragma omp for schedule(static)
+            for (std::int64_t i = 0; i < static_cast<std::int64_t>(rows.count); ++i) {
+                fn(static_cast<std::size_t>(rows.rows[i]), grad_rows + static_cast<std::size_t>(i) * cols);
+            }
         }
         return;
     }
@@ -82,6 +89,7 @@ void for_each_row(Matrix<T> param, RowGradientView rows, const T* grad_rows, boo
     // each thread walks its own contiguous range of rows with a cursor.
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
+        const detail::FlushSubnormals flush;
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         const std::size_t r0 = param.rows * static_cast<std::size_t>(t) / static_cast<std::size_t>(nt);
         const std::size_t r1 = param.rows * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(nt);
@@ -265,8 +273,13 @@ void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matr
             // denormals forever; its moment stopped mattering long before.
             d1 = d1 * c.beta1 >= std::numeric_limits<double>::min() ? d1 * c.beta1 : 0.0;
             d2 = d2 * c.beta2 >= std::numeric_limits<double>::min() ? d2 * c.beta2 : 0.0;
-            adam_row_deferred_any(param.row(r), m.row(r), v.row(r), cols,
-                                  static_cast<T>(step_size * d1),
+            const T step_m = static_cast<T>(step_size * d1);
+            // A step factor under T's normal range reads as zero while the
+            // update runs (flush_subnormals.hpp), so the row would not move:
+            // skip its pass. In a meProp run these are the units top-k has
+            // not picked for a thousand steps or so -- half the rows or more.
+            if (!(step_m >= std::numeric_limits<T>::min())) return;
+            adam_row_deferred_any(param.row(r), m.row(r), v.row(r), cols, step_m,
                                   static_cast<T>(std::sqrt(d2) * inv_sqrt_bc2), eps);
             return;
         }

@@ -69,3 +69,46 @@ TEST(adam_deferred_decay_needs_both_arrays) {
                                      meprop::AdamConfig{}, false, meprop::AdamRowDecay{d.data(), nullptr}));
     for (const double value : p) CHECK(value == 0.0);
 }
+
+#if defined(__SSE2__) || defined(_M_X64)
+// Moments below float's normal range count as zero while an update runs (they
+// would halve its speed), and the caller's floating-point mode is restored.
+TEST(adam_update_flushes_subnormal_moments) {
+    const float tiny = 1e-40f;  // subnormal
+    std::vector<float> p = {1.0f, 1.0f}, m = {tiny, tiny}, v = {1e-4f, 1e-4f}, g = {0.0f, 0.0f};
+    const std::int64_t row[] = {0};
+    meprop::adam_update(Matrix<float>{p.data(), 2, 1}, meprop::RowGradientView{row, 1}, g.data(),
+                        Matrix<float>{m.data(), 2, 1}, Matrix<float>{v.data(), 2, 1}, 1,
+                        meprop::AdamConfig{}, false);
+    CHECK(m[0] == 0.0f);  // 0.9 * tiny + 0.1 * 0, flushed
+    CHECK(m[1] == 0.0f);  // the row without gradient decays in place: flushed too
+    CHECK(p[0] == 1.0f && p[1] == 1.0f);
+    volatile float smallest_normal = 1.1754944e-38f;
+    CHECK(smallest_normal * 0.5f != 0.0f);  // the caller still gets subnormals
+}
+#endif
+
+// A row left without gradient long enough that its pending step factor falls
+// under float's normal range stops moving, exactly as decaying its moments in
+// place (where the first moment is flushed to zero) does.
+TEST(adam_rows_idle_for_long_stop_moving) {
+    const std::size_t rows = 2, cols = 3;
+    AdamRun<float> eager(rows, cols, 0.5f), deferred(rows, cols, 0.5f);
+    const std::vector<std::int64_t> both = {0, 1}, first = {0};
+    const std::vector<float> g_both = {1.0f, -2.0f, 0.5f, 3.0f, -1.0f, 0.25f};
+    const std::vector<float> g_first = {0.1f, 0.2f, -0.3f};
+    eager.step(rows, cols, both, g_both, 1, false);
+    deferred.step(rows, cols, both, g_both, 1, true);
+    std::vector<float> idle_row_before;
+    for (std::int64_t t = 2; t <= 1200; ++t) {
+        if (t == 1100) idle_row_before.assign(deferred.p.begin() + cols, deferred.p.end());
+        eager.step(rows, cols, first, g_first, t, false);
+        deferred.step(rows, cols, first, g_first, t, true);
+    }
+    // 0.9^1100 * lr is far below 1.2e-38: row 1 has not moved since.
+    for (std::size_t i = 0; i < cols; ++i) CHECK(deferred.p[cols + i] == idle_row_before[i]);
+    for (std::size_t i = 0; i < rows * cols; ++i) {
+        CHECK(std::abs(eager.p[i] - deferred.p[i]) <= 1e-5f * (1 + std::abs(eager.p[i])));
+    }
+    CHECK(deferred.p[cols] != 0.5f);  // it did move while its moments mattered
+}

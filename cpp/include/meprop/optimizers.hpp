@@ -10,6 +10,11 @@
 // `lazy` false every row is updated and rows without gradient count as zero
 // gradient (the paper's code: under Adam they still move through the
 // moments); with `lazy` true only the listed rows are touched.
+//
+// While an update runs, subnormal numbers (below 1.2e-38 in float) count as
+// zero, on x86: Adam's decaying moments reach them, and each operation on one
+// is slow enough to halve the update's speed. Only values under the normal
+// range change; the caller's floating-point mode is restored afterwards.
 #pragma once
 
 #include <cstddef>
