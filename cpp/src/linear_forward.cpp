@@ -17,10 +17,13 @@ namespace {
 // Examples per block: their rows of x (32 x n_in) stay in L2 while every row
 // of W streams past once.
 constexpr std::size_t batch_block = 32;
-// A register tile: Ex examples x Wr rows of W, each a vector accumulator.
-// 4 x 2 accumulators plus 6 loads fit the 16 registers of AVX2.
-constexpr std::size_t tile_examples = 4;
-constexpr std::size_t tile_weights = 2;
+// A register tile: up to 6 examples x 2 rows of W, each pair a vector
+// accumulator. A block's examples are split into tiles as even as possible
+// (10 -> 5 + 5), so that every tile has enough independent accumulators to
+// keep both FMA pipes busy; 12 accumulators plus 3 loads fit AVX-512's 32
+// registers.
+constexpr std::size_t max_tile_examples = 6;
+constexpr std::size_t tile_weights = 4;
 // Same threshold as the backward kernels: below it one thread is faster.
 constexpr std::size_t parallel_min_work = 1 << 18;
 
@@ -29,71 +32,101 @@ struct Vec {
     typedef T type __attribute__((vector_size(64)));
 };
 
-// Dot products of Ex rows of x with Wr rows of W over n columns. Lanes of the
-// accumulators are summed in a fixed order, then the scalar tail.
-template <class T, int Ex, int Wr>
+// The lane sums of two accumulators, a's first. Pairing halves the shuffles
+// of a horizontal sum: each fold adds the two halves of both vectors at once.
+// At batch 10 a 784-long dot product is only 49 vector multiply-adds, so a
+// lane-by-lane sum would cost about as much as the products themselves.
+// The summation order is fixed: results do not depend on the thread count.
+[[gnu::always_inline]] inline void pair_sums(Vec<float>::type a, Vec<float>::type b, float& sa,
+                                             float& sb) {
+    typedef float V8 __attribute__((vector_size(32)));
+    typedef float V4 __attribute__((vector_size(16)));
+    typedef float V2 __attribute__((vector_size(8)));
+    // [a0..7 + a8..15 | b0..7 + b8..15]
+    const Vec<float>::type h = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19,
+                                                       20, 21, 22, 23) +
+                               __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25,
+                                                       26, 27, 28, 29, 30, 31);
+    const V8 q = __builtin_shufflevector(h, h, 0, 1, 2, 3, 8, 9, 10, 11) +
+                 __builtin_shufflevector(h, h, 4, 5, 6, 7, 12, 13, 14, 15);
+    const V4 e = __builtin_shufflevector(q, q, 0, 1, 4, 5) + __builtin_shufflevector(q, q, 2, 3, 6, 7);
+    const V2 t = __builtin_shufflevector(e, e, 0, 2) + __builtin_shufflevector(e, e, 1, 3);
+    sa = t[0];
+    sb = t[1];
+}
+
+[[gnu::always_inline]] inline void pair_sums(Vec<double>::type a, Vec<double>::type b, double& sa,
+                                             double& sb) {
+    typedef double V4 __attribute__((vector_size(32)));
+    typedef double V2 __attribute__((vector_size(16)));
+    const Vec<double>::type h = __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11) +
+                                __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15);
+    const V4 e = __builtin_shufflevector(h, h, 0, 1, 4, 5) + __builtin_shufflevector(h, h, 2, 3, 6, 7);
+    const V2 t = __builtin_shufflevector(e, e, 0, 2) + __builtin_shufflevector(e, e, 1, 3);
+    sa = t[0];
+    sb = t[1];
+}
+
+// Dot products of Ex rows of x with the two rows of W over n columns: vector
+// multiply-adds, the pairwise lane sums, then the scalar tail.
+template <class T, int Ex>
 [[gnu::always_inline]] inline void dot_tile(const T* const* xs, const T* const* ws, std::size_t n,
-                                            T (*out)[Wr]) {
+                                            T (*out)[tile_weights]) {
     using V = typename Vec<T>::type;
     constexpr std::size_t lanes = sizeof(V) / sizeof(T);
-    V acc[Ex][Wr];
+    V acc[Ex][tile_weights];
     for (int e = 0; e < Ex; ++e)
-        for (int w = 0; w < Wr; ++w) acc[e][w] = V{};
+        for (std::size_t w = 0; w < tile_weights; ++w) acc[e][w] = V{};
     std::size_t i = 0;
     for (; i + lanes <= n; i += lanes) {
-        V wv[Wr];
-        for (int w = 0; w < Wr; ++w) std::memcpy(&wv[w], ws[w] + i, sizeof(V));
+        V wv[tile_weights];
+        for (std::size_t w = 0; w < tile_weights; ++w) std::memcpy(&wv[w], ws[w] + i, sizeof(V));
         for (int e = 0; e < Ex; ++e) {
             V xv;
             std::memcpy(&xv, xs[e] + i, sizeof(V));
-            for (int w = 0; w < Wr; ++w) acc[e][w] += xv * wv[w];
+            for (std::size_t w = 0; w < tile_weights; ++w) acc[e][w] += xv * wv[w];
         }
     }
     for (int e = 0; e < Ex; ++e) {
-        for (int w = 0; w < Wr; ++w) {
-            T sum = T(0);
-            for (std::size_t l = 0; l < lanes; ++l) sum += acc[e][w][l];
-            for (std::size_t t = i; t < n; ++t) sum += xs[e][t] * ws[w][t];
-            out[e][w] = sum;
+        for (std::size_t w = 0; w < tile_weights; w += 2) {
+            pair_sums(acc[e][w], acc[e][w + 1], out[e][w], out[e][w + 1]);
         }
+        for (std::size_t w = 0; w < tile_weights; ++w)
+            for (std::size_t t = i; t < n; ++t) out[e][w] += xs[e][t] * ws[w][t];
     }
 }
 
-template <class T, int Ex>
-[[gnu::always_inline]] inline void tile_examples_fixed(const T* const* xs, const T* const* ws,
-                                                       std::size_t n_weights, std::size_t n,
-                                                       T (*out)[tile_weights]) {
-    if (n_weights == tile_weights) {
-        dot_tile<T, Ex, tile_weights>(xs, ws, n, out);
-    } else {
-        T one[Ex][1];
-        dot_tile<T, Ex, 1>(xs, ws, n, one);
-        for (int e = 0; e < Ex; ++e) out[e][0] = one[e][0];
-    }
-}
-
-// One block: rows [w0, w1) of W against examples [b0, b1).
+// One block: rows [w0, w1) of W against examples [b0, b1). An odd last row of
+// W is paired with itself, and its duplicate result dropped.
 template <class T>
 [[gnu::always_inline]] inline void forward_block(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias,
                                                  Matrix<T> y, std::size_t b0, std::size_t b1,
                                                  std::size_t w0, std::size_t w1) {
+    const std::size_t examples = b1 - b0;
+    const std::size_t tiles = (examples + max_tile_examples - 1) / max_tile_examples;
     for (std::size_t j = w0; j < w1; j += tile_weights) {
         const std::size_t nw = std::min(tile_weights, w1 - j);
-        const T* ws[tile_weights] = {W.row(j), W.row(j + nw - 1)};
-        for (std::size_t b = b0; b < b1; b += tile_examples) {
-            const std::size_t ne = std::min(tile_examples, b1 - b);
-            const T* xs[tile_examples];
-            for (std::size_t e = 0; e < tile_examples; ++e) xs[e] = x.row(b + std::min(e, ne - 1));
-            T out[tile_examples][tile_weights] = {};
+        const T* ws[tile_weights];
+        for (std::size_t w = 0; w < tile_weights; ++w) ws[w] = W.row(j + std::min(w, nw - 1));
+        std::size_t b = b0;
+        for (std::size_t tile = 0; tile < tiles; ++tile) {
+            // Tile sizes differ by at most one: the first (examples % tiles) get one more.
+            const std::size_t ne = examples / tiles + (tile < examples % tiles ? 1 : 0);
+            const T* xs[max_tile_examples] = {};
+            for (std::size_t e = 0; e < ne; ++e) xs[e] = x.row(b + e);
+            T out[max_tile_examples][tile_weights];
             switch (ne) {
-                case 4: tile_examples_fixed<T, 4>(xs, ws, nw, x.cols, out); break;
-                case 3: tile_examples_fixed<T, 3>(xs, ws, nw, x.cols, out); break;
-                case 2: tile_examples_fixed<T, 2>(xs, ws, nw, x.cols, out); break;
-                default: tile_examples_fixed<T, 1>(xs, ws, nw, x.cols, out); break;
+                case 6: dot_tile<T, 6>(xs, ws, x.cols, out); break;
+                case 5: dot_tile<T, 5>(xs, ws, x.cols, out); break;
+                case 4: dot_tile<T, 4>(xs, ws, x.cols, out); break;
+                case 3: dot_tile<T, 3>(xs, ws, x.cols, out); break;
+                case 2: dot_tile<T, 2>(xs, ws, x.cols, out); break;
+                default: dot_tile<T, 1>(xs, ws, x.cols, out); break;
             }
             for (std::size_t e = 0; e < ne; ++e)
                 for (std::size_t w = 0; w < nw; ++w)
                     y.row(b + e)[j + w] = bias ? out[e][w] + bias[j + w] : out[e][w];
+            b += ne;
         }
     }
 }
