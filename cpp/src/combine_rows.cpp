@@ -21,13 +21,24 @@ constexpr std::size_t column_block = 512;
 // a core, which costs short kernels most.
 constexpr std::size_t parallel_min_work = 1 << 18;
 
+// Explicit 64-byte vectors: each clone maps them to its widest registers
+// (one AVX-512 register, two AVX ones, ...). Loops left to the compiler's
+// vectoriser get 256-bit ones even on AVX-512 machines.
+template <class T>
+struct Wide {
+    typedef T type __attribute__((vector_size(64)));
+};
+
 // One pass over the output block for up to four source rows: out = (or +=)
 // c0*s0 + c1*s1 + c2*s2 + c3*s3. Grouping four rows per pass means one load and
 // store of the output per four multiply-adds instead of one per multiply-add.
+// The vector body and the scalar tail sum in the same order.
 template <class T, int Rows, bool Accumulate>
 [[gnu::always_inline]] inline void combine_pass(T* __restrict out, std::size_t len,
                                                 const std::int64_t* src_rows, const T* coefs,
                                                 const T* src, std::size_t ld) {
+    using V = typename Wide<T>::type;
+    constexpr std::size_t lanes = sizeof(V) / sizeof(T);
     const T* __restrict s0 = src + src_rows[0] * ld;
     const T* __restrict s1 = Rows > 1 ? src + src_rows[1] * ld : s0;
     const T* __restrict s2 = Rows > 2 ? src + src_rows[2] * ld : s0;
@@ -36,7 +47,30 @@ template <class T, int Rows, bool Accumulate>
     const T c1 = Rows > 1 ? coefs[1] : T(0);
     const T c2 = Rows > 2 ? coefs[2] : T(0);
     const T c3 = Rows > 3 ? coefs[3] : T(0);
-    for (std::size_t c = 0; c < len; ++c) {
+    std::size_t c = 0;
+    for (; c + lanes <= len; c += lanes) {
+        V a, b;
+        std::memcpy(&a, s0 + c, sizeof(V));
+        V sum = c0 * a;
+        if constexpr (Rows > 1) {
+            std::memcpy(&b, s1 + c, sizeof(V));
+            sum += c1 * b;
+        }
+        if constexpr (Rows > 2) {
+            std::memcpy(&b, s2 + c, sizeof(V));
+            sum += c2 * b;
+        }
+        if constexpr (Rows > 3) {
+            std::memcpy(&b, s3 + c, sizeof(V));
+            sum += c3 * b;
+        }
+        if constexpr (Accumulate) {
+            std::memcpy(&b, out + c, sizeof(V));
+            sum += b;
+        }
+        std::memcpy(out + c, &sum, sizeof(V));
+    }
+    for (; c < len; ++c) {
         T sum = c0 * s0[c];
         if constexpr (Rows > 1) sum += c1 * s1[c];
         if constexpr (Rows > 2) sum += c2 * s2[c];
@@ -81,61 +115,49 @@ template <class T>
     }
 }
 
-// Shared sources: a tile of Rows output rows x Cols columns is accumulated in
-// registers while each source row segment is loaded once for all Rows rows.
-// Every output element is still the sum over entries in entry order, so the
-// tiling (and the thread count) does not change the result.
-//
-// Full tiles use GCC/clang vector types, which each compiled clone maps to its
-// own registers (two SSE halves, one AVX register, ...).
-template <class T>
-struct Vec;
-template <>
-struct Vec<float> {
-    typedef float type __attribute__((vector_size(32)));
-};
-template <>
-struct Vec<double> {
-    typedef double type __attribute__((vector_size(32)));
-};
-constexpr int tile_vectors = 2;  // vectors per output row in a tile
+// Shared sources: a tile of Rows output rows x Vectors vectors of columns is
+// accumulated in registers while each source row segment is loaded once for
+// all Rows rows. Every output element is still the sum over entries in entry
+// order, so the tiling (and the thread count) does not change the result.
+constexpr int tile_vectors = 2;  // vectors per output row in a full tile
+constexpr std::size_t shared_tile_rows = 4;
 
-template <class T, int Rows>
-[[gnu::always_inline]] inline void shared_tile_full(T* const* out, const std::int64_t* src_rows,
-                                                    std::size_t n, const T* const* coefs,
-                                                    const T* src, std::size_t ld,
-                                                    bool accumulate) {
-    using V = typename Vec<T>::type;
-    constexpr int lanes = sizeof(V) / sizeof(T);
-    V acc[Rows][tile_vectors];
-    for (int r = 0; r < Rows; ++r) {
-        for (int v = 0; v < tile_vectors; ++v) {
-            if (accumulate) std::memcpy(&acc[r][v], out[r] + v * lanes, sizeof(V));
-            else acc[r][v] = V{} ;
-        }
-    }
-    for (std::size_t e = 0; e < n; ++e) {
-        const T* s = src + src_rows[e] * ld;
-        V sv[tile_vectors];
-        for (int v = 0; v < tile_vectors; ++v) std::memcpy(&sv[v], s + v * lanes, sizeof(V));
-        for (int r = 0; r < Rows; ++r) {
-            const T w = coefs[r][e];
-            for (int v = 0; v < tile_vectors; ++v) acc[r][v] += w * sv[v];
-        }
-    }
-    for (int r = 0; r < Rows; ++r) {
-        for (int v = 0; v < tile_vectors; ++v) std::memcpy(out[r] + v * lanes, &acc[r][v], sizeof(V));
-    }
-}
-
-// The ragged right edge: the same sums, element by element.
-template <class T>
-[[gnu::always_inline]] inline void shared_tile_edge(T* const* out, std::size_t rows, std::size_t len,
+template <class T, int Rows, int Vectors>
+[[gnu::always_inline]] inline void shared_tile_full(T* const* out, std::size_t c0,
                                                     const std::int64_t* src_rows, std::size_t n,
                                                     const T* const* coefs, const T* src,
                                                     std::size_t ld, bool accumulate) {
+    using V = typename Wide<T>::type;
+    constexpr int lanes = sizeof(V) / sizeof(T);
+    V acc[Rows][Vectors];
+    for (int r = 0; r < Rows; ++r) {
+        for (int v = 0; v < Vectors; ++v) {
+            if (accumulate) std::memcpy(&acc[r][v], out[r] + c0 + v * lanes, sizeof(V));
+            else acc[r][v] = V{};
+        }
+    }
+    for (std::size_t e = 0; e < n; ++e) {
+        const T* s = src + src_rows[e] * ld + c0;
+        V sv[Vectors];
+        for (int v = 0; v < Vectors; ++v) std::memcpy(&sv[v], s + v * lanes, sizeof(V));
+        for (int r = 0; r < Rows; ++r) {
+            const T w = coefs[r][e];
+            for (int v = 0; v < Vectors; ++v) acc[r][v] += w * sv[v];
+        }
+    }
+    for (int r = 0; r < Rows; ++r) {
+        for (int v = 0; v < Vectors; ++v) std::memcpy(out[r] + c0 + v * lanes, &acc[r][v], sizeof(V));
+    }
+}
+
+// Fewer columns than a vector at the right edge: the same sums, element by element.
+template <class T>
+[[gnu::always_inline]] inline void shared_tile_edge(T* const* out, std::size_t rows, std::size_t c0,
+                                                    std::size_t len, const std::int64_t* src_rows,
+                                                    std::size_t n, const T* const* coefs,
+                                                    const T* src, std::size_t ld, bool accumulate) {
     for (std::size_t r = 0; r < rows; ++r) {
-        for (std::size_t c = 0; c < len; ++c) {
+        for (std::size_t c = c0; c < c0 + len; ++c) {
             T acc = accumulate ? out[r][c] : T(0);
             for (std::size_t e = 0; e < n; ++e) acc += coefs[r][e] * src[src_rows[e] * ld + c];
             out[r][c] = acc;
@@ -143,107 +165,113 @@ template <class T>
     }
 }
 
-template <class T>
-constexpr int shared_tile_cols = tile_vectors * 32 / static_cast<int>(sizeof(T));
-constexpr int shared_tile_rows = 4;
+template <class T, int Vectors>
+[[gnu::always_inline]] inline void shared_tile_rows_any(T* const* out, std::size_t rows, std::size_t c0,
+                                                        const std::int64_t* src_rows, std::size_t n,
+                                                        const T* const* coefs, const T* src,
+                                                        std::size_t ld, bool accumulate) {
+    switch (rows) {
+        case 4: shared_tile_full<T, 4, Vectors>(out, c0, src_rows, n, coefs, src, ld, accumulate); break;
+        case 3: shared_tile_full<T, 3, Vectors>(out, c0, src_rows, n, coefs, src, ld, accumulate); break;
+        case 2: shared_tile_full<T, 2, Vectors>(out, c0, src_rows, n, coefs, src, ld, accumulate); break;
+        default: shared_tile_full<T, 1, Vectors>(out, c0, src_rows, n, coefs, src, ld, accumulate); break;
+    }
+}
 
+// A task of the shared case: up to 4 output rows over one column tile
+// (two vectors; at the right edge one vector, then single columns).
 template <class T>
-[[gnu::always_inline]] inline void shared_tile_any(T* const* out, std::size_t rows,
+[[gnu::always_inline]] inline void shared_tile_any(T* const* out, std::size_t rows, std::size_t c0,
                                                    std::size_t len, const std::int64_t* src_rows,
                                                    std::size_t n, const T* const* coefs,
                                                    const T* src, std::size_t ld, bool accumulate) {
-    if (len != static_cast<std::size_t>(shared_tile_cols<T>)) {
-        shared_tile_edge(out, rows, len, src_rows, n, coefs, src, ld, accumulate);
+    constexpr std::size_t lanes = sizeof(typename Wide<T>::type) / sizeof(T);
+    if (len == tile_vectors * lanes) {
+        shared_tile_rows_any<T, tile_vectors>(out, rows, c0, src_rows, n, coefs, src, ld, accumulate);
         return;
     }
-    switch (rows) {
-        case 4: shared_tile_full<T, 4>(out, src_rows, n, coefs, src, ld, accumulate); break;
-        case 3: shared_tile_full<T, 3>(out, src_rows, n, coefs, src, ld, accumulate); break;
-        case 2: shared_tile_full<T, 2>(out, src_rows, n, coefs, src, ld, accumulate); break;
-        default: shared_tile_full<T, 1>(out, src_rows, n, coefs, src, ld, accumulate); break;
+    if (len >= lanes) {
+        shared_tile_rows_any<T, 1>(out, rows, c0, src_rows, n, coefs, src, ld, accumulate);
+        c0 += lanes;
+        len -= lanes;
     }
-}
-
-MEPROP_CLONES void shared_tile_f32(float* const* out, std::size_t rows, std::size_t len,
-                                   const std::int64_t* src_rows, std::size_t n,
-                                   const float* const* coefs, const float* src, std::size_t ld,
-                                   bool accumulate) {
-    shared_tile_any(out, rows, len, src_rows, n, coefs, src, ld, accumulate);
-}
-
-MEPROP_CLONES void shared_tile_f64(double* const* out, std::size_t rows, std::size_t len,
-                                   const std::int64_t* src_rows, std::size_t n,
-                                   const double* const* coefs, const double* src, std::size_t ld,
-                                   bool accumulate) {
-    shared_tile_any(out, rows, len, src_rows, n, coefs, src, ld, accumulate);
-}
-
-inline void shared_tile_dispatch(float* const* out, std::size_t rows, std::size_t len,
-                                 const std::int64_t* src_rows, std::size_t n,
-                                 const float* const* coefs, const float* src, std::size_t ld,
-                                 bool accumulate) {
-    shared_tile_f32(out, rows, len, src_rows, n, coefs, src, ld, accumulate);
-}
-inline void shared_tile_dispatch(double* const* out, std::size_t rows, std::size_t len,
-                                 const std::int64_t* src_rows, std::size_t n,
-                                 const double* const* coefs, const double* src, std::size_t ld,
-                                 bool accumulate) {
-    shared_tile_f64(out, rows, len, src_rows, n, coefs, src, ld, accumulate);
+    if (len > 0) shared_tile_edge(out, rows, c0, len, src_rows, n, coefs, src, ld, accumulate);
 }
 
 template <class T>
-void combine_rows_shared(const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> out,
-                         const std::int64_t* out_row_ids, bool accumulate) {
+constexpr std::size_t shared_tile_cols = tile_vectors * sizeof(typename Wide<T>::type) / sizeof(T);
+
+// Tasks [first, last) of the shared case, column tile outermost: consecutive
+// tasks reuse the same source segments.
+template <class T>
+[[gnu::always_inline]] inline void shared_tasks(const RowCombination<T>& plan, ConstMatrix<T> src,
+                                                Matrix<T> out, const std::int64_t* out_row_ids,
+                                                bool accumulate, std::size_t first, std::size_t last) {
     constexpr std::size_t R = shared_tile_rows;
     constexpr std::size_t C = shared_tile_cols<T>;
     const std::size_t cols = src.cols;
     const std::size_t n = plan.row_begin[1] - plan.row_begin[0];
     const std::size_t row_tiles = (plan.out_rows + R - 1) / R;
-    const std::size_t col_tiles = (cols + C - 1) / C;
-    const auto tasks = static_cast<std::int64_t>(row_tiles * col_tiles);
-    const std::size_t work = plan.out_rows * n * cols;
-    const int threads = work >= parallel_min_work ? num_threads() : 1;
-
-    // Column tile outermost: consecutive tasks reuse the same source segments.
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-    for (std::int64_t task = 0; task < tasks; ++task) {
-        const std::size_t ct = static_cast<std::size_t>(task) / row_tiles;
-        const std::size_t r0 = (static_cast<std::size_t>(task) % row_tiles) * R;
-        const std::size_t c0 = ct * C;
+    for (std::size_t task = first; task < last; ++task) {
+        const std::size_t c0 = task / row_tiles * C;
+        const std::size_t r0 = task % row_tiles * R;
         const std::size_t rows = std::min(R, plan.out_rows - r0);
         T* out_ptrs[R];
         const T* coef_ptrs[R];
         for (std::size_t r = 0; r < rows; ++r) {
             const std::size_t row = out_row_ids ? static_cast<std::size_t>(out_row_ids[r0 + r]) : r0 + r;
-            out_ptrs[r] = out.row(row) + c0;
+            out_ptrs[r] = out.row(row);
             coef_ptrs[r] = plan.coefs + plan.row_begin[r0 + r];
         }
-        shared_tile_dispatch(out_ptrs, rows, std::min(C, cols - c0), plan.src_rows, n, coef_ptrs,
-                             src.data + c0, cols, accumulate);
+        shared_tile_any(out_ptrs, rows, c0, std::min(C, cols - c0), plan.src_rows, n, coef_ptrs,
+                        src.data, cols, accumulate);
     }
 }
 
-MEPROP_CLONES void combine_block_f32(float* out, std::size_t len, const std::int64_t* src_rows,
-                                     const float* coefs, std::size_t n, const float* src,
-                                     std::size_t ld, bool accumulate) {
-    combine_block(out, len, src_rows, coefs, n, src, ld, accumulate);
+// Tasks [first, last) of the general case: (output row, column block) pairs.
+template <class T>
+[[gnu::always_inline]] inline void row_tasks(const RowCombination<T>& plan, ConstMatrix<T> src,
+                                             Matrix<T> out, const std::int64_t* out_row_ids,
+                                             bool accumulate, std::size_t first, std::size_t last) {
+    const std::size_t cols = src.cols;
+    const std::size_t blocks = (cols + column_block - 1) / column_block;
+    for (std::size_t task = first; task < last; ++task) {
+        const std::size_t r = task / blocks;
+        const std::size_t c0 = task % blocks * column_block;
+        const std::size_t len = std::min(column_block, cols - c0);
+        const std::size_t out_row = out_row_ids ? static_cast<std::size_t>(out_row_ids[r]) : r;
+        const std::size_t e0 = plan.row_begin[r];
+        combine_block(out.row(out_row) + c0, len, plan.src_rows + e0, plan.coefs + e0,
+                      plan.row_begin[r + 1] - e0, src.data + c0, cols, accumulate);
+    }
 }
 
-MEPROP_CLONES void combine_block_f64(double* out, std::size_t len, const std::int64_t* src_rows,
-                                     const double* coefs, std::size_t n, const double* src,
-                                     std::size_t ld, bool accumulate) {
-    combine_block(out, len, src_rows, coefs, n, src, ld, accumulate);
-}
+// The per-ISA clones take a range of tasks, not one: at batch 10 a task is a
+// few hundred multiply-adds, and a call through the dispatcher per task cost
+// as much as the arithmetic.
+#define MEPROP_TASK_CLONES(name, T)                                                              \
+    MEPROP_CLONES void name##_##T(const RowCombination<T>& plan, ConstMatrix<T> src,             \
+                                  Matrix<T> out, const std::int64_t* ids, bool accumulate,       \
+                                  std::size_t first, std::size_t last) {                         \
+        name<T>(plan, src, out, ids, accumulate, first, last);                                   \
+    }
+MEPROP_TASK_CLONES(shared_tasks, float)
+MEPROP_TASK_CLONES(shared_tasks, double)
+MEPROP_TASK_CLONES(row_tasks, float)
+MEPROP_TASK_CLONES(row_tasks, double)
+#undef MEPROP_TASK_CLONES
 
-inline void combine_block_any(float* out, std::size_t len, const std::int64_t* rows,
-                              const float* coefs, std::size_t n, const float* src, std::size_t ld,
-                              bool acc) {
-    combine_block_f32(out, len, rows, coefs, n, src, ld, acc);
+void run_tasks(bool shared, const RowCombination<float>& plan, ConstMatrix<float> src,
+               Matrix<float> out, const std::int64_t* ids, bool acc, std::size_t first,
+               std::size_t last) {
+    if (shared) shared_tasks_float(plan, src, out, ids, acc, first, last);
+    else row_tasks_float(plan, src, out, ids, acc, first, last);
 }
-inline void combine_block_any(double* out, std::size_t len, const std::int64_t* rows,
-                              const double* coefs, std::size_t n, const double* src,
-                              std::size_t ld, bool acc) {
-    combine_block_f64(out, len, rows, coefs, n, src, ld, acc);
+void run_tasks(bool shared, const RowCombination<double>& plan, ConstMatrix<double> src,
+               Matrix<double> out, const std::int64_t* ids, bool acc, std::size_t first,
+               std::size_t last) {
+    if (shared) shared_tasks_double(plan, src, out, ids, acc, first, last);
+    else row_tasks_double(plan, src, out, ids, acc, first, last);
 }
 
 }  // namespace
@@ -251,25 +279,30 @@ inline void combine_block_any(double* out, std::size_t len, const std::int64_t* 
 template <class T>
 void combine_rows(const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> out,
                   const std::int64_t* out_row_ids, bool accumulate) {
-    if (plan.shared_sources && plan.out_rows > 0) {
-        combine_rows_shared(plan, src, out, out_row_ids, accumulate);
+    if (plan.out_rows == 0) return;
+    const bool shared = plan.shared_sources;
+    const std::size_t cols = src.cols;
+    std::size_t tasks, work;
+    if (shared) {
+        const std::size_t R = shared_tile_rows, C = shared_tile_cols<T>;
+        tasks = (plan.out_rows + R - 1) / R * ((cols + C - 1) / C);
+        work = plan.out_rows * (plan.row_begin[1] - plan.row_begin[0]) * cols;
+    } else {
+        tasks = plan.out_rows * ((cols + column_block - 1) / column_block);
+        work = plan.row_begin[plan.out_rows] * cols;
+    }
+    const int threads = work >= parallel_min_work ? num_threads() : 1;
+    if (threads == 1) {
+        run_tasks(shared, plan, src, out, out_row_ids, accumulate, 0, tasks);
         return;
     }
-    const std::size_t cols = src.cols;
-    const std::size_t blocks = (cols + column_block - 1) / column_block;
-    const auto tasks = static_cast<std::int64_t>(plan.out_rows * blocks);
-    const std::size_t work = plan.row_begin[plan.out_rows] * cols;
-    const int threads = work >= parallel_min_work ? num_threads() : 1;
-
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-    for (std::int64_t task = 0; task < tasks; ++task) {
-        const std::size_t r = static_cast<std::size_t>(task) / blocks;
-        const std::size_t c0 = (static_cast<std::size_t>(task) % blocks) * column_block;
-        const std::size_t len = std::min(column_block, cols - c0);
-        const std::size_t out_row = out_row_ids ? static_cast<std::size_t>(out_row_ids[r]) : r;
-        const std::size_t e0 = plan.row_begin[r];
-        combine_block_any(out.row(out_row) + c0, len, plan.src_rows + e0, plan.coefs + e0,
-                          plan.row_begin[r + 1] - e0, src.data + c0, cols, accumulate);
+    // Contiguous task ranges, one per thread; each task is computed whole by
+    // one thread, so the result does not depend on how they are split.
+#pragma omp parallel num_threads(threads)
+    {
+        const auto t = static_cast<std::size_t>(omp_get_thread_num());
+        const auto nt = static_cast<std::size_t>(omp_get_num_threads());
+        run_tasks(shared, plan, src, out, out_row_ids, accumulate, tasks * t / nt, tasks * (t + 1) / nt);
     }
 }
 
