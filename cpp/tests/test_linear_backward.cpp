@@ -108,17 +108,22 @@ TEST(weight_grad_accumulate_leaves_untouched_rows) {
 }
 
 TEST(linear_backward_independent_of_thread_count) {
-    const auto p = make_problem(128, 784, 500, 20, 9);
-    auto run = [&](int threads) {
-        meprop::set_num_threads(threads);
-        return meprop::linear_backward(ConstMatrix<double>{p.dy.data(), p.B, p.n_out},
-                                       ConstMatrix<double>{p.x.data(), p.B, p.n_in},
-                                       ConstMatrix<double>{p.W.data(), p.n_out, p.n_in}, p.k);
-    };
-    const auto one = run(1), three = run(3);
-    CHECK(one.dx == three.dx);
-    CHECK(one.dW.rows == three.dW.rows);
-    CHECK(one.dW.grads == three.dW.grads);
+    // Large enough for the parallel path; 500 columns leave a ragged edge tile.
+    const auto p = make_problem(128, 500, 300, 20, 9);
+    const int before = meprop::num_threads();
+    for (auto mode : {BackwardMode::per_example, BackwardMode::unified, BackwardMode::dense}) {
+        auto run = [&](int threads) {
+            meprop::set_num_threads(threads);
+            return meprop::linear_backward(ConstMatrix<double>{p.dy.data(), p.B, p.n_out},
+                                           ConstMatrix<double>{p.x.data(), p.B, p.n_in},
+                                           ConstMatrix<double>{p.W.data(), p.n_out, p.n_in}, p.k, mode);
+        };
+        const auto one = run(1), three = run(3);
+        CHECK(one.dx == three.dx);
+        CHECK(one.dW.rows == three.dW.rows);
+        CHECK(one.dW.grads == three.dW.grads);
+    }
+    meprop::set_num_threads(before);
 }
 
 TEST(index_sets_are_validated) {
