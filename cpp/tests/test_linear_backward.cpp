@@ -88,6 +88,24 @@ TEST(linear_backward_matches_masked_dense_reference) {
     }
 }
 
+// A large batch with long per-unit lists (1,200 examples per unit over 9 MB
+// of x, the parser's regime) matches too, whatever the thread count.
+TEST(linear_backward_large_batch_matches_reference) {
+    const auto p = make_problem(3000, 400, 50, 20, 11);
+    check_against_reference(p, BackwardMode::per_example);
+    const int before = meprop::num_threads();
+    auto run = [&](int threads) {
+        meprop::set_num_threads(threads);
+        return meprop::linear_backward(ConstMatrix<double>{p.dy.data(), p.B, p.n_out},
+                                       ConstMatrix<double>{p.x.data(), p.B, p.n_in},
+                                       ConstMatrix<double>{p.W.data(), p.n_out, p.n_in}, p.k);
+    };
+    const auto one = run(1), three = run(3);
+    CHECK(one.dW.grads == three.dW.grads);
+    CHECK(one.dx == three.dx);
+    meprop::set_num_threads(before);
+}
+
 TEST(weight_grad_accumulate_leaves_untouched_rows) {
     const auto p = make_problem(4, 8, 30, 2, 5);
     ConstMatrix<double> dy{p.dy.data(), p.B, p.n_out}, x{p.x.data(), p.B, p.n_in};
