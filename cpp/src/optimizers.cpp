@@ -278,7 +278,9 @@ void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matr
             // update runs (flush_subnormals.hpp), so the row would not move:
             // skip its pass. In a meProp run these are the units top-k has
             // not picked for a thousand steps or so -- half the rows or more.
-            if (!(step_m >= std::numeric_limits<T>::min())) return;
+            // (Unlike the pass, the skip leaves a -0.0 weight as -0.0, and a
+            // row whose stored moments are already NaN or inf unchanged.)
+            if (detail::flushes_subnormals && !(step_m >= std::numeric_limits<T>::min())) return;
             adam_row_deferred_any(param.row(r), m.row(r), v.row(r), cols, step_m,
                                   static_cast<T>(std::sqrt(d2) * inv_sqrt_bc2), eps);
             return;

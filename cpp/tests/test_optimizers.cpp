@@ -3,6 +3,10 @@
 #include <random>
 #include <vector>
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
+
 #include "check.hpp"
 #include "meprop/meprop.hpp"
 
@@ -70,7 +74,7 @@ TEST(adam_deferred_decay_needs_both_arrays) {
     for (const double value : p) CHECK(value == 0.0);
 }
 
-#if defined(__SSE2__) || defined(_M_X64)
+#if defined(__x86_64__) || defined(_M_X64)
 // Moments below float's normal range count as zero while an update runs (they
 // would halve its speed), and the caller's floating-point mode is restored.
 TEST(adam_update_flushes_subnormal_moments) {
@@ -85,6 +89,19 @@ TEST(adam_update_flushes_subnormal_moments) {
     CHECK(p[0] == 1.0f && p[1] == 1.0f);
     volatile float smallest_normal = 1.1754944e-38f;
     CHECK(smallest_normal * 0.5f != 0.0f);  // the caller still gets subnormals
+}
+
+// Exception flags raised during an update stay raised for the caller (only
+// the control bits are restored).
+TEST(adam_update_keeps_exception_flags_raised_meanwhile) {
+    std::vector<float> p = {1.0f}, m = {0.0f}, v = {0.0f}, g = {0.3f};
+    const std::int64_t row[] = {0};
+    _mm_setcsr(_mm_getcsr() & ~0x3fu);  // clear the sticky flags
+    meprop::adam_update(Matrix<float>{p.data(), 1, 1}, meprop::RowGradientView{row, 1}, g.data(),
+                        Matrix<float>{m.data(), 1, 1}, Matrix<float>{v.data(), 1, 1}, 1,
+                        meprop::AdamConfig{}, false);
+    CHECK((_mm_getcsr() & 0x20u) != 0);  // inexact: 0.1 * 0.3 is not exact in float
+    CHECK((_mm_getcsr() & 0x8040u) == 0);  // and no flushing left on
 }
 #endif
 
