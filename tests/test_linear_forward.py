@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from meprop_native import _core
 from meprop_native.nn import Linear
-from meprop_native.nn.linear import NATIVE_FORWARD_MIN_BATCH
+from meprop_native.nn.linear import NATIVE_FORWARD_MAX_BATCH, NATIVE_FORWARD_MIN_BATCH
 
 SHAPES = [(1, 1, 1), (2, 7, 5), (3, 16, 2), (4, 31, 3), (10, 784, 500), (5, 17, 9), (33, 100, 17), (70, 9, 33)]
 
@@ -87,14 +87,15 @@ def test_out_must_not_overlap_the_input():
 
 @pytest.mark.parametrize("batch", [1, 2, 10, 12, 13, 40, 300])
 def test_layer_forward_is_the_same_function_on_both_paths(batch):
-    # The layer uses BLAS for one example and the kernel from two on: both
-    # must give x W^T + b.
+    # The layer uses BLAS for one example (and, without AVX-512, beyond 12)
+    # and the kernel otherwise: both must give x W^T + b.
     rng = np.random.default_rng(batch)
     layer = Linear(50, 20, k=5, rng=rng)
     x = rng.standard_normal((batch, 50)).astype(np.float32)
     expected = reference(x, layer.weight.value, layer.bias.value)
     np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-5, atol=1e-5)
     assert NATIVE_FORWARD_MIN_BATCH == 2
+    assert NATIVE_FORWARD_MAX_BATCH == (None if _core.linear_forward_uses_avx512() else 12)
 
 
 def test_layer_rejects_input_of_the_wrong_width():

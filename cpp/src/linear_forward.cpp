@@ -17,111 +17,103 @@ namespace {
 // Examples per block: their rows of x (32 x n_in) stay in L2 while every row
 // of W streams past once.
 constexpr std::size_t batch_block = 32;
-// A register tile: up to 6 examples x 2 rows of W, each pair a vector
-// accumulator. A block's examples are split into tiles as even as possible
-// (10 -> 5 + 5), so that every tile has enough independent accumulators to
-// keep both FMA pipes busy; 12 accumulators plus 3 loads fit AVX-512's 32
-// registers.
-constexpr std::size_t max_tile_examples = 6;
-constexpr std::size_t tile_weights = 4;
 // Same threshold as the backward kernels: below it one thread is faster.
 constexpr std::size_t parallel_min_work = 1 << 18;
 
-template <class T>
-struct Vec {
-    typedef T type __attribute__((vector_size(64)));
+// A register tile: up to MaxEx examples x Wr rows of W, one vector
+// accumulator each. A block's examples are split into tiles as even as
+// possible (10 -> 5 + 5 with MaxEx 6), so that every tile has enough
+// independent accumulators to keep the FMA pipes busy.
+//  - Wide: 64-byte vectors, up to 6 x 4 = 24 accumulators plus 5 loads in
+//    AVX-512's 32 registers.
+//  - Narrow: 32-byte vectors, up to 4 x 2 = 8 accumulators plus 3 loads in
+//    AVX2's 16 (the wide tile there spills, and ran 1.8x slower than BLAS).
+struct WideTile {
+    static constexpr std::size_t bytes = 64, max_examples = 6, weights = 4;
+};
+struct NarrowTile {
+    static constexpr std::size_t bytes = 32, max_examples = 4, weights = 2;
 };
 
-// The lane sums of two accumulators, a's first. Pairing halves the shuffles
-// of a horizontal sum: each fold adds the two halves of both vectors at once.
-// At batch 10 a 784-long dot product is only 49 vector multiply-adds, so a
-// lane-by-lane sum would cost about as much as the products themselves.
-// The summation order is fixed: results do not depend on the thread count.
-[[gnu::always_inline]] inline void pair_sums(Vec<float>::type a, Vec<float>::type b, float& sa,
-                                             float& sb) {
-    typedef float V8 __attribute__((vector_size(32)));
-    typedef float V4 __attribute__((vector_size(16)));
-    typedef float V2 __attribute__((vector_size(8)));
-    // [a0..7 + a8..15 | b0..7 + b8..15]
-    const Vec<float>::type h = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19,
-                                                       20, 21, 22, 23) +
-                               __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25,
-                                                       26, 27, 28, 29, 30, 31);
-    const V8 q = __builtin_shufflevector(h, h, 0, 1, 2, 3, 8, 9, 10, 11) +
-                 __builtin_shufflevector(h, h, 4, 5, 6, 7, 12, 13, 14, 15);
-    const V4 e = __builtin_shufflevector(q, q, 0, 1, 4, 5) + __builtin_shufflevector(q, q, 2, 3, 6, 7);
-    const V2 t = __builtin_shufflevector(e, e, 0, 2) + __builtin_shufflevector(e, e, 1, 3);
-    sa = t[0];
-    sb = t[1];
+template <class T, std::size_t Bytes>
+struct Vec {
+    typedef T type __attribute__((vector_size(Bytes)));
+};
+
+// The sum of a vector's lanes, halving: lanes [0, n/2) plus [n/2, n), again
+// and again. At batch 10 a 784-long dot product is only 49 vector
+// multiply-adds, and a lane-by-lane sum would cost about as much as the
+// products. The order is fixed: results do not depend on the thread count.
+template <class T, std::size_t Bytes>
+[[gnu::always_inline]] inline T lane_sum(typename Vec<T, Bytes>::type v) {
+    if constexpr (Bytes == 2 * sizeof(T)) {
+        return v[0] + v[1];
+    } else {
+        using H = typename Vec<T, Bytes / 2>::type;
+        H lo, hi;
+        std::memcpy(&lo, &v, Bytes / 2);
+        std::memcpy(&hi, reinterpret_cast<const char*>(&v) + Bytes / 2, Bytes / 2);
+        return lane_sum<T, Bytes / 2>(lo + hi);
+    }
 }
 
-[[gnu::always_inline]] inline void pair_sums(Vec<double>::type a, Vec<double>::type b, double& sa,
-                                             double& sb) {
-    typedef double V4 __attribute__((vector_size(32)));
-    typedef double V2 __attribute__((vector_size(16)));
-    const Vec<double>::type h = __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11) +
-                                __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15);
-    const V4 e = __builtin_shufflevector(h, h, 0, 1, 4, 5) + __builtin_shufflevector(h, h, 2, 3, 6, 7);
-    const V2 t = __builtin_shufflevector(e, e, 0, 2) + __builtin_shufflevector(e, e, 1, 3);
-    sa = t[0];
-    sb = t[1];
-}
-
-// Dot products of Ex rows of x with the two rows of W over n columns: vector
-// multiply-adds, the pairwise lane sums, then the scalar tail.
-template <class T, int Ex>
+// Dot products of Ex rows of x with the tile's rows of W over n columns:
+// vector multiply-adds, the lane sums, then the scalar tail.
+template <class T, class Tile, int Ex>
 [[gnu::always_inline]] inline void dot_tile(const T* const* xs, const T* const* ws, std::size_t n,
-                                            T (*out)[tile_weights]) {
-    using V = typename Vec<T>::type;
+                                            T (*out)[Tile::weights]) {
+    constexpr std::size_t Wr = Tile::weights;
+    using V = typename Vec<T, Tile::bytes>::type;
     constexpr std::size_t lanes = sizeof(V) / sizeof(T);
-    V acc[Ex][tile_weights];
+    V acc[Ex][Wr];
     for (int e = 0; e < Ex; ++e)
-        for (std::size_t w = 0; w < tile_weights; ++w) acc[e][w] = V{};
+        for (std::size_t w = 0; w < Wr; ++w) acc[e][w] = V{};
     std::size_t i = 0;
     for (; i + lanes <= n; i += lanes) {
-        V wv[tile_weights];
-        for (std::size_t w = 0; w < tile_weights; ++w) std::memcpy(&wv[w], ws[w] + i, sizeof(V));
+        V wv[Wr];
+        for (std::size_t w = 0; w < Wr; ++w) std::memcpy(&wv[w], ws[w] + i, sizeof(V));
         for (int e = 0; e < Ex; ++e) {
             V xv;
             std::memcpy(&xv, xs[e] + i, sizeof(V));
-            for (std::size_t w = 0; w < tile_weights; ++w) acc[e][w] += xv * wv[w];
+            for (std::size_t w = 0; w < Wr; ++w) acc[e][w] += xv * wv[w];
         }
     }
     for (int e = 0; e < Ex; ++e) {
-        for (std::size_t w = 0; w < tile_weights; w += 2) {
-            pair_sums(acc[e][w], acc[e][w + 1], out[e][w], out[e][w + 1]);
+        for (std::size_t w = 0; w < Wr; ++w) {
+            T sum = lane_sum<T, Tile::bytes>(acc[e][w]);
+            for (std::size_t t = i; t < n; ++t) sum += xs[e][t] * ws[w][t];
+            out[e][w] = sum;
         }
-        for (std::size_t w = 0; w < tile_weights; ++w)
-            for (std::size_t t = i; t < n; ++t) out[e][w] += xs[e][t] * ws[w][t];
     }
 }
 
-// One block: rows [w0, w1) of W against examples [b0, b1). An odd last row of
-// W is paired with itself, and its duplicate result dropped.
-template <class T>
+// One block: rows [w0, w1) of W against examples [b0, b1). The last rows of
+// W short of a full tile repeat the last one, and the duplicates are dropped.
+template <class T, class Tile>
 [[gnu::always_inline]] inline void forward_block(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias,
                                                  Matrix<T> y, std::size_t b0, std::size_t b1,
                                                  std::size_t w0, std::size_t w1) {
+    constexpr std::size_t Wr = Tile::weights, MaxEx = Tile::max_examples;
     const std::size_t examples = b1 - b0;
-    const std::size_t tiles = (examples + max_tile_examples - 1) / max_tile_examples;
-    for (std::size_t j = w0; j < w1; j += tile_weights) {
-        const std::size_t nw = std::min(tile_weights, w1 - j);
-        const T* ws[tile_weights];
-        for (std::size_t w = 0; w < tile_weights; ++w) ws[w] = W.row(j + std::min(w, nw - 1));
+    const std::size_t tiles = (examples + MaxEx - 1) / MaxEx;
+    for (std::size_t j = w0; j < w1; j += Wr) {
+        const std::size_t nw = std::min(Wr, w1 - j);
+        const T* ws[Wr];
+        for (std::size_t w = 0; w < Wr; ++w) ws[w] = W.row(j + std::min(w, nw - 1));
         std::size_t b = b0;
         for (std::size_t tile = 0; tile < tiles; ++tile) {
             // Tile sizes differ by at most one: the first (examples % tiles) get one more.
             const std::size_t ne = examples / tiles + (tile < examples % tiles ? 1 : 0);
-            const T* xs[max_tile_examples] = {};
+            const T* xs[MaxEx] = {};
             for (std::size_t e = 0; e < ne; ++e) xs[e] = x.row(b + e);
-            T out[max_tile_examples][tile_weights];
+            T out[MaxEx][Wr];
             switch (ne) {
-                case 6: dot_tile<T, 6>(xs, ws, x.cols, out); break;
-                case 5: dot_tile<T, 5>(xs, ws, x.cols, out); break;
-                case 4: dot_tile<T, 4>(xs, ws, x.cols, out); break;
-                case 3: dot_tile<T, 3>(xs, ws, x.cols, out); break;
-                case 2: dot_tile<T, 2>(xs, ws, x.cols, out); break;
-                default: dot_tile<T, 1>(xs, ws, x.cols, out); break;
+                case 6: if constexpr (MaxEx >= 6) dot_tile<T, Tile, 6>(xs, ws, x.cols, out); break;
+                case 5: if constexpr (MaxEx >= 5) dot_tile<T, Tile, 5>(xs, ws, x.cols, out); break;
+                case 4: dot_tile<T, Tile, 4>(xs, ws, x.cols, out); break;
+                case 3: dot_tile<T, Tile, 3>(xs, ws, x.cols, out); break;
+                case 2: dot_tile<T, Tile, 2>(xs, ws, x.cols, out); break;
+                default: dot_tile<T, Tile, 1>(xs, ws, x.cols, out); break;
             }
             for (std::size_t e = 0; e < ne; ++e)
                 for (std::size_t w = 0; w < nw; ++w)
@@ -131,26 +123,45 @@ template <class T>
     }
 }
 
-MEPROP_CLONES void forward_block_f32(ConstMatrix<float> x, ConstMatrix<float> W, const float* bias,
-                                     Matrix<float> y, std::size_t b0, std::size_t b1,
-                                     std::size_t w0, std::size_t w1) {
-    forward_block(x, W, bias, y, b0, b1, w0, w1);
+// The wide tile is compiled for AVX-512 alone and taken when the processor
+// has it; the narrow one gets the usual per-ISA clones. A native build
+// (MEPROP_NATIVE_ARCH) compiles the one that fits the build machine.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MEPROP_NATIVE_ARCH)
+#define MEPROP_WIDE_TILE_TARGET __attribute__((target("arch=x86-64-v4")))
+bool wide_tile_runs() {
+    static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+    return avx512;
 }
-MEPROP_CLONES void forward_block_f64(ConstMatrix<double> x, ConstMatrix<double> W,
-                                     const double* bias, Matrix<double> y, std::size_t b0,
-                                     std::size_t b1, std::size_t w0, std::size_t w1) {
-    forward_block(x, W, bias, y, b0, b1, w0, w1);
-}
-inline void forward_block_any(ConstMatrix<float> x, ConstMatrix<float> W, const float* bias,
-                              Matrix<float> y, std::size_t b0, std::size_t b1, std::size_t w0,
-                              std::size_t w1) {
-    forward_block_f32(x, W, bias, y, b0, b1, w0, w1);
-}
-inline void forward_block_any(ConstMatrix<double> x, ConstMatrix<double> W, const double* bias,
-                              Matrix<double> y, std::size_t b0, std::size_t b1, std::size_t w0,
-                              std::size_t w1) {
-    forward_block_f64(x, W, bias, y, b0, b1, w0, w1);
-}
+#elif defined(__AVX512F__)
+#define MEPROP_WIDE_TILE_TARGET
+constexpr bool wide_tile_runs() { return true; }
+#else
+#define MEPROP_WIDE_TILE_TARGET
+constexpr bool wide_tile_runs() { return false; }
+#endif
+
+#define MEPROP_FORWARD_BLOCKS(T, suffix)                                                          \
+    MEPROP_WIDE_TILE_TARGET void forward_block_wide_##suffix(                                     \
+        ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T> y, std::size_t b0,           \
+        std::size_t b1, std::size_t w0, std::size_t w1) {                                         \
+        forward_block<T, WideTile>(x, W, bias, y, b0, b1, w0, w1);                                \
+    }                                                                                             \
+    MEPROP_CLONES void forward_block_narrow_##suffix(ConstMatrix<T> x, ConstMatrix<T> W,          \
+                                                     const T* bias, Matrix<T> y, std::size_t b0,  \
+                                                     std::size_t b1, std::size_t w0,              \
+                                                     std::size_t w1) {                            \
+        forward_block<T, NarrowTile>(x, W, bias, y, b0, b1, w0, w1);                              \
+    }                                                                                             \
+    inline void forward_block_any(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T> y, \
+                                  std::size_t b0, std::size_t b1, std::size_t w0,                 \
+                                  std::size_t w1) {                                               \
+        if (wide_tile_runs()) forward_block_wide_##suffix(x, W, bias, y, b0, b1, w0, w1);         \
+        else forward_block_narrow_##suffix(x, W, bias, y, b0, b1, w0, w1);                        \
+    }
+MEPROP_FORWARD_BLOCKS(float, f32)
+MEPROP_FORWARD_BLOCKS(double, f64)
+#undef MEPROP_FORWARD_BLOCKS
 
 }  // namespace
 
@@ -180,6 +191,8 @@ void linear_forward(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T>
         forward_block_any(x, W, bias, y, b0, b1, w0, w1);
     }
 }
+
+bool linear_forward_uses_avx512() { return wide_tile_runs(); }
 
 template void linear_forward<float>(ConstMatrix<float>, ConstMatrix<float>, const float*,
                                     Matrix<float>);

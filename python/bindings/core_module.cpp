@@ -710,6 +710,8 @@ PYBIND11_MODULE(_core, m) {
           py::kw_only(), py::arg("out") = py::none(),
           "y = x W^T + b for x (B, n_in), W (n_out, n_in), b (n_out,) or None: (B, n_out), "
           "on the library's threads; faster than BLAS from 2 examples on.");
+    m.def("linear_forward_uses_avx512", &meprop::linear_forward_uses_avx512,
+          "Whether linear_forward runs its AVX-512 register tile on this machine.");
     m.def("sgd_update", &sgd_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"),
           py::arg("lr"), py::arg("clip") = 0.0,
           "In place: param[rows] -= lr * grad_rows (gradient clipped to +-clip when clip > 0).");

@@ -132,6 +132,8 @@ def linear_forward(
 def linear_forward(
     x: ArrayLike, W: ArrayLike, b: ArrayLike | None = None, *, out: _AnyFloatArray | None = None
 ) -> _AnyFloatArray: ...
+def linear_forward_uses_avx512() -> bool:
+    """Whether linear_forward runs its AVX-512 register tile on this machine."""
 
 # ---- fused optimizer updates (in place) ----------------------------------------
 # param: float32/float64, 1-D or 2-D, C-contiguous and writable; rows: 1-D int64

@@ -1,4 +1,4 @@
-// Forward of a linear layer for the small batches of meProp training:
+// Forward of a linear layer:
 //   y[b, j] = sum_i x[b, i] * W[j, i] + bias[j]
 // Shapes: x (B, n_in), W (n_out, n_in) row-major as in linear_backward.hpp,
 // y (B, n_out); bias has n_out entries or is null.
@@ -6,12 +6,14 @@
 // Why a kernel of our own: at the paper's batch of 10 a BLAS GEMM pads to its
 // block size (OpenBLAS takes as long for 10 examples as for 16 on a 784x500
 // layer), and calling it means a second thread pool beside the library's.
-// This kernel reads W once per 32 examples, keeps a 4x2 tile of dot products
-// in registers and runs on the library's OpenMP threads: 1.4x faster than
-// OpenBLAS at B=10 (benchmarks/bench_forward.py). Each y element is one
-// thread's fixed-order sum, so results do not depend on the thread count.
-// For one example or more than ~12 BLAS is faster; the Python layer uses this
-// kernel for 2-12 examples only.
+// This kernel reads W once per 32 examples, keeps a tile of dot products in
+// registers (up to 6 examples x 4 rows of W in 64-byte vectors on AVX-512,
+// 4 x 2 in 32-byte vectors elsewhere) and runs on the library's OpenMP
+// threads. Each y element is one thread's fixed-order sum, so results do not
+// depend on the thread count. Measured (benchmarks/bench_forward.py, one
+// thread, 784 -> 500): with AVX-512 2.3-3x faster than OpenBLAS at B=10 and
+// still 1.25-1.6x at 1,000-10,000; with AVX2 only it beats OpenBLAS up to
+// about 12 examples.
 #pragma once
 
 #include "meprop/matrix.hpp"
@@ -21,5 +23,9 @@ namespace meprop {
 // y is overwritten. Throws std::invalid_argument on mismatched shapes.
 template <class T>
 void linear_forward(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T> y);
+
+// Whether linear_forward runs its AVX-512 tile on this machine (callers
+// choosing between it and a BLAS GEMM for large batches want to know).
+bool linear_forward_uses_avx512();
 
 }  // namespace meprop

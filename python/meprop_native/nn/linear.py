@@ -13,12 +13,20 @@ from .parameter import Parameter
 
 MODES = ("per_example", "unified")
 
-# From this batch size on the forward runs on the library's own kernel.
-# Measured with benchmarks/bench_forward.py, one thread: 784 -> 500 at batch
-# 10 takes 68 us against OpenBLAS's GEMM 157 us (2.3x), at 128 1.5x, at 1000
-# 1.25x; the parser's 2400 -> 500 at batch 10,000 145 ms against 235 ms. For
-# one example BLAS's matrix-vector product is as fast.
+# Batch sizes whose forward runs on the library's own kernel; BLAS's
+# matrix-vector product is as fast for one example. Measured with
+# benchmarks/bench_forward.py, one thread: where the kernel has its AVX-512
+# tile, 784 -> 500 at batch 10 takes 68 us against OpenBLAS's GEMM 157 us
+# (2.3x), at 128 1.5x, at 1000 1.25x, and the parser's 2400 -> 500 at batch
+# 10,000 145 ms against 235 ms. With AVX2 only, its 4 x 2 tile beats
+# OpenBLAS's Haswell kernels up to about 12 examples (142 vs 191 us at 10,
+# 221 vs 166 us at 16).
 NATIVE_FORWARD_MIN_BATCH = 2
+NATIVE_FORWARD_MAX_BATCH: int | None = None if _core.linear_forward_uses_avx512() else 12
+
+
+def _native_forward(batch: int) -> bool:
+    return batch >= NATIVE_FORWARD_MIN_BATCH and (NATIVE_FORWARD_MAX_BATCH is None or batch <= NATIVE_FORWARD_MAX_BATCH)
 
 
 class Linear(Module):
@@ -98,7 +106,7 @@ class Linear(Module):
             raise ValueError(f"expected input of shape (B, {self.in_features}), got {x.shape}")
         self._x = x
         bias = None if self.bias is None else self.bias.value
-        if len(x) >= NATIVE_FORWARD_MIN_BATCH:
+        if _native_forward(len(x)):
             return _core.linear_forward(x, self.weight.value, bias)
         y = x @ self.weight.value.T
         if bias is not None:
