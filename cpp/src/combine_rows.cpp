@@ -21,23 +21,23 @@ constexpr std::size_t column_block = 512;
 // a core, which costs short kernels most.
 constexpr std::size_t parallel_min_work = 1 << 18;
 
-// Explicit 64-byte vectors: each clone maps them to its widest registers
-// (one AVX-512 register, two AVX ones, ...). Loops left to the compiler's
-// vectoriser get 256-bit ones even on AVX-512 machines.
-template <class T>
+// Explicit vectors of B bytes: 64 (one AVX-512 register) in the build for
+// AVX-512, 32 in the clones for AVX2 and older (multiversion.hpp). Loops left
+// to the compiler's vectoriser get 256-bit ones even on AVX-512 machines.
+template <class T, std::size_t B>
 struct Wide {
-    typedef T type __attribute__((vector_size(64)));
+    typedef T type __attribute__((vector_size(B)));
 };
 
 // One pass over the output block for up to four source rows: out = (or +=)
 // c0*s0 + c1*s1 + c2*s2 + c3*s3. Grouping four rows per pass means one load and
 // store of the output per four multiply-adds instead of one per multiply-add.
 // The vector body and the scalar tail sum in the same order.
-template <class T, int Rows, bool Accumulate>
+template <class T, std::size_t B, int Rows, bool Accumulate>
 [[gnu::always_inline]] inline void combine_pass(T* __restrict out, std::size_t len,
                                                 const std::int64_t* src_rows, const T* coefs,
                                                 const T* src, std::size_t ld) {
-    using V = typename Wide<T>::type;
+    using V = typename Wide<T, B>::type;
     constexpr std::size_t lanes = sizeof(V) / sizeof(T);
     const T* __restrict s0 = src + src_rows[0] * ld;
     const T* __restrict s1 = Rows > 1 ? src + src_rows[1] * ld : s0;
@@ -80,21 +80,21 @@ template <class T, int Rows, bool Accumulate>
     }
 }
 
-template <class T, bool Accumulate>
+template <class T, std::size_t B, bool Accumulate>
 [[gnu::always_inline]] inline void combine_group(T* out, std::size_t len, const std::int64_t* rows,
                                                  const T* coefs, std::size_t count, const T* src,
                                                  std::size_t ld) {
     switch (count) {
-        case 1: combine_pass<T, 1, Accumulate>(out, len, rows, coefs, src, ld); break;
-        case 2: combine_pass<T, 2, Accumulate>(out, len, rows, coefs, src, ld); break;
-        case 3: combine_pass<T, 3, Accumulate>(out, len, rows, coefs, src, ld); break;
-        default: combine_pass<T, 4, Accumulate>(out, len, rows, coefs, src, ld); break;
+        case 1: combine_pass<T, B, 1, Accumulate>(out, len, rows, coefs, src, ld); break;
+        case 2: combine_pass<T, B, 2, Accumulate>(out, len, rows, coefs, src, ld); break;
+        case 3: combine_pass<T, B, 3, Accumulate>(out, len, rows, coefs, src, ld); break;
+        default: combine_pass<T, B, 4, Accumulate>(out, len, rows, coefs, src, ld); break;
     }
 }
 
 // The entries are taken in groups of four, in order; the first group writes
 // the block (no separate zero fill) unless accumulating.
-template <class T>
+template <class T, std::size_t B>
 [[gnu::always_inline]] inline void combine_block(T* __restrict out, std::size_t len,
                                                  const std::int64_t* src_rows, const T* coefs,
                                                  std::size_t n, const T* src, std::size_t ld,
@@ -106,12 +106,12 @@ template <class T>
             return;
         }
         const std::size_t count = std::min<std::size_t>(n, 4);
-        combine_group<T, false>(out, len, src_rows, coefs, count, src, ld);
+        combine_group<T, B, false>(out, len, src_rows, coefs, count, src, ld);
         e = count;
     }
     for (; e < n; e += 4) {
         const std::size_t count = std::min<std::size_t>(n - e, 4);
-        combine_group<T, true>(out, len, src_rows + e, coefs + e, count, src, ld);
+        combine_group<T, B, true>(out, len, src_rows + e, coefs + e, count, src, ld);
     }
 }
 
@@ -122,12 +122,12 @@ template <class T>
 constexpr int tile_vectors = 2;  // vectors per output row in a full tile
 constexpr std::size_t shared_tile_rows = 4;
 
-template <class T, int Rows, int Vectors>
+template <class T, std::size_t B, int Rows, int Vectors>
 [[gnu::always_inline]] inline void shared_tile_full(T* const* out, std::size_t c0,
                                                     const std::int64_t* src_rows, std::size_t n,
                                                     const T* const* coefs, const T* src,
                                                     std::size_t ld, bool accumulate) {
-    using V = typename Wide<T>::type;
+    using V = typename Wide<T, B>::type;
     constexpr int lanes = sizeof(V) / sizeof(T);
     V acc[Rows][Vectors];
     for (int r = 0; r < Rows; ++r) {
@@ -165,50 +165,50 @@ template <class T>
     }
 }
 
-template <class T, int Vectors>
+template <class T, std::size_t B, int Vectors>
 [[gnu::always_inline]] inline void shared_tile_rows_any(T* const* out, std::size_t rows, std::size_t c0,
                                                         const std::int64_t* src_rows, std::size_t n,
                                                         const T* const* coefs, const T* src,
                                                         std::size_t ld, bool accumulate) {
     switch (rows) {
-        case 4: shared_tile_full<T, 4, Vectors>(out, c0, src_rows, n, coefs, src, ld, accumulate); break;
-        case 3: shared_tile_full<T, 3, Vectors>(out, c0, src_rows, n, coefs, src, ld, accumulate); break;
-        case 2: shared_tile_full<T, 2, Vectors>(out, c0, src_rows, n, coefs, src, ld, accumulate); break;
-        default: shared_tile_full<T, 1, Vectors>(out, c0, src_rows, n, coefs, src, ld, accumulate); break;
+        case 4: shared_tile_full<T, B, 4, Vectors>(out, c0, src_rows, n, coefs, src, ld, accumulate); break;
+        case 3: shared_tile_full<T, B, 3, Vectors>(out, c0, src_rows, n, coefs, src, ld, accumulate); break;
+        case 2: shared_tile_full<T, B, 2, Vectors>(out, c0, src_rows, n, coefs, src, ld, accumulate); break;
+        default: shared_tile_full<T, B, 1, Vectors>(out, c0, src_rows, n, coefs, src, ld, accumulate); break;
     }
 }
 
 // A task of the shared case: up to 4 output rows over one column tile
 // (two vectors; at the right edge one vector, then single columns).
-template <class T>
+template <class T, std::size_t B>
 [[gnu::always_inline]] inline void shared_tile_any(T* const* out, std::size_t rows, std::size_t c0,
                                                    std::size_t len, const std::int64_t* src_rows,
                                                    std::size_t n, const T* const* coefs,
                                                    const T* src, std::size_t ld, bool accumulate) {
-    constexpr std::size_t lanes = sizeof(typename Wide<T>::type) / sizeof(T);
+    constexpr std::size_t lanes = sizeof(typename Wide<T, B>::type) / sizeof(T);
     if (len == tile_vectors * lanes) {
-        shared_tile_rows_any<T, tile_vectors>(out, rows, c0, src_rows, n, coefs, src, ld, accumulate);
+        shared_tile_rows_any<T, B, tile_vectors>(out, rows, c0, src_rows, n, coefs, src, ld, accumulate);
         return;
     }
     if (len >= lanes) {
-        shared_tile_rows_any<T, 1>(out, rows, c0, src_rows, n, coefs, src, ld, accumulate);
+        shared_tile_rows_any<T, B, 1>(out, rows, c0, src_rows, n, coefs, src, ld, accumulate);
         c0 += lanes;
         len -= lanes;
     }
     if (len > 0) shared_tile_edge(out, rows, c0, len, src_rows, n, coefs, src, ld, accumulate);
 }
 
-template <class T>
-constexpr std::size_t shared_tile_cols = tile_vectors * sizeof(typename Wide<T>::type) / sizeof(T);
+template <class T, std::size_t B>
+constexpr std::size_t shared_tile_cols = tile_vectors * B / sizeof(T);
 
 // Tasks [first, last) of the shared case, column tile outermost: consecutive
 // tasks reuse the same source segments.
-template <class T>
+template <class T, std::size_t B>
 [[gnu::always_inline]] inline void shared_tasks(const RowCombination<T>& plan, ConstMatrix<T> src,
                                                 Matrix<T> out, const std::int64_t* out_row_ids,
                                                 bool accumulate, std::size_t first, std::size_t last) {
     constexpr std::size_t R = shared_tile_rows;
-    constexpr std::size_t C = shared_tile_cols<T>;
+    constexpr std::size_t C = shared_tile_cols<T, B>;
     const std::size_t cols = src.cols;
     const std::size_t n = plan.row_begin[1] - plan.row_begin[0];
     const std::size_t row_tiles = (plan.out_rows + R - 1) / R;
@@ -223,13 +223,13 @@ template <class T>
             out_ptrs[r] = out.row(row);
             coef_ptrs[r] = plan.coefs + plan.row_begin[r0 + r];
         }
-        shared_tile_any(out_ptrs, rows, c0, std::min(C, cols - c0), plan.src_rows, n, coef_ptrs,
+        shared_tile_any<T, B>(out_ptrs, rows, c0, std::min(C, cols - c0), plan.src_rows, n, coef_ptrs,
                         src.data, cols, accumulate);
     }
 }
 
 // Tasks [first, last) of the general case: (output row, column block) pairs.
-template <class T>
+template <class T, std::size_t B>
 [[gnu::always_inline]] inline void row_tasks(const RowCombination<T>& plan, ConstMatrix<T> src,
                                              Matrix<T> out, const std::int64_t* out_row_ids,
                                              bool accumulate, std::size_t first, std::size_t last) {
@@ -241,38 +241,45 @@ template <class T>
         const std::size_t len = std::min(column_block, cols - c0);
         const std::size_t out_row = out_row_ids ? static_cast<std::size_t>(out_row_ids[r]) : r;
         const std::size_t e0 = plan.row_begin[r];
-        combine_block(out.row(out_row) + c0, len, plan.src_rows + e0, plan.coefs + e0,
+        combine_block<T, B>(out.row(out_row) + c0, len, plan.src_rows + e0, plan.coefs + e0,
                       plan.row_begin[r + 1] - e0, src.data + c0, cols, accumulate);
     }
 }
 
-// The per-ISA clones take a range of tasks, not one: at batch 10 a task is a
+// The per-ISA builds take a range of tasks, not one: at batch 10 a task is a
 // few hundred multiply-adds, and a call through the dispatcher per task cost
 // as much as the arithmetic.
-#define MEPROP_TASK_CLONES(name, T)                                                              \
-    MEPROP_CLONES void name##_##T(const RowCombination<T>& plan, ConstMatrix<T> src,             \
-                                  Matrix<T> out, const std::int64_t* ids, bool accumulate,       \
-                                  std::size_t first, std::size_t last) {                         \
-        name<T>(plan, src, out, ids, accumulate, first, last);                                   \
+#define MEPROP_TASK_BUILDS(name, T)                                                              \
+    MEPROP_AVX512_TARGET void name##_wide_##T(const RowCombination<T>& plan, ConstMatrix<T> src, \
+                                              Matrix<T> out, const std::int64_t* ids,            \
+                                              bool accumulate, std::size_t first,                \
+                                              std::size_t last) {                                \
+        name<T, 64>(plan, src, out, ids, accumulate, first, last);                               \
+    }                                                                                            \
+    MEPROP_CLONES void name##_narrow_##T(const RowCombination<T>& plan, ConstMatrix<T> src,      \
+                                         Matrix<T> out, const std::int64_t* ids, bool accumulate, \
+                                         std::size_t first, std::size_t last) {                  \
+        name<T, 32>(plan, src, out, ids, accumulate, first, last);                               \
     }
-MEPROP_TASK_CLONES(shared_tasks, float)
-MEPROP_TASK_CLONES(shared_tasks, double)
-MEPROP_TASK_CLONES(row_tasks, float)
-MEPROP_TASK_CLONES(row_tasks, double)
-#undef MEPROP_TASK_CLONES
+MEPROP_TASK_BUILDS(shared_tasks, float)
+MEPROP_TASK_BUILDS(shared_tasks, double)
+MEPROP_TASK_BUILDS(row_tasks, float)
+MEPROP_TASK_BUILDS(row_tasks, double)
+#undef MEPROP_TASK_BUILDS
 
-void run_tasks(bool shared, const RowCombination<float>& plan, ConstMatrix<float> src,
-               Matrix<float> out, const std::int64_t* ids, bool acc, std::size_t first,
-               std::size_t last) {
-    if (shared) shared_tasks_float(plan, src, out, ids, acc, first, last);
-    else row_tasks_float(plan, src, out, ids, acc, first, last);
-}
-void run_tasks(bool shared, const RowCombination<double>& plan, ConstMatrix<double> src,
-               Matrix<double> out, const std::int64_t* ids, bool acc, std::size_t first,
-               std::size_t last) {
-    if (shared) shared_tasks_double(plan, src, out, ids, acc, first, last);
-    else row_tasks_double(plan, src, out, ids, acc, first, last);
-}
+#define MEPROP_RUN_TASKS(T)                                                                      \
+    void run_tasks(bool shared, const RowCombination<T>& plan, ConstMatrix<T> src,               \
+                   Matrix<T> out, const std::int64_t* ids, bool acc, std::size_t first,          \
+                   std::size_t last) {                                                           \
+        const bool wide = avx512_runs();                                                         \
+        if (shared && wide) shared_tasks_wide_##T(plan, src, out, ids, acc, first, last);        \
+        else if (shared) shared_tasks_narrow_##T(plan, src, out, ids, acc, first, last);         \
+        else if (wide) row_tasks_wide_##T(plan, src, out, ids, acc, first, last);                \
+        else row_tasks_narrow_##T(plan, src, out, ids, acc, first, last);                        \
+    }
+MEPROP_RUN_TASKS(float)
+MEPROP_RUN_TASKS(double)
+#undef MEPROP_RUN_TASKS
 
 }  // namespace
 
@@ -284,7 +291,8 @@ void combine_rows(const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> o
     const std::size_t cols = src.cols;
     std::size_t tasks, work;
     if (shared) {
-        const std::size_t R = shared_tile_rows, C = shared_tile_cols<T>;
+        const std::size_t R = shared_tile_rows;
+        const std::size_t C = avx512_runs() ? shared_tile_cols<T, 64> : shared_tile_cols<T, 32>;
         tasks = (plan.out_rows + R - 1) / R * ((cols + C - 1) / C);
         work = plan.out_rows * (plan.row_begin[1] - plan.row_begin[0]) * cols;
     } else {

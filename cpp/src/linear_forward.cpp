@@ -124,25 +124,9 @@ template <class T, class Tile>
 }
 
 // The wide tile is compiled for AVX-512 alone and taken when the processor
-// has it; the narrow one gets the usual per-ISA clones. A native build
-// (MEPROP_NATIVE_ARCH) compiles the one that fits the build machine.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MEPROP_NATIVE_ARCH)
-#define MEPROP_WIDE_TILE_TARGET __attribute__((target("arch=x86-64-v4")))
-bool wide_tile_runs() {
-    static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
-    return avx512;
-}
-#elif defined(__AVX512F__)
-#define MEPROP_WIDE_TILE_TARGET
-constexpr bool wide_tile_runs() { return true; }
-#else
-#define MEPROP_WIDE_TILE_TARGET
-constexpr bool wide_tile_runs() { return false; }
-#endif
-
+// has it; the narrow one gets the usual per-ISA clones (multiversion.hpp).
 #define MEPROP_FORWARD_BLOCKS(T, suffix)                                                          \
-    MEPROP_WIDE_TILE_TARGET void forward_block_wide_##suffix(                                     \
+    MEPROP_AVX512_TARGET void forward_block_wide_##suffix(                                     \
         ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T> y, std::size_t b0,           \
         std::size_t b1, std::size_t w0, std::size_t w1) {                                         \
         forward_block<T, WideTile>(x, W, bias, y, b0, b1, w0, w1);                                \
@@ -156,7 +140,7 @@ constexpr bool wide_tile_runs() { return false; }
     inline void forward_block_any(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T> y, \
                                   std::size_t b0, std::size_t b1, std::size_t w0,                 \
                                   std::size_t w1) {                                               \
-        if (wide_tile_runs()) forward_block_wide_##suffix(x, W, bias, y, b0, b1, w0, w1);         \
+        if (detail::avx512_runs()) forward_block_wide_##suffix(x, W, bias, y, b0, b1, w0, w1);         \
         else forward_block_narrow_##suffix(x, W, bias, y, b0, b1, w0, w1);                        \
     }
 MEPROP_FORWARD_BLOCKS(float, f32)
@@ -192,7 +176,7 @@ void linear_forward(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T>
     }
 }
 
-bool linear_forward_uses_avx512() { return wide_tile_runs(); }
+bool linear_forward_uses_avx512() { return detail::avx512_runs(); }
 
 template void linear_forward<float>(ConstMatrix<float>, ConstMatrix<float>, const float*,
                                     Matrix<float>);

@@ -11,3 +11,29 @@
 #else
 #define MEPROP_CLONES
 #endif
+
+// Kernels whose register tiles are sized for AVX-512's 32 vector registers
+// come in two builds: one compiled for AVX-512 alone (MEPROP_AVX512_TARGET)
+// and taken when avx512_runs(), and one with 32-byte vectors under the usual
+// clones. A 64-byte generic vector compiled for AVX2 is split into register
+// pairs and its tiles spill: the row-combination kernel ran 20x slower so.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MEPROP_NATIVE_ARCH)
+#define MEPROP_AVX512_TARGET __attribute__((target("arch=x86-64-v4")))
+namespace meprop::detail {
+inline bool avx512_runs() {
+    static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+    return avx512;
+}
+}  // namespace meprop::detail
+#elif defined(__AVX512F__)
+#define MEPROP_AVX512_TARGET
+namespace meprop::detail {
+constexpr bool avx512_runs() { return true; }
+}  // namespace meprop::detail
+#else
+#define MEPROP_AVX512_TARGET
+namespace meprop::detail {
+constexpr bool avx512_runs() { return false; }
+}  // namespace meprop::detail
+#endif
