@@ -38,10 +38,10 @@ N_FEATURES, N_CLASSES = 20, 3
 STEPS_PER_EPOCH = 20  # 200 examples, batch 10
 RUN_INFO = {"task": "toy", "sizes": [N_FEATURES, 16, N_CLASSES], "k": 4}
 TIME_KEYS = {"forward", "backprop", "overall_backprop", "optimizer", "total"}
-RECORD_KEYS = {"epoch", "step", "train_loss", "train_accuracy", "dev", "test", "time", "eval_seconds"}
+RECORD_KEYS = {"epoch", "step", "train_loss", "train_accuracy", "dev", "test", "time", "eval_seconds", "kept_fraction"}
 SUMMARY_KEYS = {
     "run", "epochs", "metric", "best_dev", "best_epoch", "best_step", "test_at_best_dev", "best_dev_metrics",
-    "test_metrics_at_best_dev", "time", "history", "interim_evaluations", "peak_rss_mb",
+    "test_metrics_at_best_dev", "time", "history", "interim_evaluations", "peak_rss_mb", "kept_fraction",
 }
 
 

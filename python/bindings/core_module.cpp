@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <cstdint>
 #include <optional>
@@ -157,11 +158,93 @@ struct BackwardArgs {
     meprop::BiasGradient bias;
     meprop::SelectMethod method;
     std::size_t k;  // unused in dense mode
+    std::optional<py::array> memory;   // error feedback: one entry per output unit
+    double memory_decay = 1.0;
+    std::optional<py::array> indices;  // given index sets instead of a selection (a private copy)
 };
+
+// memory= and indices= of the backward entry points, checked against the
+// other arguments: the memory is written in place, so it is an output buffer.
+void parse_selection_args(BackwardArgs& a, std::optional<py::array> memory, double memory_decay,
+                          py::handle indices) {
+    const auto B = a.dy.shape(0), n_out = a.dy.shape(1);
+    if (memory) {
+        check_output(*memory, "memory", a.precision, {n_out});
+        for (const py::array* in : {&a.dy, &a.x, &a.W}) {
+            if (overlaps(*memory, *in)) throw py::value_error("memory must not overlap dy, x or W");
+        }
+        if (!(memory_decay >= 0.0 && memory_decay <= 1.0)) {
+            throw py::value_error("memory_decay must be in [0, 1], got " + std::to_string(memory_decay));
+        }
+        a.memory = std::move(memory);
+        a.memory_decay = memory_decay;
+    }
+    if (indices.is_none()) return;
+    if (a.mode == meprop::BackwardMode::dense) {
+        throw py::value_error("indices= selects entries of dy; mode 'dense' keeps them all");
+    }
+    py::array given = py::array::ensure(indices, py::array::c_style);
+    if (!given || !given.dtype().equal(py::dtype::of<std::int64_t>())) {
+        PyErr_Clear();
+        throw py::type_error("indices must be an int64 array of column ids of dy");
+    }
+    const bool per_example = a.mode == meprop::BackwardMode::per_example;
+    if (per_example ? given.ndim() != 2 || given.shape(0) != B : given.ndim() != 1) {
+        throw py::value_error(per_example ? "indices must have shape (B, k) for mode 'per_example'"
+                                          : "indices must have shape (k,) for mode 'unified'");
+    }
+    const auto k = given.shape(given.ndim() - 1);
+    a.k = checked_k(k, static_cast<std::size_t>(n_out), "the number of columns of dy");
+    // A private copy: the kernels read the ids while the GIL is released.
+    py::array_t<std::int64_t> own(given.request().shape);
+    std::memcpy(own.mutable_data(), given.data(), static_cast<std::size_t>(given.nbytes()));
+    meprop::validate_index_sets({own.data(), per_example ? static_cast<std::size_t>(B) : 1, a.k},
+                                static_cast<std::size_t>(B), static_cast<std::size_t>(n_out));
+    a.indices = std::move(own);
+}
+
+// The entries of dy that the backward keeps, and the gradient it propagates:
+// dy itself, or dy plus the error memory (then the memory is updated).
+template <class T>
+struct Selection {
+    std::vector<std::int64_t> ids;  // what `sets` points into
+    meprop::IndexSets sets;
+    std::vector<T> corrected;       // B x n_out when error feedback is on
+    meprop::ConstMatrix<T> grad;    // the gradient the kernels propagate
+};
+
+// Runs with the GIL released.
+template <class T>
+void select_entries(const BackwardArgs& a, Selection<T>& s) {
+    const auto dy = view<T>(a.dy);
+    s.grad = dy;
+    std::optional<meprop::ErrorMemory<T>> memory;
+    if (a.memory) {
+        memory.emplace(meprop::ErrorMemory<T>{static_cast<T*>(const_cast<void*>(a.memory->data())), dy.cols,
+                                              static_cast<T>(a.memory_decay)});
+        s.corrected.resize(dy.rows * dy.cols);
+        const meprop::Matrix<T> u{s.corrected.data(), dy.rows, dy.cols};
+        s.grad = u;
+        if (!a.indices) {
+            s.ids = meprop::select_with_error_memory(dy, a.mode, a.k, *memory, u, s.sets, a.method);
+            return;
+        }
+        meprop::add_error_memory(dy, *memory, u);
+    }
+    if (a.indices) {
+        const auto* ids = static_cast<const std::int64_t*>(a.indices->data());
+        s.ids.assign(ids, ids + a.indices->size());
+        s.sets = {s.ids.data(), a.mode == meprop::BackwardMode::per_example ? dy.rows : 1, a.k};
+        if (memory) meprop::update_error_memory(s.grad, s.sets, *memory);
+        return;
+    }
+    s.ids = meprop::select_index_sets(dy, a.mode, a.k, s.sets, a.method);
+}
 
 BackwardArgs parse_backward_args(py::handle dy_obj, py::handle x_obj, py::handle W_obj,
                                  std::optional<std::int64_t> k, const std::string& mode,
-                                 const std::string& bias, const std::string& method) {
+                                 const std::string& bias, const std::string& method,
+                                 bool indices_given = false) {
     BackwardArgs a;
     a.mode = meprop::parse_backward_mode(mode);
     a.bias = meprop::parse_bias_gradient(bias);
@@ -187,6 +270,8 @@ BackwardArgs parse_backward_args(py::handle dy_obj, py::handle x_obj, py::handle
     if (B == 0) throw py::value_error("dy has no rows (empty batch)");
     if (a.mode == meprop::BackwardMode::dense) {
         a.k = static_cast<std::size_t>(n_out);
+    } else if (indices_given) {
+        if (k) throw py::value_error("give k or indices, not both (indices fix k)");
     } else {
         if (!k) throw py::value_error("k is required for mode '" + mode + "'");
         a.k = checked_k(*k, static_cast<std::size_t>(n_out), "the number of columns of dy");
@@ -239,15 +324,16 @@ py::tuple backward_compact(BackwardArgs& a, bool input_grad) {
     py::array_t<T> db(n_out);
     auto dxv = mutable_view<T>(dx);
     T* dbp = db.mutable_data();
-    std::vector<std::int64_t> ids;
-    meprop::IndexSets sets;
+    Selection<T> sel;
     std::optional<meprop::WeightGradPlan<T>> plan;
     {
         py::gil_scoped_release unlocked;
-        ids = meprop::select_index_sets(view<T>(a.dy), a.mode, a.k, sets, a.method);
-        if (input_grad) meprop::sparse_input_grad(view<T>(a.dy), view<T>(a.W), sets, dxv);
-        plan.emplace(view<T>(a.dy), sets);
-        meprop::bias_grad(view<T>(a.dy), &sets, a.bias, dbp, false);
+        select_entries(a, sel);
+        if (input_grad) meprop::sparse_input_grad(sel.grad, view<T>(a.W), sel.sets, dxv);
+        plan.emplace(sel.grad, sel.sets);
+        // The dense bias gradient is the true one, memory or not.
+        meprop::bias_grad(a.bias == meprop::BiasGradient::dense ? view<T>(a.dy) : sel.grad, &sel.sets,
+                          a.bias, dbp, false);
     }
     // The number of touched rows is known only now; numpy owns the buffer.
     const auto m = static_cast<py::ssize_t>(plan->rows().size());
@@ -457,19 +543,19 @@ void backward_into(BackwardArgs& a, std::optional<py::array>& dx, std::optional<
             }
         }
     }
-    if (outs.empty()) return;
+    if (outs.empty() && !a.memory) return;
     py::gil_scoped_release unlocked;
-    meprop::IndexSets sets;
-    // `sets` points into `ids`, which must outlive the kernels below.
-    const auto ids = meprop::select_index_sets(view<T>(a.dy), a.mode, a.k, sets, a.method);
-    if (dx) meprop::sparse_input_grad(view<T>(a.dy), view<T>(a.W), sets, mutable_view<T>(*dx));
+    Selection<T> sel;
+    select_entries(a, sel);
+    if (dx) meprop::sparse_input_grad(sel.grad, view<T>(a.W), sel.sets, mutable_view<T>(*dx));
     if (dW) {
         auto dWv = mutable_view<T>(*dW);
         std::fill(dWv.data, dWv.data + dWv.rows * dWv.cols, T(0));
-        meprop::sparse_weight_grad_accumulate(view<T>(a.dy), view<T>(a.x), sets, dWv);
+        meprop::sparse_weight_grad_accumulate(sel.grad, view<T>(a.x), sel.sets, dWv);
     }
     if (db) {
-        meprop::bias_grad(view<T>(a.dy), &sets, a.bias, static_cast<T*>(db->mutable_data()), false);
+        meprop::bias_grad(a.bias == meprop::BiasGradient::dense ? view<T>(a.dy) : sel.grad, &sel.sets,
+                          a.bias, static_cast<T*>(db->mutable_data()), false);
     }
 }
 
@@ -692,8 +778,10 @@ PYBIND11_MODULE(_core, m) {
         "linear_backward_compact",
         [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k,
            const std::string& mode, bool input_grad, const std::string& bias_grad,
-           const std::string& method) {
-            auto a = parse_backward_args(dy, x, W, k, mode, bias_grad, method);
+           const std::string& method, std::optional<py::array> memory, double memory_decay,
+           py::handle indices) {
+            auto a = parse_backward_args(dy, x, W, k, mode, bias_grad, method, !indices.is_none());
+            parse_selection_args(a, std::move(memory), memory_decay, indices);
             return a.precision == Precision::f32 ? backward_compact<float>(a, input_grad)
                                                  : backward_compact<double>(a, input_grad);
         },
@@ -701,11 +789,14 @@ PYBIND11_MODULE(_core, m) {
         // microsecond a call, a tenth of a meProp layer's backward at batch 10.
         py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(),
         py::arg("mode") = "per_example", py::arg("input_grad") = true, py::kw_only(),
-        py::arg("bias_grad") = "dense", py::arg("method") = "auto",
+        py::arg("bias_grad") = "dense", py::arg("method") = "auto", py::arg("memory") = py::none(),
+        py::arg("memory_decay") = 1.0, py::arg("indices") = py::none(),
         "meProp backward returning only the touched rows of dW: (dx, rows, dW_rows, db).\n\n"
         "dy (B, n_out), x (B, n_in), W (n_out, n_in): all float32 or all float64.\n"
         "Returns dx (B, n_in) or None (input_grad=False), rows (m,) int64 ascending,\n"
-        "dW_rows (m, n_in) with dW[rows] = dW_rows, and db (n_out,).");
+        "dW_rows (m, n_in) with dW[rows] = dW_rows, and db (n_out,).\n"
+        "memory (n_out,): error feedback, updated in place (memory_decay in [0, 1]);\n"
+        "indices: the kept entries, (B, k) per example or (k,) unified, instead of top-k.");
     m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("W"), py::arg("b") = py::none(),
           py::kw_only(), py::arg("out") = py::none(),
           "y = x W^T + b for x (B, n_in), W (n_out, n_in), b (n_out,) or None: (B, n_out), "
@@ -739,15 +830,23 @@ PYBIND11_MODULE(_core, m) {
         [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k,
            const std::string& mode, const std::string& bias_grad, const std::string& method,
            std::optional<py::array> dx_out, std::optional<py::array> dW_out,
-           std::optional<py::array> db_out) {
-            auto a = parse_backward_args(dy, x, W, k, mode, bias_grad, method);
+           std::optional<py::array> db_out, std::optional<py::array> memory, double memory_decay,
+           py::handle indices) {
+            auto a = parse_backward_args(dy, x, W, k, mode, bias_grad, method, !indices.is_none());
+            parse_selection_args(a, std::move(memory), memory_decay, indices);
+            for (const auto* out : {&dx_out, &dW_out, &db_out}) {
+                if (*out && a.memory && overlaps(**out, *a.memory)) {
+                    throw py::value_error("output buffers must not overlap memory");
+                }
+            }
             if (a.precision == Precision::f32) backward_into<float>(a, dx_out, dW_out, db_out);
             else backward_into<double>(a, dx_out, dW_out, db_out);
         },
         py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(),
         py::arg("mode") = "per_example", py::kw_only(), py::arg("bias_grad") = "dense",
         py::arg("method") = "auto", py::arg("dx_out") = py::none(), py::arg("dW_out") = py::none(),
-        py::arg("db_out") = py::none(),
+        py::arg("db_out") = py::none(), py::arg("memory") = py::none(), py::arg("memory_decay") = 1.0,
+        py::arg("indices") = py::none(),
         "meProp backward written into the given buffers (each optional: a missing one is "
         "skipped); dW_out gets zeros in untouched rows.");
 }

@@ -1,6 +1,7 @@
 // The whole public C++ API of meprop-native.
 #pragma once
 
+#include "meprop/error_feedback.hpp"
 #include "meprop/linear_backward.hpp"
 #include "meprop/linear_forward.hpp"
 #include "meprop/lstm.hpp"

@@ -8,6 +8,7 @@ from .loss import softmax_cross_entropy
 from .lstm import LSTM, BiLSTM, offsets_from_lengths
 from .module import Module
 from .parameter import Parameter
+from .selection import Selection
 from .sequential import Sequential, mlp
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "Module",
     "Parameter",
     "ReLU",
+    "Selection",
     "Sequential",
     "Sigmoid",
     "Tanh",

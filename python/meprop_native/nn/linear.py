@@ -10,6 +10,7 @@ from .. import _core
 from .init import check_init, init_bias, init_weight
 from .module import Module
 from .parameter import Parameter
+from .selection import Selection
 
 MODES = ("per_example", "unified")
 
@@ -46,6 +47,9 @@ class Linear(Module):
             [-1/sqrt(in_features), 1/sqrt(in_features)], as torch.nn.Linear)
             or ``"paper"`` (W normal with sd sqrt(6 / (in + out)), b zero, as
             the meProp authors' code); see ``meprop_native.nn.init``.
+        selection: options of :class:`meprop_native.nn.Selection` beyond k and
+            the mode (error feedback, adaptive k, warm-up, random selection),
+            as a dict; the layer builds its own Selection from them.
 
     ``backward_seconds`` accumulates the wall time of the backward kernel: the
     paper's "backprop time" of the linear transformations.
@@ -61,18 +65,20 @@ class Linear(Module):
         rng: np.random.Generator | None = None,
         dtype: type = np.float32,
         init: str = "pytorch",
+        selection: dict | None = None,
     ) -> None:
         if in_features < 1 or out_features < 1:
             raise ValueError(f"layer sizes must be >= 1, got {in_features} x {out_features}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if k is not None and k < 1:
-            raise ValueError(f"k must be >= 1 or None (dense), got {k}")
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
+        # Checks k and every selection option, naming the bad one.
+        self.selection = Selection(out_features, k, unified=mode == "unified", **(selection or {}))
         check_init(init)
         rng = rng if rng is not None else np.random.default_rng(0)
         self.in_features = in_features
         self.out_features = out_features
-        self.k = k
         self.mode = mode
         shape = (out_features, in_features)
         self.weight = Parameter("weight", init_weight(rng, shape, in_features, out_features, init, dtype))
@@ -84,17 +90,14 @@ class Linear(Module):
         self._all_rows = np.arange(1, dtype=np.int64)
 
     @property
-    def _backward_k(self) -> int | None:
-        return None if self.dense else self.k
-
-    @property
-    def _backward_mode(self) -> str:
-        return "dense" if self.dense else self.mode
+    def k(self) -> int | None:
+        """Entries of dy kept per example (per batch in unified mode); None: dense."""
+        return self.selection.k
 
     @property
     def dense(self) -> bool:
-        """True when the backward keeps every entry of dy (k is None or >= out_features)."""
-        return self.k is None or self.k >= self.out_features
+        """True when the backward keeps every entry of dy at every step."""
+        return self.selection.dense
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """y = x W^T + b: x (B, in_features) -> y (B, out_features), in the layer's dtype.
@@ -122,12 +125,24 @@ class Linear(Module):
         if self._x is None:
             raise RuntimeError("Linear.backward called before forward")
         start = time.perf_counter()
+        sel = self.selection
+        k = sel.step_k(dy)
+        mode = "dense" if k >= self.out_features else self.mode
+        memory = sel.memory_for(self.weight.value.dtype)
         # The compiled call itself (what linear_backward_compact wraps): at the
         # paper's batch of 10 a meProp backward takes tens of microseconds, and
         # a Python-level wrapper would be a measurable share of it.
-        dx, rows, dW_rows, db = _core.linear_backward_compact(
-            dy, self._x, self.weight.value, self._backward_k, self._backward_mode, input_grad
-        )
+        if memory is None and (sel.select == "topk" or mode == "dense"):
+            dx, rows, dW_rows, db = _core.linear_backward_compact(
+                dy, self._x, self.weight.value, None if mode == "dense" else k, mode, input_grad
+            )
+        else:
+            indices = sel.random_indices(len(dy), k) if sel.select == "random" and mode != "dense" else None
+            dx, rows, dW_rows, db = _core.linear_backward_compact(
+                dy, self._x, self.weight.value, None if mode == "dense" or indices is not None else k, mode,
+                input_grad, memory=memory, memory_decay=sel.memory_decay, indices=indices,
+            )
+        sel.count(len(dy), k)
         self.backward_seconds += time.perf_counter() - start
         self.weight.set_grad(rows, dW_rows)
         if self.bias is not None:
@@ -138,6 +153,16 @@ class Linear(Module):
         """[weight] or [weight, bias]."""
         return [self.weight] + ([self.bias] if self.bias is not None else [])
 
+    def selections(self) -> list[Selection]:
+        """[the layer's Selection]: its state goes into checkpoints."""
+        return [self.selection]
+
+    def random_generators(self) -> list[np.random.Generator]:
+        """Random selection's generator, when it draws."""
+        return [self.selection.rng] if self.selection.select == "random" else []
+
     def __repr__(self) -> str:
         k = "dense" if self.dense else f"k={self.k}, {self.mode}"
+        if self.selection.memory_decay:
+            k += f", memory_decay={self.selection.memory_decay}"
         return f"Linear({self.in_features}, {self.out_features}, {k})"

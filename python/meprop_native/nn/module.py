@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .parameter import Parameter
+from .selection import Selection
 
 
 class Module:
@@ -27,6 +28,10 @@ class Module:
 
     def parameters(self) -> list[Parameter]:
         """The layer's trainable parameters (none by default)."""
+        return []
+
+    def selections(self) -> list[Selection]:
+        """The meProp selections of the layer and its sublayers, in a fixed order (none by default)."""
         return []
 
     def random_generators(self) -> list[np.random.Generator]:

@@ -11,6 +11,7 @@ from .dropout import Dropout
 from .linear import Linear
 from .module import Module
 from .parameter import Parameter
+from .selection import Selection
 from .state import NamedState
 
 
@@ -49,6 +50,10 @@ class Sequential(NamedState, Module):
 
     def random_generators(self) -> list[np.random.Generator]:
         return [rng for layer in self.layers for rng in layer.random_generators()]
+
+    def selections(self) -> list[Selection]:
+        """Every layer's selections, in layer order."""
+        return [s for layer in self.layers for s in layer.selections()]
 
     def linear_layers(self) -> list[Linear]:
         """The Linear layers, in order."""
@@ -90,6 +95,7 @@ def mlp(
     seed: int = 0,
     dtype: type = np.float32,
     init: str = "pytorch",
+    selection: dict | None = None,
 ) -> Sequential:
     """An MLP ``sizes[0] -> ... -> sizes[-1]`` with meProp on every linear layer.
 
@@ -97,7 +103,10 @@ def mlp(
     dense, e.g. 10 classes). Activation (and dropout, if p > 0) after every
     hidden layer. Weights drawn from ``numpy.random.default_rng(seed)`` by the
     ``init`` scheme (``"pytorch"`` or ``"paper"``, see ``meprop_native.nn.init``);
-    dropout masks from a generator seeded with ``seed + 1``.
+    dropout masks from a generator seeded with ``seed + 1``. ``selection``
+    holds the options of :class:`meprop_native.nn.Selection` for every meProp
+    layer (error feedback, adaptive k, warm-up, random selection); each layer
+    gets its depth (distance from the output) and its own random stream.
     """
     if len(sizes) < 2:
         raise ValueError(f"an MLP needs at least an input and an output size, got {sizes}")
@@ -110,7 +119,9 @@ def mlp(
     layers: list[Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         last = i == len(sizes) - 2
-        layers.append(Linear(n_in, n_out, k_out if last else k, mode, rng=init_rng, dtype=dtype, init=init))
+        options = dict(selection or {}, depth=len(sizes) - 2 - i, seed=seed * 1000 + i)
+        layers.append(Linear(n_in, n_out, k_out if last else k, mode, rng=init_rng, dtype=dtype, init=init,
+                             selection=options))
         if not last:
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:

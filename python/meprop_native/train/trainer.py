@@ -28,7 +28,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .dataset import Dataset, Evaluator, Splits, accuracy_evaluator
 from .timing import TimeBreakdown
 
-CHECKPOINT_FORMAT = 3  # 3: Adam's deferred-decay factors, the runs' init
+CHECKPOINT_FORMAT = 4  # 3: Adam's deferred-decay factors, the runs' init; 4: selection state
 
 
 class TrainingDiverged(RuntimeError):
@@ -254,6 +254,7 @@ class Trainer:
             "test": test,
             "time": self.pos.times.as_dict(),
             "eval_seconds": eval_seconds,
+            "kept_fraction": self._kept_fraction(),
         }
         self.history.append(record)
         self.pos = _Position(epoch=epoch, global_step=self.pos.global_step)
@@ -276,6 +277,8 @@ class Trainer:
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
         arrays.update({f"best/{k}": v for k, v in self.best_state.items()})
         arrays.update({f"optimizer/{k}": v for k, v in self.optimizer.state_dict().items()})
+        for i, selection in enumerate(self._selections()):
+            arrays.update({f"selection/{i}/{k}": v for k, v in selection.state_dict().items()})
         pos = asdict(self.pos)
         meta = {
             "format": CHECKPOINT_FORMAT,
@@ -314,6 +317,11 @@ class Trainer:
             self.optimizer.load_state_dict(section("optimizer/"))
         except ValueError as error:
             raise CheckpointError(f"{self.checkpoint_path}: {error.args[0] if error.args else error}") from error
+        for i, selection in enumerate(self._selections()):
+            try:
+                selection.load_state_dict(section(f"selection/{i}/"))
+            except ValueError as error:
+                raise CheckpointError(f"{self.checkpoint_path}: layer {i}: {error}") from error
         generators = self.model.random_generators()
         if len(generators) != len(meta["rng"]):
             raise CheckpointError(f"{self.checkpoint_path} holds {len(meta['rng'])} random generators, "
@@ -334,6 +342,18 @@ class Trainer:
             for record in self.history:
                 handle.write(json.dumps(record, sort_keys=True) + "\n")
 
+    def _kept_fraction(self) -> dict[str, Any]:
+        """The fraction of dy entries kept since the run began: per meProp layer
+        (in the model's order) and over all of them (entries kept / entries seen)."""
+        selections = self._selections()
+        kept = sum(s.kept for s in selections)
+        seen = sum(s.seen for s in selections)
+        return {"layers": [s.kept_fraction for s in selections], "all": kept / seen if seen else None}
+
+    def _selections(self) -> list[Any]:
+        # A model without meProp layers (or an older custom one) has none.
+        return self.model.selections() if hasattr(self.model, "selections") else []
+
     def _summary(self) -> dict[str, Any]:
         total = TimeBreakdown()
         for record in self.history:
@@ -349,6 +369,7 @@ class Trainer:
             "best_dev_metrics": self.best["dev_metrics"],
             "test_metrics_at_best_dev": self.best["test_metrics"],
             "time": total.as_dict(),
+            "kept_fraction": self.history[-1]["kept_fraction"] if self.history else self._kept_fraction(),
             "history": self.history,
             "interim_evaluations": self.interim,
             "peak_rss_mb": _peak_rss_mb(),
@@ -377,7 +398,8 @@ class Trainer:
         print(
             f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  dev {metric} {record['dev'][metric]:.4f}  "
             f"test {record['test'][metric]:.4f}  | fwd {t['forward']:.2f}s  backprop {t['backprop']:.2f}s  "
-            f"overall bp {t['overall_backprop']:.2f}s  opt {t['optimizer']:.2f}s  total {t['total']:.2f}s",
+            f"overall bp {t['overall_backprop']:.2f}s  opt {t['optimizer']:.2f}s  total {t['total']:.2f}s"
+            + (f"  kept {record['kept_fraction']['all']:.4f}" if record["kept_fraction"]["all"] is not None else ""),
             flush=True,
         )
 

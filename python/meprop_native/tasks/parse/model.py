@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...nn import Embedding, Linear, Module, Parameter, ReLU, Sequential, Tanh
+from ...nn.selection import Selection
 from ...nn.state import NamedState
 from .features import NUM_FEATURES
 
@@ -62,12 +63,14 @@ class ParserModel(NamedState):
         seed: seeds the embedding table and the linear layers.
         init: the linear layers' initialisation, "pytorch" or "paper"
             (meprop_native.nn.init).
+        selection: options of meprop_native.nn.Selection for the meProp
+            layers (error feedback, adaptive k, warm-up, random selection).
     """
 
     def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 50, hidden: int = 500,
                  layers: int = 2, k: int | None = 20, k_out: int | None = 20, mode: str = "per_example",
                  activation: str = "relu", seed: int = 0, dtype: type = np.float32,
-                 init: str = "pytorch") -> None:
+                 init: str = "pytorch", selection: dict | None = None) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if layers < 1 or hidden < 1:
@@ -78,7 +81,9 @@ class ParserModel(NamedState):
         modules: list[Module] = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             last = i == len(sizes) - 2
-            modules.append(Linear(n_in, n_out, k_out if last else k, mode, rng=rng, dtype=dtype, init=init))
+            options = dict(selection or {}, depth=len(sizes) - 2 - i, seed=seed * 1000 + i)
+            modules.append(Linear(n_in, n_out, k_out if last else k, mode, rng=rng, dtype=dtype, init=init,
+                                  selection=options))
             if not last:
                 modules.append(ACTIVATIONS[activation]())
         self.mlp = Sequential(modules)
@@ -120,7 +125,10 @@ class ParserModel(NamedState):
         return self.mlp.backward_seconds()
 
     def random_generators(self) -> list[np.random.Generator]:
-        return []  # no dropout: nothing random after initialisation
+        return self.mlp.random_generators()  # no dropout; random selection's, if any
+
+    def selections(self) -> list[Selection]:
+        return self.mlp.selections()
 
     def linear_layers(self) -> list[Linear]:
         return self.mlp.linear_layers()
