@@ -50,7 +50,7 @@ BAR_POINTS = 0.2
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "torch_mnist.json")
 
 
-def build_model(k: int | None, mode: str | None, hidden: int, seed: int) -> Any:
+def build_model(k: int | None, mode: str | None, hidden: int, seed: int, memory_decay: float = 0.0) -> Any:
     """784-hidden-hidden-10 MLP; hidden layers meProp when k is given, else torch.nn.Linear."""
     import meprop_native.torch as mt
 
@@ -59,7 +59,7 @@ def build_model(k: int | None, mode: str | None, hidden: int, seed: int) -> Any:
     def hidden_layer(n_in: int) -> Any:
         if k is None:
             return torch.nn.Linear(n_in, hidden)
-        return mt.Linear(n_in, hidden, k=k, mode=mode)
+        return mt.Linear(n_in, hidden, k=k, mode=mode, memory_decay=memory_decay)
 
     return torch.nn.Sequential(
         hidden_layer(784), torch.nn.ReLU(), hidden_layer(hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10)
@@ -79,7 +79,7 @@ def train(
     k: int | None, mode: str | None, data: dict[str, Any], args: argparse.Namespace, seed: int, label: str
 ) -> dict[str, Any]:
     """One run: epochs of Adam over shuffled mini-batches; test accuracy at the best dev epoch."""
-    model = build_model(k, mode, args.hidden, seed)
+    model = build_model(k, mode, args.hidden, seed, args.memory_decay)
     if args.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     else:  # the paper's AdaGrad epsilon
@@ -131,6 +131,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--optimizer", choices=("adam", "adagrad"), default="adam",
                    help="torch.optim.Adam (default) or torch.optim.Adagrad (eps 1e-6, the paper's)")
     p.add_argument("--lr", type=float, default=None, help="default: Adam 0.001, AdaGrad 0.1 (the paper's)")
+    p.add_argument("--memory-decay", type=float, default=0.8,
+                   help="error feedback of the meProp layers (meprop_native.torch.Linear(memory_decay=...)); "
+                        "default 0.8, the setting docs/torch.md recommends; 0: the paper's plain meProp")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=None, help="torch's threads; the kernels follow (default: torch's)")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images (smoke runs)")
@@ -165,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} torch / {meprop.get_num_threads()} meprop threads; "
         f"784-{args.hidden}-{args.hidden}-10, {args.optimizer} lr {args.lr}, batch {args.batch_size}, {args.epochs} epochs, "
-        f"meProp k={args.k} ({', '.join(args.modes)}), {len(data['train_y'])} training images"
+        f"meProp k={args.k} ({', '.join(args.modes)}, memory decay {args.memory_decay}), "
+        f"{len(data['train_y'])} training images"
     )
     runs: dict[int, dict[str, Any]] = {}
     for seed in args.seeds:

@@ -54,3 +54,49 @@ def add_run_arguments(parser: argparse.ArgumentParser, task: str, files: str,
                           "dev score over all of them picks the model (default 1; the paper authors' MNIST "
                           "code used 11)")
     return run
+
+
+# Error feedback's decay by default: the memorized sparse back-propagation
+# paper's MNIST row is labelled 0.8 (Zhang, Sun et al., arXiv 1905.10194), and
+# 0.8 trained as well as 1.0 here, and better than 0.5 (docs/results.md).
+DEFAULT_MEMORY_DECAY = 0.8
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The "meProp selection" group: error feedback, adaptive k, warm-up, random selection.
+
+    Each option maps onto one of meprop_native.nn.Selection; selection_options()
+    turns the parsed namespace into its keyword arguments.
+    """
+    group = parser.add_argument_group("meProp selection")
+    group.add_argument("--memory-decay", type=float, default=DEFAULT_MEMORY_DECAY,
+                       help="error feedback: what top-k drops is remembered per unit and added back before the "
+                            f"next selection, times this decay in [0, 1] (default {DEFAULT_MEMORY_DECAY}); "
+                            "0 turns it off: the paper's plain meProp")
+    group.add_argument("--select", choices=["topk", "random"], default="topk",
+                       help="topk: the largest |dy| (default); random: k of n uniformly (the paper's Figure 4 "
+                            "ablation)")
+    group.add_argument("--k-rule", choices=["fixed", "tinyprop", "mass"], default="fixed",
+                       help="fixed: --k every step (default); tinyprop: TinyProp's ratio from sum |dy| against "
+                            "its running maximum; mass: the smallest k keeping --k-mass of each example's "
+                            "sum |dy|; both within --k-min .. --k-max")
+    group.add_argument("--k-min", type=int, default=None, help="smallest k of an adaptive rule (default 1)")
+    group.add_argument("--k-max", type=int, default=None, help="largest k of an adaptive rule (default: the layer size)")
+    group.add_argument("--k-mass", type=float, default=0.9,
+                       help="the share of sum |dy| the mass rule keeps (default 0.9)")
+    group.add_argument("--tinyprop-zeta", type=float, default=1.0,
+                       help="TinyProp's damping per layer from the output, in (0, 1] (default 1: none)")
+    group.add_argument("--warmup-steps", type=int, default=0,
+                       help="steps of warm-up before meProp's k applies (default 0)")
+    group.add_argument("--warmup", choices=["ramp", "dense"], default="ramp",
+                       help="ramp: k falls geometrically from n to k over the warm-up (default); dense: dense steps")
+    return group
+
+
+def selection_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of meprop_native.nn.Selection that the options give."""
+    return {
+        "memory_decay": args.memory_decay, "select": args.select, "k_rule": args.k_rule,
+        "k_min": args.k_min, "k_max": args.k_max, "k_mass": args.k_mass,
+        "tinyprop_zeta": args.tinyprop_zeta, "warmup_steps": args.warmup_steps, "warmup": args.warmup,
+    }

@@ -18,6 +18,8 @@ from .arguments import (
     add_init_argument,
     add_lazy_argument,
     add_run_arguments,
+    add_selection_arguments,
+    selection_options,
 )
 
 HELP = "MLP on MNIST (the paper's 784-500-500-10, batch 10; default: Adam, k=20)"
@@ -49,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--batch-size", type=int, default=10, help="mini-batch size (default 10, the paper's)")
     opt.add_argument("--epochs", type=int, default=20, help="default 20")
     opt.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling and dropout (default 0)")
+    add_selection_arguments(parser)
     add_run_arguments(parser, "mnist", "the four MNIST IDX files (or a parent with mnist/)", "images")
 
 
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     k_out = None if dense else args.k_out
     sizes = [784] + [args.hidden] * args.layers + [10]
     model = mlp(sizes, k=k, k_out=k_out, mode="per_example" if dense else args.mode,
-                dropout=args.dropout, seed=args.seed, init=args.init)
+                dropout=args.dropout, seed=args.seed, init=args.init, selection=selection_options(args))
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     if args.optimizer == "adam":
         optimizer = Adam(model.parameters(), lr=lr, clip=args.clip, lazy=args.lazy)
@@ -76,7 +79,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     run_info = {
         "task": "mnist", "sizes": sizes, "k": k, "k_out": k_out, "mode": args.mode,
         "optimizer": args.optimizer, "lr": lr, "clip": args.clip, "lazy": args.lazy,
-        "dropout": args.dropout, "init": args.init, "train_size": len(train_y), "version": __version__,
+        "dropout": args.dropout, "init": args.init, "selection": selection_options(args),
+        "train_size": len(train_y), "version": __version__,
     }
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                          progress=not args.no_progress, steps_per_epoch=args.steps_per_epoch,

@@ -82,10 +82,12 @@ class MepropLinearFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, k, mode):  # type: ignore[override]
+    def forward(ctx, x, weight, bias, k, mode, memory=None, memory_decay=0.0):  # type: ignore[override]
         ctx.save_for_backward(x, weight)
         ctx.k = k
         ctx.mode = mode
+        ctx.memory = memory
+        ctx.memory_decay = memory_decay
         ctx.has_bias = bias is not None
         return F.linear(x, weight, bias)
 
@@ -106,7 +108,7 @@ class MepropLinearFunction(torch.autograd.Function):
             db = None
             if need_db and ctx.has_bias:
                 db = dy.detach().reshape(-1, n_out).sum(0) if n_out else torch.zeros(0, dtype=weight.dtype)
-            return dx, dW, db, None, None
+            return dx, dW, db, None, None, None, None
         dy2 = as_rows(dy, n_out)
         x2 = as_rows(x, n_in)
         W = weight.detach().contiguous()
@@ -127,9 +129,11 @@ class MepropLinearFunction(torch.autograd.Function):
                 dx_out=None if dx2 is None else dx2.numpy(),
                 dW_out=None if dW is None else dW.numpy(),
                 db_out=None if db is None else db.numpy(),
+                memory=None if ctx.memory is None else ctx.memory.numpy(),
+                memory_decay=ctx.memory_decay,
             )
         dx = None if dx2 is None else dx2.view(x.shape)
-        return dx, dW, db, None, None
+        return dx, dW, db, None, None, None, None
 
 
 def meprop_linear(
@@ -138,6 +142,8 @@ def meprop_linear(
     bias: torch.Tensor | None = None,
     k: int | None = None,
     mode: str = "per_example",
+    memory: torch.Tensor | None = None,
+    memory_decay: float = 0.8,
 ) -> torch.Tensor:
     """``torch.nn.functional.linear`` whose backward is meProp's.
 
@@ -148,6 +154,11 @@ def meprop_linear(
         k: entries of dy kept per example (``per_example``) or columns per
             batch (``unified``); ``None`` or ``k >= out_features`` is dense.
         mode: ``"per_example"`` (the paper's meProp), ``"unified"`` or ``"dense"``.
+        memory: error feedback's memory, a CPU (out_features,) tensor of the
+            weight's dtype, updated in place by the backward: what top-k drops
+            is added back before the next selection (``meprop_native.nn.Selection``).
+            None (default): plain meProp.
+        memory_decay: the memory's decay in [0, 1].
 
     Returns:
         (..., out_features), computed densely.
@@ -169,4 +180,12 @@ def meprop_linear(
     if not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
         return F.linear(x, weight, bias)
     check_backward_support(x, weight, bias)
-    return MepropLinearFunction.apply(x, weight, bias, k, mode)
+    if memory is not None:
+        if memory.device.type != "cpu" or memory.dtype != weight.dtype or memory.shape != (weight.shape[0],):
+            raise ValueError(f"memory must be a CPU tensor of shape ({weight.shape[0]},) and dtype {weight.dtype}, "
+                             f"got {tuple(memory.shape)} {memory.dtype} on {memory.device}")
+        if not memory.is_contiguous():
+            raise ValueError("memory must be contiguous: the backward updates it in place")
+        if not 0.0 <= memory_decay <= 1.0:
+            raise ValueError(f"memory_decay must be in [0, 1], got {memory_decay}")
+    return MepropLinearFunction.apply(x, weight, bias, k, mode, memory, float(memory_decay))

@@ -344,8 +344,10 @@ class Trainer:
 
     def _kept_fraction(self) -> dict[str, Any]:
         """The fraction of dy entries kept since the run began: per meProp layer
-        (in the model's order) and over all of them (entries kept / entries seen)."""
-        selections = self._selections()
+        (in the model's order; layers that are always dense, such as a
+        10-class output layer, are not meProp layers) and over all of them
+        (entries kept / entries seen)."""
+        selections = [s for s in self._selections() if not s.dense]
         kept = sum(s.kept for s in selections)
         seen = sum(s.seen for s in selections)
         return {"layers": [s.kept_fraction for s in selections], "all": kept / seen if seen else None}

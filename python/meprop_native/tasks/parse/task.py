@@ -27,7 +27,13 @@ from ...data.ud import load_ud_ewt
 from ...optim import OPTIMIZERS, Adam
 from ...train import Splits, TrainConfig, Trainer
 from ...train.atomic import write_json, write_with
-from ..arguments import add_clip_argument, add_init_argument, add_run_arguments
+from ..arguments import (
+    add_clip_argument,
+    add_init_argument,
+    add_run_arguments,
+    add_selection_arguments,
+    selection_options,
+)
 from .arc_standard import num_transitions
 from .data import attachment_evaluator, prepare
 from .model import ACTIVATIONS, ParserModel
@@ -64,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="transitions per mini-batch (default 10,000, the paper's)")
     opt.add_argument("--epochs", type=int, default=20, help="default 20")
     opt.add_argument("--seed", type=int, default=0, help="seeds initialisation and shuffling (default 0)")
+    add_selection_arguments(parser)
     run = add_run_arguments(parser, "parse", "the three en_ewt-ud-*.conllu files (or a parent with ud_english_ewt/)",
                             "sentences")
     run.add_argument("--eval-limit", type=int, default=None,
@@ -108,7 +115,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     k_out = None if dense or args.k_out == 0 else args.k_out
     classes = num_transitions(vocab.num_labels)
     model = ParserModel(vocab.size, classes, args.embed_dim, args.hidden, args.layers, k, k_out,
-                        "per_example" if dense else args.mode, args.activation, args.seed, init=args.init)
+                        "per_example" if dense else args.mode, args.activation, args.seed, init=args.init,
+                        selection=selection_options(args))
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     if args.optimizer == "adam":
         optimizer = Adam(model.parameters(), lr=lr, clip=args.clip)
@@ -119,6 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "task": "parse", "embed_dim": args.embed_dim, "hidden": args.hidden, "layers": args.layers,
         "classes": classes, "k": k, "k_out": k_out, "mode": args.mode, "activation": args.activation,
         "init": args.init, "optimizer": args.optimizer, "lr": lr, "clip": args.clip, "min_word_count": args.min_word_count,
+        "selection": selection_options(args),
         "train_sentences": data.train_sentences, "skipped_non_projective": data.skipped_non_projective,
         "train_transitions": len(data.train), "dev_sentences": len(data.dev), "test_sentences": len(data.test),
         "vocab": {"words": len(vocab.words), "tags": len(vocab.tags), "labels": vocab.num_labels},

@@ -1,0 +1,247 @@
+"""The accuracy study: dense, plain meProp and each remedy, over seeds, per task and optimizer.
+
+    python benchmarks/study_accuracy.py --data-dir ../data --study mnist-adam --seeds 0 1 2 3 4
+    python benchmarks/study_accuracy.py --data-dir ../data --study all --jobs 2
+
+Each (study, method, seed) is one ``meprop train`` run (the torch drop-in's
+study runs ``benchmarks/torch_mnist.py``) in a subprocess, its summary kept
+under ``--out``; a finished run is not run again unless ``--rerun``. Then,
+per study, a table of test accuracy at the best dev evaluation (mean +- std
+over seeds), the kept fraction of dy entries the run itself reports, and the
+linear backprop time relative to dense (the trainer's own timing, summed over
+the run: a ratio of separate runs, so the side-by-side figures of
+``bench_mnist_step.py`` are the ones to quote for speed). Writes
+``study.json``, ``study.md`` and ``study.png`` (accuracy against kept
+fraction, one marker per method, error bars one std).
+
+``--jobs 2`` runs two trainings at once, each on one thread: on a 2-core
+machine that halves the wall time and leaves the accuracy unchanged (results
+do not depend on the thread count), but the time ratios then carry the other
+run's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meprop_native.train.atomic import atomic_open, write_json
+
+HERE = Path(__file__).resolve().parent
+
+# The methods: extra options of `meprop train` on top of the study's base.
+# "plain" is the paper's meProp (no error feedback); "default" is what
+# `meprop train` does with no options.
+PLAIN = ["--memory-decay", "0"]
+METHODS: dict[str, list[str]] = {
+    "dense": ["--mode", "dense"],
+    "plain meProp": PLAIN,
+    "error feedback 0.8 (default)": ["--memory-decay", "0.8"],
+    "error feedback 1.0": ["--memory-decay", "1.0"],
+    "warm-up ramp 2000 steps": PLAIN + ["--warmup-steps", "2000"],
+    "warm-up dense 500 steps": PLAIN + ["--warmup-steps", "500", "--warmup", "dense"],
+    "adaptive k, mass 0.5": PLAIN + ["--k-rule", "mass", "--k-mass", "0.5", "--k-min", "5", "--k-max", "40"],
+    "adaptive k, TinyProp": PLAIN + ["--k-rule", "tinyprop", "--k-min", "5", "--k-max", "40"],
+    "unified top-k": PLAIN + ["--mode", "unified"],
+    "random selection": PLAIN + ["--select", "random"],
+    "random + error feedback": ["--select", "random", "--memory-decay", "0.8"],
+}
+
+
+@dataclass(frozen=True)
+class Study:
+    task: str
+    base: list[str]
+    methods: list[str]
+    note: str = ""
+    torch: bool = False
+    epochs: int = 20
+    extra: dict[str, list[str]] = field(default_factory=dict)
+
+
+ALL_METHODS = list(METHODS)
+STUDIES = {
+    "mnist-adam": Study("mnist", ["--optimizer", "adam", "--k", "20"], ALL_METHODS),
+    "mnist-adagrad": Study("mnist", ["--optimizer", "adagrad", "--k", "10"],
+                           ["dense", "plain meProp", "error feedback 0.8 (default)", "error feedback 1.0"]),
+    "mnist-sgd": Study("mnist", ["--optimizer", "sgd", "--k", "20"],
+                       ["dense", "plain meProp", "error feedback 0.8 (default)"]),
+    "parse-adam": Study("parse", ["--optimizer", "adam", "--k", "20", "--epochs", "8"],
+                        ["dense", "plain meProp", "error feedback 0.8 (default)"], epochs=8),
+    "parse-adagrad": Study("parse", ["--optimizer", "adagrad", "--k", "20", "--epochs", "8"],
+                           ["dense", "plain meProp", "error feedback 0.8 (default)"], epochs=8),
+    "torch-mnist-adam": Study("torch", [], ["dense", "plain meProp", "error feedback 0.8 (default)"], torch=True,
+                              epochs=10),
+}
+
+
+# The torch study: torch_mnist.py trains dense and meProp (k=20 of 500) for a
+# seed in one run; the method picks the memory decay and which of the two runs
+# it reports. Its layers keep exactly k per example, so the kept fraction is k/n.
+TORCH_METHODS = {"dense": (0.0, "dense"), "plain meProp": (0.0, "per_example"),
+                 "error feedback 0.8 (default)": (0.8, "per_example")}
+TORCH_KEPT = 20 / 500
+
+
+def command(study: Study, method: str, seed: int, out: Path, args: argparse.Namespace) -> list[str]:
+    if study.torch:
+        decay, _ = TORCH_METHODS[method]
+        argv = [sys.executable, str(HERE / "torch_mnist.py"), "--seeds", str(seed), "--epochs", str(study.epochs),
+                "--threads", "1", "--memory-decay", str(decay), "--out", str(out / "torch_mnist.json")]
+    else:
+        argv = [sys.executable, "-m", "meprop_native", "train", study.task, *study.base, *METHODS[method],
+                "--seed", str(seed), "--out", str(out), "--no-progress", "--threads", "1"]
+        if "--epochs" not in study.base:
+            argv += ["--epochs", str(args.epochs or study.epochs)]
+    if args.data_dir:
+        argv += ["--data-dir", str(args.data_dir)]
+    return argv
+
+
+def torch_summary(out: Path, method: str, seed: int) -> dict:
+    """A torch_mnist.py result in the shape of a trainer's summary."""
+    run = json.loads((out / "torch_mnist.json").read_text())["runs"][str(seed)][TORCH_METHODS[method][1]]
+    seconds = sum(e["train_seconds"] for e in run["epochs"])
+    kept = 1.0 if method == "dense" else TORCH_KEPT
+    return {"test_at_best_dev": run["test_at_best_dev"] / 100, "kept_fraction": {"all": kept},
+            "time": {"backprop": seconds}}
+
+
+def run_one(study_name: str, method: str, seed: int, args: argparse.Namespace) -> dict | None:
+    study = STUDIES[study_name]
+    if study.torch:  # dense comes with the plain run; both share one process per seed and decay
+        key = "plain meProp" if method == "dense" else method
+        out = args.out / study_name / f"{key.replace(' ', '_')}-seed{seed}"
+        if not (out / "torch_mnist.json").exists() or args.rerun:
+            out.mkdir(parents=True, exist_ok=True)
+            argv = command(study, key, seed, out, args)
+            with open(out / "log.txt", "w") as log:
+                code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT,
+                                      env=dict(os.environ, OMP_NUM_THREADS="1")).returncode
+            if code != 0:
+                print(f"FAILED ({code}): {' '.join(argv)}; see {out / 'log.txt'}", file=sys.stderr)
+                return None
+        return torch_summary(out, method, seed)
+    out = args.out / study_name / f"{method.replace(' ', '_').replace(',', '')}-seed{seed}"
+    summary = out / "summary.json"
+    if not summary.exists() or args.rerun:
+        out.mkdir(parents=True, exist_ok=True)
+        argv = command(study, method, seed, out, args)
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        with open(out / "log.txt", "w") as log:
+            code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        if code != 0:
+            print(f"FAILED ({code}): {' '.join(argv)}; see {out / 'log.txt'}", file=sys.stderr)
+            return None
+    return json.loads(summary.read_text())
+
+
+def score(summary: dict) -> float:
+    return 100 * float(summary["test_at_best_dev"])
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def table(study_name: str, results: dict[str, list[dict]]) -> tuple[list[dict], str]:
+    rows = []
+    dense_bp = [s["time"]["backprop"] for s in results.get("dense", [])]
+    for method, summaries in results.items():
+        if not summaries:
+            continue
+        acc = [score(s) for s in summaries]
+        kept = [s["kept_fraction"]["all"] for s in summaries if s.get("kept_fraction", {}).get("all") is not None]
+        bp = [s["time"]["backprop"] for s in summaries]
+        m, sd = mean_std(acc)
+        rows.append({
+            "method": method, "seeds": len(acc), "test": acc, "mean": m, "std": sd,
+            "kept_fraction": statistics.mean(kept) if kept else 1.0,
+            "backprop_speedup": statistics.mean(dense_bp) / statistics.mean(bp) if dense_bp else None,
+        })
+    lines = [f"### {study_name}", "", "| method | seeds | test at best dev (mean ± std) | per seed | kept fraction "
+             "| linear backprop vs dense |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        speed = f"{r['backprop_speedup']:.1f}x" if r["backprop_speedup"] else "-"
+        per_seed = " ".join(f"{a:.2f}" for a in r["test"])
+        lines.append(f"| {r['method']} | {r['seeds']} | {r['mean']:.2f} ± {r['std']:.2f} | {per_seed} | "
+                     f"{r['kept_fraction']:.4f} | {speed} |")
+    return rows, "\n".join(lines) + "\n"
+
+
+def plot(all_rows: dict[str, list[dict]], path: Path) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install '.[plot]')", file=sys.stderr)
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    studies = [name for name, rows in all_rows.items() if rows]
+    fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4.5), squeeze=False)
+    markers = "osD^v<>pPX*h"
+    for ax, name in zip(axes[0], studies):
+        for i, r in enumerate(all_rows[name]):
+            ax.errorbar(r["kept_fraction"], r["mean"], yerr=r["std"], fmt=markers[i % len(markers)], capsize=3,
+                        label=r["method"])
+        ax.set_xscale("log")
+        ax.set_xlabel("kept fraction of dy (log)")
+        ax.set_ylabel("test accuracy at best dev (%)")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--study", nargs="+", default=["mnist-adam"], choices=[*STUDIES, "all"])
+    parser.add_argument("--methods", nargs="+", default=None, help="only these methods (names as in the table)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--epochs", type=int, default=None, help="override the MNIST studies' 20 epochs")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run at once, one thread each (default 1)")
+    parser.add_argument("--out", type=Path, default=Path("runs/study"))
+    parser.add_argument("--rerun", action="store_true")
+    args = parser.parse_args(argv)
+    names = list(STUDIES) if "all" in args.study else args.study
+
+    jobs = [(name, method, seed) for name in names for method in STUDIES[name].methods
+            if args.methods is None or method in args.methods for seed in args.seeds]
+    # A torch study's dense run comes out of its plain run: read it after.
+    after = {job for job in jobs if STUDIES[job[0]].torch and job[1] == "dense"}
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        done = dict(zip([j for j in jobs if j not in after],
+                        pool.map(lambda job: run_one(*job, args), [j for j in jobs if j not in after])))
+    done.update({job: run_one(*job, args) for job in after})
+    summaries = [done[job] for job in jobs]
+    results: dict[str, dict[str, list[dict]]] = {name: {} for name in names}
+    for (name, method, _seed), summary in zip(jobs, summaries):
+        if summary is not None:
+            results[name].setdefault(method, []).append(summary)
+
+    all_rows, text = {}, ""
+    for name in names:
+        all_rows[name], block = table(name, results[name])
+        text += block + "\n"
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "study.json", all_rows)
+    with atomic_open(args.out / "study.md", "w") as handle:
+        handle.write(text)
+    plot(all_rows, args.out / "study.png")
+    print(f"wrote {args.out / 'study.json'}, study.md, study.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
