@@ -43,15 +43,15 @@ PLAIN = ["--memory-decay", "0"]
 METHODS: dict[str, list[str]] = {
     "dense": ["--mode", "dense"],
     "plain meProp": PLAIN,
-    "error feedback 0.8 (default)": ["--memory-decay", "0.8"],
-    "error feedback 1.0": ["--memory-decay", "1.0"],
+    "error feedback 1.0 (default)": ["--memory-decay", "1.0"],
+    "error feedback 0.8": ["--memory-decay", "0.8"],
     "warm-up ramp 2000 steps": PLAIN + ["--warmup-steps", "2000"],
     "warm-up dense 500 steps": PLAIN + ["--warmup-steps", "500", "--warmup", "dense"],
     "adaptive k, mass 0.5": PLAIN + ["--k-rule", "mass", "--k-mass", "0.5", "--k-min", "5", "--k-max", "40"],
     "adaptive k, TinyProp": PLAIN + ["--k-rule", "tinyprop", "--k-min", "5", "--k-max", "40"],
     "unified top-k": PLAIN + ["--mode", "unified"],
     "random selection": PLAIN + ["--select", "random"],
-    "random + error feedback": ["--select", "random", "--memory-decay", "0.8"],
+    "random + error feedback": ["--select", "random", "--memory-decay", "1.0"],
 }
 
 
@@ -70,14 +70,16 @@ ALL_METHODS = list(METHODS)
 STUDIES = {
     "mnist-adam": Study("mnist", ["--optimizer", "adam", "--k", "20"], ALL_METHODS),
     "mnist-adagrad": Study("mnist", ["--optimizer", "adagrad", "--k", "10"],
-                           ["dense", "plain meProp", "error feedback 0.8 (default)", "error feedback 1.0"]),
+                           ["dense", "plain meProp", "error feedback 1.0 (default)", "error feedback 0.8"]),
     "mnist-sgd": Study("mnist", ["--optimizer", "sgd", "--k", "20"],
-                       ["dense", "plain meProp", "error feedback 0.8 (default)"]),
+                       ["dense", "plain meProp", "error feedback 1.0 (default)"]),
+    "pos-adagrad": Study("pos", ["--optimizer", "adagrad", "--k", "5", "--epochs", "5"],
+                         ["dense", "plain meProp", "error feedback 1.0 (default)"], epochs=5),
     "parse-adam": Study("parse", ["--optimizer", "adam", "--k", "20", "--epochs", "8"],
-                        ["dense", "plain meProp", "error feedback 0.8 (default)"], epochs=8),
+                        ["dense", "plain meProp", "error feedback 1.0 (default)"], epochs=8),
     "parse-adagrad": Study("parse", ["--optimizer", "adagrad", "--k", "20", "--epochs", "8"],
-                           ["dense", "plain meProp", "error feedback 0.8 (default)"], epochs=8),
-    "torch-mnist-adam": Study("torch", [], ["dense", "plain meProp", "error feedback 0.8 (default)"], torch=True,
+                           ["dense", "plain meProp", "error feedback 1.0 (default)"], epochs=8),
+    "torch-mnist-adam": Study("torch", [], ["dense", "plain meProp", "error feedback 1.0 (default)"], torch=True,
                               epochs=10),
 }
 
@@ -86,8 +88,12 @@ STUDIES = {
 # seed in one run; the method picks the memory decay and which of the two runs
 # it reports. Its layers keep exactly k per example, so the kept fraction is k/n.
 TORCH_METHODS = {"dense": (0.0, "dense"), "plain meProp": (0.0, "per_example"),
-                 "error feedback 0.8 (default)": (0.8, "per_example")}
+                 "error feedback 1.0 (default)": (1.0, "per_example")}
 TORCH_KEPT = 20 / 500
+
+
+# `meprop` itself, through the interpreter running this script.
+CLI = "import sys; from meprop_native.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def command(study: Study, method: str, seed: int, out: Path, args: argparse.Namespace) -> list[str]:
@@ -96,7 +102,7 @@ def command(study: Study, method: str, seed: int, out: Path, args: argparse.Name
         argv = [sys.executable, str(HERE / "torch_mnist.py"), "--seeds", str(seed), "--epochs", str(study.epochs),
                 "--threads", "1", "--memory-decay", str(decay), "--out", str(out / "torch_mnist.json")]
     else:
-        argv = [sys.executable, "-m", "meprop_native", "train", study.task, *study.base, *METHODS[method],
+        argv = [sys.executable, "-c", CLI, "train", study.task, *study.base, *METHODS[method],
                 "--seed", str(seed), "--out", str(out), "--no-progress", "--threads", "1"]
         if "--epochs" not in study.base:
             argv += ["--epochs", str(args.epochs or study.epochs)]
@@ -186,6 +192,8 @@ def plot(all_rows: dict[str, list[dict]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     studies = [name for name, rows in all_rows.items() if rows]
+    if not studies:
+        return
     fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4.5), squeeze=False)
     markers = "osD^v<>pPX*h"
     for ax, name in zip(axes[0], studies):

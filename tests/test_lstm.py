@@ -16,10 +16,12 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False):
+def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False, memory_decay=0.0):
     """Float64 forward and backward written from the equations; k=None is dense.
 
     per_gate: keep the k largest of each gate's H entries instead of k of all 4H.
+    memory_decay: error feedback through time: what step t drops, times the
+    decay, joins step t-1's gate gradient before its selection (per sequence).
     """
     x, W_ih, W_hh, b, dh = (np.asarray(a, dtype=np.float64) for a in (x, W_ih, W_hh, b, dh))
     N, H = x.shape[0], W_hh.shape[1]
@@ -41,6 +43,7 @@ def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False):
     kept = np.zeros((N, G), dtype=bool)
     for s in range(len(offsets) - 1):
         dh_next, dc_next = np.zeros(H), np.zeros(H)
+        memory = np.zeros(G)
         for t in range(offsets[s + 1] - 1, offsets[s] - 1, -1):
             first = t == offsets[s]
             i, f, g, o = np.split(a[t], 4)
@@ -51,7 +54,9 @@ def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False):
             dc = dc_next + dht * o * (1 - tc**2)
             dz = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g**2), dht * tc * o * (1 - o)])
             dc_next = dc * f
-            db += dz  # the bias gradient stays dense
+            if k is not None and memory_decay > 0:
+                dz = dz + memory
+            db += dz  # the bias gradient stays dense (with error feedback: of the corrected dz)
             if k is None:
                 rows = np.arange(G)
             elif per_gate:
@@ -61,6 +66,7 @@ def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False):
             kept[t, rows] = True
             m = np.zeros(G)
             m[rows] = dz[rows]
+            memory = memory_decay * (dz - m)
             dx[t] = W_ih.T @ m
             dW_ih += np.outer(m, x[t])
             dW_hh += np.outer(m, h_prev)
@@ -331,3 +337,43 @@ def test_initialisation_schemes():
         np.testing.assert_array_equal(lstm.bias.value, 0.0)
     with pytest.raises(ValueError, match="init must be one of"):
         LSTM(n_in, h, init="orthogonal")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("per_gate", [False, True])
+@pytest.mark.parametrize("decay", [0.5, 1.0])
+@pytest.mark.parametrize("lengths,k", [([6], 1), ([5, 1, 7], 2), ([2, 0, 3], 3)])
+def test_error_feedback_through_time_matches_reference(rng, dtype, per_gate, decay, lengths, k):
+    n_in, H = 5, 6
+    offsets = offsets_from_lengths(lengths)
+    N = int(offsets[-1])
+    layer = LSTM(n_in, H, k, rng=np.random.default_rng(0), dtype=dtype, per_gate=per_gate, memory_decay=decay)
+    for p in layer.parameters():
+        p.value[...] = np.random.default_rng(1).uniform(-0.8, 0.8, p.value.shape)
+    x = rng.standard_normal((N, n_in)).astype(dtype)
+    dh = rng.standard_normal((N, H)).astype(dtype)
+    _, dx = run_layer(layer, x, offsets, dh)
+    ref = reference_lstm(x, layer.weight_ih.value, layer.weight_hh.value, layer.bias.value, offsets, dh, k,
+                         per_gate=per_gate, memory_decay=decay)
+    plain = reference_lstm(x, layer.weight_ih.value, layer.weight_hh.value, layer.bias.value, offsets, dh, k,
+                           per_gate=per_gate)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(dx, ref[1], rtol=tol, atol=tol)
+    np.testing.assert_allclose(layer.weight_ih.dense_grad(), ref[2], rtol=tol, atol=tol)
+    np.testing.assert_allclose(layer.weight_hh.dense_grad(), ref[3], rtol=tol, atol=tol)
+    np.testing.assert_allclose(layer.bias.dense_grad(), ref[4], rtol=tol, atol=tol)
+    if max(lengths) > 1:  # the memory changed something
+        assert not np.allclose(ref[2], plain[2])
+    kept = layer.selection.kept_fraction
+    assert kept == pytest.approx((4 * k if per_gate else k) / (4 * H))
+
+
+def test_error_feedback_decay_is_checked(rng):
+    with pytest.raises(ValueError, match="memory_decay"):
+        LSTM(3, 4, 2, memory_decay=1.5)
+    layer = LSTM(3, 4, 2)
+    x, offsets = rng.standard_normal((3, 3)).astype(np.float32), offsets_from_lengths([3])
+    layer.forward(x, offsets)
+    with pytest.raises(ValueError, match="memory_decay"):
+        _core.lstm_backward(x, layer.weight_ih.value, layer.weight_hh.value, offsets, *layer._cache[2:],
+                            np.ones((3, 4), np.float32), 2, memory_decay=-1.0)

@@ -202,8 +202,11 @@ double lstm_backward_through_time(ConstMatrix<T> W_hh, Sequences seqs, ConstMatr
                                   ConstMatrix<T> cells, ConstMatrix<T> cell_tanh,
                                   ConstMatrix<T> dhidden, std::size_t k, Matrix<T> dz,
                                   std::int64_t* kept, SelectMethod method,
-                                  GateSelection selection) {
+                                  GateSelection selection, T memory_decay) {
     const std::size_t h = hidden_size(W_hh), G = 4 * h, N = gates.rows;
+    if (!(memory_decay >= T(0) && memory_decay <= T(1))) {
+        detail::fail("memory_decay must be in [0, 1], got ", memory_decay);
+    }
     validate_sequences(seqs, N);
     check_rows(gates, N, G, "gates");
     check_rows(cells, N, h, "cells");
@@ -222,12 +225,15 @@ double lstm_backward_through_time(ConstMatrix<T> W_hh, Sequences seqs, ConstMatr
 
 #pragma omp parallel num_threads(threads) if (threads > 1) reduction(+ : gate_seconds)
     {
-        std::vector<T> dh_next(h), dc_next(h), coefs(dense ? 0 : k);
+        const bool feedback = !dense && memory_decay > T(0);
+        std::vector<T> dh_next(h), dc_next(h), coefs(dense ? 0 : k), memory(feedback ? G : 0);
+        std::vector<char> is_kept(feedback ? G : 0);
 #pragma omp for schedule(dynamic, 1)
         for (std::int64_t sb = 0; sb < static_cast<std::int64_t>(seqs.count); ++sb) {
             const auto b = static_cast<std::size_t>(sb);
             std::fill(dh_next.begin(), dh_next.end(), T(0));
             std::fill(dc_next.begin(), dc_next.end(), T(0));
+            std::fill(memory.begin(), memory.end(), T(0));
             for (std::size_t t = seqs.end(b); t-- > seqs.begin(b);) {
                 const auto start = Clock::now();
                 const bool first = t == seqs.begin(b);
@@ -253,6 +259,13 @@ double lstm_backward_through_time(ConstMatrix<T> W_hh, Sequences seqs, ConstMatr
                 const T* values = d;
                 std::size_t n = G;
                 if (!dense) {
+                    // Error feedback through time: what the later step (run
+                    // first) dropped joins this step's gradient before the
+                    // selection; dz_t then holds the corrected gradient, which
+                    // the weight gradients use. A sequence starts with none.
+                    if (feedback) {
+                        for (std::size_t j = 0; j < G; ++j) d[j] += memory[j];
+                    }
                     std::int64_t* ids = kept + t * k;
                     if (per_gate) {
                         // Gate blocks in order, each ascending: the whole set ascends.
@@ -266,6 +279,14 @@ double lstm_backward_through_time(ConstMatrix<T> W_hh, Sequences seqs, ConstMatr
                         topk(d, G, k, ids, method);
                     }
                     for (std::size_t e = 0; e < k; ++e) coefs[e] = d[ids[e]];
+                    if (feedback) {
+                        std::fill(is_kept.begin(), is_kept.end(), 0);
+                        for (std::size_t e = 0; e < k; ++e) is_kept[ids[e]] = 1;
+                        for (std::size_t j = 0; j < G; ++j) {
+                            const T left = is_kept[j] ? T(0) : memory_decay * d[j];
+                            memory[j] = std::isfinite(left) ? left : T(0);
+                        }
+                    }
                     rows = ids;
                     values = coefs.data();
                     n = k;
@@ -330,7 +351,8 @@ LstmGradients<T> lstm_backward(ConstMatrix<T> x, ConstMatrix<T> W_ih, ConstMatri
     template double lstm_backward_through_time<T>(ConstMatrix<T>, Sequences, ConstMatrix<T>,    \
                                                   ConstMatrix<T>, ConstMatrix<T>,               \
                                                   ConstMatrix<T>, std::size_t, Matrix<T>,       \
-                                                  std::int64_t*, SelectMethod, GateSelection);  \
+                                                  std::int64_t*, SelectMethod, GateSelection,   \
+                                                  T);                                           \
     template void lstm_previous_hidden<T>(ConstMatrix<T>, Sequences, Matrix<T>);                \
     template LstmGradients<T> lstm_backward<T>(ConstMatrix<T>, ConstMatrix<T>, ConstMatrix<T>,  \
                                                Sequences, const LstmCache<T>&, ConstMatrix<T>,  \

@@ -640,6 +640,7 @@ struct BackwardInputs {
     std::size_t k;
     meprop::SelectMethod method;
     meprop::GateSelection selection;
+    double memory_decay = 0.0;
 };
 
 template <class T>
@@ -660,7 +661,7 @@ py::tuple backward(const BackwardInputs& a, bool input_grad) {
         gate_seconds = meprop::lstm_backward_through_time(
             view<T>(a.W_hh), seqs, view<T>(a.gates), view<T>(a.cells), view<T>(a.tanhs),
             view<T>(a.dhidden), a.k, meprop::Matrix<T>{dz.data(), dzv.rows, dzv.cols},
-            kept.mutable_data(), a.method, a.selection);
+            kept.mutable_data(), a.method, a.selection, static_cast<T>(a.memory_decay));
         std::iota(all_rows.begin(), all_rows.end(), std::int64_t{0});
         const meprop::IndexSets sets = dense ? meprop::IndexSets{all_rows.data(), 1, dzv.cols}
                                              : meprop::IndexSets{kept.data(), dzv.rows, a.k};
@@ -687,8 +688,12 @@ py::tuple backward(const BackwardInputs& a, bool input_grad) {
 py::tuple backward_any(py::handle x, py::handle W_ih, py::handle W_hh, py::handle offsets,
                        py::handle gates, py::handle cells, py::handle cell_tanh, py::handle hidden,
                        py::handle dhidden, std::optional<std::int64_t> k, const std::string& method,
-                       bool input_grad, bool per_gate) {
+                       bool input_grad, bool per_gate, double memory_decay) {
     BackwardInputs a;
+    if (!(memory_decay >= 0.0 && memory_decay <= 1.0)) {
+        throw py::value_error("memory_decay must be in [0, 1], got " + std::to_string(memory_decay));
+    }
+    a.memory_decay = memory_decay;
     a.selection = per_gate ? meprop::GateSelection::per_gate : meprop::GateSelection::together;
     a.method = meprop::parse_select_method(method);
     a.W_hh = as_input(W_hh, "W_hh", 2);
@@ -726,9 +731,11 @@ void register_functions(py::module_& m) {
           py::arg("offsets"), py::arg("gates"), py::arg("cells"), py::arg("cell_tanh"),
           py::arg("hidden"), py::arg("dhidden"), py::arg("k") = py::none(), py::kw_only(),
           py::arg("method") = "auto", py::arg("input_grad") = true, py::arg("per_gate") = false,
+          py::arg("memory_decay") = 0.0,
           "meProp backward through time: (dx, rows, dW_ih_rows, dW_hh_rows, db, kept, gate_seconds).\n\n"
           "k entries of each step's gate gradient are kept: the k largest of all 4h, or with\n"
-          "per_gate=True the k/4 largest of each gate's h (k a multiple of 4).");
+          "per_gate=True the k/4 largest of each gate's h (k a multiple of 4).\n"
+          "memory_decay > 0: error feedback through time within each sequence.");
 }
 
 }  // namespace lstm

@@ -71,13 +71,21 @@ enum class GateSelection {
 // k must be a multiple of 4. Returns the seconds spent in the element-wise
 // gate math, summed over sequences (the rest of its time is the top-k and the
 // recurrent product: the "linear" part).
+//
+// memory_decay > 0 adds error feedback through time (error_feedback.hpp):
+// going backwards through a sequence, the entries of dz_t that the selection
+// drops, times memory_decay, are added to dz_{t-1} before its selection, and
+// dz holds these corrected gradients. The memory starts empty at each
+// sequence's last step and is per sequence, so the result stays independent
+// of the thread count and needs no state between calls.
 template <class T>
 double lstm_backward_through_time(ConstMatrix<T> W_hh, Sequences seqs, ConstMatrix<T> gates,
                                   ConstMatrix<T> cells, ConstMatrix<T> cell_tanh,
                                   ConstMatrix<T> dhidden, std::size_t k, Matrix<T> dz,
                                   std::int64_t* kept,
                                   SelectMethod method = SelectMethod::automatic,
-                                  GateSelection selection = GateSelection::together);
+                                  GateSelection selection = GateSelection::together,
+                                  T memory_decay = T(0));
 
 // Row t of out = h_{t-1} of its sequence (zero at each sequence's first step):
 // the inputs of the recurrent product, for its weight gradient.

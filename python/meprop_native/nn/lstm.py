@@ -11,6 +11,7 @@ from .._threads import get_num_threads
 from .init import check_init, init_bias, init_weight
 from .module import Module
 from .parameter import Parameter
+from .selection import Selection
 
 
 def offsets_from_lengths(lengths: np.ndarray | list[int]) -> np.ndarray:
@@ -66,6 +67,12 @@ class LSTM(Module):
     LSTM built from one weight matrix per gate would select them. The bias gradient is the dense sum of dz, as the
     paper's code does for biases.
 
+    ``memory_decay > 0`` adds error feedback through time: going backwards
+    through a sequence, what a step's selection drops (times the decay) joins
+    the previous step's gate gradient before its selection (see
+    ``meprop/lstm.hpp``). dz then holds the corrected gradients, and the bias
+    gradient is their sum.
+
     Initialisation, ``init="pytorch"`` (the default, PyTorch's): every weight
     and bias uniform in [-1/sqrt(h), 1/sqrt(h)]. ``init="paper"`` (the
     meProp authors' scheme, see ``meprop_native.nn.init``): each gate's block
@@ -88,12 +95,17 @@ class LSTM(Module):
         method: str = "auto",
         per_gate: bool = False,
         init: str = "pytorch",
+        memory_decay: float = 0.0,
     ) -> None:
         if input_size < 1 or hidden_size < 1:
             raise ValueError(f"sizes must be >= 1, got input {input_size}, hidden {hidden_size}")
         if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
             raise ValueError(f"k must be >= 1 (an integer) or None (dense), got {k!r}")
         check_init(init)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
+        if method not in ("auto", "heap", "radix", "threshold"):
+            raise ValueError(f"method must be one of auto, heap, radix, threshold; got {method!r}")
         rng = rng if rng is not None else np.random.default_rng(0)
         G = 4 * hidden_size
         self.input_size = input_size
@@ -111,6 +123,9 @@ class LSTM(Module):
         self.gate_seconds = 0.0
         self._cache: tuple[np.ndarray, ...] | None = None
         self._bias_row = np.zeros(1, dtype=np.int64)
+        # Counts the kept gate entries (kept_fraction) and checks memory_decay;
+        # the memory itself lives within a sequence in the native kernel.
+        self.selection = Selection(G, self.kept_per_step, memory_decay=memory_decay)
 
     @property
     def dense(self) -> bool:
@@ -146,8 +161,9 @@ class LSTM(Module):
         dx, rows, dW_ih, dW_hh, db, _, gate_seconds = _core.lstm_backward(
             x, self.weight_ih.value, self.weight_hh.value, offsets, gates, cells, cell_tanh,
             hidden, dy, self.kept_per_step, method=self.method, input_grad=input_grad,
-            per_gate=self.per_gate and not self.dense,
+            per_gate=self.per_gate and not self.dense, memory_decay=self.selection.memory_decay,
         )
+        self.selection.count(len(dy), self.kept_per_step or 4 * self.hidden_size)
         elapsed = time.perf_counter() - start
         threads = max(1, min(get_num_threads(), len(offsets) - 1))
         self.gate_seconds += gate_seconds / threads
@@ -156,6 +172,10 @@ class LSTM(Module):
         self.weight_hh.set_grad(rows, dW_hh)
         self.bias.set_grad(self._bias_row, db.reshape(1, -1))
         return dx
+
+    def selections(self) -> list[Selection]:
+        """[the layer's Selection]: its counters go into checkpoints."""
+        return [self.selection]
 
     def parameters(self) -> list[Parameter]:
         return [self.weight_ih, self.weight_hh, self.bias]
@@ -197,6 +217,9 @@ class BiLSTM(Module):
         self.backward_lstm = LSTM(input_size, hidden_size, k, rng, dtype, per_gate=per_gate, init=init)
         self.hidden_size = hidden_size
         self._reverse: np.ndarray | None = None
+
+    def selections(self) -> list[Selection]:
+        return self.forward_lstm.selections() + self.backward_lstm.selections()
 
     def forward(self, x: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
         offsets = checked_offsets(offsets, np.asarray(x).shape[0])

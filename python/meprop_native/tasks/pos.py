@@ -22,6 +22,7 @@ from .arguments import (
     add_clip_argument,
     add_init_argument,
     add_lazy_argument,
+    add_memory_decay_argument,
     add_run_arguments,
 )
 from .pos_features import FeatureEncoder
@@ -48,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="training occurrences a word or affix needs for its own embedding; "
                             "rarer ones are UNK (default 2)")
     add_init_argument(model, default="pytorch")
+    add_memory_decay_argument(model)
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adagrad", help="default adagrad")
     opt.add_argument("--lr", type=float, default=None,
@@ -114,7 +116,7 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
     dense = args.mode == "dense"
     k = None if dense else args.k
     model = Tagger(encoder.sizes(), len(encoder.tags), hidden=args.hidden, k=k, seed=args.seed,
-                   per_gate=args.per_gate, init=args.init)
+                   per_gate=args.per_gate, init=args.init, memory_decay=args.memory_decay)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     optimizer: Optimizer
     if args.optimizer == "adam":
@@ -123,7 +125,8 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
         optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=lr, clip=args.clip)
 
     run_info = {
-        "task": "pos", "hidden": args.hidden, "k": k, "per_gate": args.per_gate, "init": args.init, "mode": args.mode, "optimizer": args.optimizer,
+        "task": "pos", "hidden": args.hidden, "k": k, "per_gate": args.per_gate, "init": args.init, "mode": args.mode,
+        "memory_decay": args.memory_decay, "optimizer": args.optimizer,
         "lr": lr, "clip": args.clip, "lazy": args.lazy, "min_count": args.min_count,
         "vocabulary": encoder.sizes(), "train_sentences": len(train), "train_tokens": int(sum(len(s) for s in train)),
         "version": __version__,

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..nn import LSTM, Embedding, Linear, Parameter
 from ..nn.lstm import offsets_from_lengths
+from ..nn.selection import Selection
 from ..nn.state import NamedState
 from .pos_features import FEATURES, Encoded
 
@@ -68,13 +69,15 @@ class Tagger(NamedState):
         dtype: type = np.float32,
         per_gate: bool = False,
         init: str = "pytorch",
+        memory_decay: float = 0.0,
     ) -> None:
         rng = np.random.default_rng(seed)
         self.word_embedding = Embedding(vocab_sizes["words"], word_dim, rng, dtype)
         self.feature_embeddings = [Embedding(vocab_sizes[name], feature_dim, rng, dtype) for name in FEATURES]
         self.input_size = word_dim + feature_dim * len(FEATURES)
         self.word_dim, self.feature_dim = word_dim, feature_dim
-        self.lstm = LSTM(self.input_size, hidden, k, rng, dtype, per_gate=per_gate, init=init)
+        self.lstm = LSTM(self.input_size, hidden, k, rng, dtype, per_gate=per_gate, init=init,
+                         memory_decay=memory_decay)
         self.output = Linear(hidden, n_tags, None, rng=rng, dtype=dtype, init=init)
         self.training = True
 
@@ -118,3 +121,7 @@ class Tagger(NamedState):
 
     def random_generators(self) -> list[np.random.Generator]:
         return []  # no dropout: nothing random after initialisation
+
+    def selections(self) -> list[Selection]:
+        """The LSTM's selection (the output layer is dense)."""
+        return self.lstm.selections()
