@@ -173,6 +173,18 @@ def import_meprop(attempts: int = 5, delay_s: float = 2.0) -> ModuleType:
     raise ImportError(f"meprop_native could not be imported: {last}")
 
 
+def cpu_model() -> str:
+    """The processor's model name (Linux /proc/cpuinfo), else what platform reports."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_info(torch: ModuleType | None, meprop: ModuleType, threads: int) -> dict[str, Any]:
     """Versions, core count and the thread settings in effect for the run."""
     import numpy as np
@@ -180,6 +192,7 @@ def machine_info(torch: ModuleType | None, meprop: ModuleType, threads: int) -> 
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "numpy": np.__version__,

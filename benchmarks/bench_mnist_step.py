@@ -27,11 +27,12 @@ from pathlib import Path
 
 import meprop_native as mp
 import numpy as np
-from _timing import STEP_PARTS, training_step_times
+from _timing import STEP_PARTS, cpu_model, training_step_times
 from meprop_native.data import load_mnist
 from meprop_native.nn import mlp, softmax_cross_entropy
 from meprop_native.nn.init import INITS
 from meprop_native.optim import AdaGrad, Adam
+from meprop_native.tasks.arguments import DEFAULT_MEMORY_DECAY
 from meprop_native.train.atomic import write_json
 
 # The paper's MNIST settings: (k, learning rate) per optimizer.
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     parser.add_argument("--init", choices=INITS, default="pytorch")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--memory-decay", type=float, default=DEFAULT_MEMORY_DECAY,
+                        help=f"meProp's error feedback, as `meprop train mnist` (default {DEFAULT_MEMORY_DECAY}; "
+                             "0: the paper's plain meProp)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/mnist_step.json"))
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.warmup < 0 or args.threads < 1:
@@ -58,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     order = np.random.default_rng(0).permutation(len(y))
     contenders = {}
     for name, kk in (("dense", None), ("meprop", k)):
-        model = mlp([784, 500, 500, 10], k=kk, seed=0, init=args.init)
+        model = mlp([784, 500, 500, 10], k=kk, seed=0, init=args.init,
+                    selection={"memory_decay": args.memory_decay})
         opt = Adam(model.parameters(), lr=lr, clip=5.0) if args.optimizer == "adam" else AdaGrad(
             model.parameters(), lr=lr, clip=5.0)
         contenders[name] = (model, opt)
@@ -86,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     medians = {name: {part: statistics.median(s[part] for s in rounds) for part in STEP_PARTS}
                for name, rounds in sums.items()}
     ratios = {part: medians["dense"][part] / medians["meprop"][part] for part in STEP_PARTS}
-    print(f"{args.rounds} rounds x {args.steps} steps, batch 10, {args.optimizer} (meProp k={k}), "
-          f"init {args.init}, threads {args.threads}; median microseconds per step")
+    print(f"CPU: {cpu_model()}; {args.rounds} rounds x {args.steps} steps, batch 10, {args.optimizer} "
+          f"(meProp k={k}, memory decay {args.memory_decay}), init {args.init}, threads {args.threads}; "
+          "median microseconds per step")
     print(f"{'':8}" + "".join(f"{part:>18}" for part in STEP_PARTS))
     for name, m in medians.items():
         print(f"{name:8}" + "".join(f"{1e6 * m[part]:18.1f}" for part in STEP_PARTS))
@@ -95,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     per_round = [d["backprop"] / m["backprop"] for d, m in zip(sums["dense"], sums["meprop"])]
     print(f"backprop ratio per round: min {min(per_round):.2f}x, median {statistics.median(per_round):.2f}x, "
           f"max {max(per_round):.2f}x")
-    write_json(args.out, {"args": {key: str(v) for key, v in vars(args).items()}, "medians": medians,
+    write_json(args.out, {"args": {key: str(v) for key, v in vars(args).items()}, "cpu_model": cpu_model(),
+                          "medians": medians,
                           "ratios": ratios, "per_round": sums})
     return 0
 
