@@ -79,8 +79,15 @@ def linear_backward_compact(
     *,
     bias_grad: str = "dense",
     method: str = "auto",
+    memory: NDArray[_Float] | None = None,
+    memory_decay: float = 1.0,
+    indices: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[_Float] | None, NDArray[np.int64], NDArray[_Float], NDArray[_Float]]:
-    """meProp backward with only the touched rows of dW: (dx or None, rows (m,), dW_rows (m, n_in), db)."""
+    """meProp backward with only the touched rows of dW: (dx or None, rows (m,), dW_rows (m, n_in), db).
+
+    memory (n_out,): error feedback, updated in place (memory_decay in [0, 1]).
+    indices: the kept entries, (B, k) per example or (k,) unified, instead of top-k (k None).
+    """
 
 @overload
 def linear_backward_compact(
@@ -93,6 +100,9 @@ def linear_backward_compact(
     *,
     bias_grad: str = "dense",
     method: str = "auto",
+    memory: _AnyFloatArray | None = None,
+    memory_decay: float = 1.0,
+    indices: ArrayLike | None = None,
 ) -> tuple[_AnyFloatArray | None, NDArray[np.int64], _AnyFloatArray, _AnyFloatArray]: ...
 
 def linear_backward_into(
@@ -107,6 +117,9 @@ def linear_backward_into(
     dx_out: _AnyFloatArray | None = None,
     dW_out: _AnyFloatArray | None = None,
     db_out: _AnyFloatArray | None = None,
+    memory: _AnyFloatArray | None = None,
+    memory_decay: float = 1.0,
+    indices: ArrayLike | None = None,
 ) -> None:
     """meProp backward written into caller-owned buffers, each optional.
 
@@ -214,6 +227,7 @@ def lstm_backward(
     method: str = "auto",
     input_grad: bool = True,
     per_gate: bool = False,
+    memory_decay: float = 0.0,
 ) -> tuple[
     _AnyFloatArray | None, NDArray[np.int64], _AnyFloatArray, _AnyFloatArray, _AnyFloatArray, NDArray[np.int64], float
 ]:
@@ -223,4 +237,5 @@ def lstm_backward(
     db (4h,) dense, kept (N, k) or (0, 0) when dense, gate_seconds). k None = dense.
     per_gate=True keeps k/4 entries of each gate's h instead of k of all 4h (k a
     multiple of 4), as an LSTM with one weight matrix per gate would.
+    memory_decay > 0: error feedback through time within each sequence.
     """
