@@ -122,9 +122,11 @@ def torch_summary(out: Path, method: str, seed: int) -> dict:
 
 def run_one(study_name: str, method: str, seed: int, args: argparse.Namespace) -> dict | None:
     study = STUDIES[study_name]
+    if args.report_only:
+        return existing(study_name, method, seed, args)
     if study.torch:  # dense comes with the plain run; both share one process per seed and decay
         key = "plain meProp" if method == "dense" else method
-        out = args.out / study_name / f"{key.replace(' ', '_')}-seed{seed}"
+        out = run_dir(study_name, method, seed, args)
         if not (out / "torch_mnist.json").exists() or args.rerun:
             out.mkdir(parents=True, exist_ok=True)
             argv = command(study, key, seed, out, args)
@@ -135,7 +137,7 @@ def run_one(study_name: str, method: str, seed: int, args: argparse.Namespace) -
                 print(f"FAILED ({code}): {' '.join(argv)}; see {out / 'log.txt'}", file=sys.stderr)
                 return None
         return torch_summary(out, method, seed)
-    out = args.out / study_name / f"{method.replace(' ', '_').replace(',', '')}-seed{seed}"
+    out = run_dir(study_name, method, seed, args)
     summary = out / "summary.json"
     if not summary.exists() or args.rerun:
         out.mkdir(parents=True, exist_ok=True)
@@ -147,6 +149,21 @@ def run_one(study_name: str, method: str, seed: int, args: argparse.Namespace) -
             print(f"FAILED ({code}): {' '.join(argv)}; see {out / 'log.txt'}", file=sys.stderr)
             return None
     return json.loads(summary.read_text())
+
+
+def run_dir(study_name: str, method: str, seed: int, args: argparse.Namespace) -> Path:
+    if STUDIES[study_name].torch and method == "dense":
+        method = "plain meProp"  # the torch study's dense run comes with its plain run
+    return args.out / study_name / f"{method.replace(' ', '_').replace(',', '')}-seed{seed}"
+
+
+def existing(study_name: str, method: str, seed: int, args: argparse.Namespace) -> dict | None:
+    """A finished run's summary, or None."""
+    out = run_dir(study_name, method, seed, args)
+    if STUDIES[study_name].torch:
+        return torch_summary(out, method, seed) if (out / "torch_mnist.json").exists() else None
+    summary = out / "summary.json"
+    return json.loads(summary.read_text()) if summary.exists() else None
 
 
 def score(summary: dict) -> float:
@@ -219,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override the MNIST studies' 20 epochs")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once, one thread each (default 1)")
     parser.add_argument("--out", type=Path, default=Path("runs/study"))
-    parser.add_argument("--rerun", action="store_true")
+    parser.add_argument("--rerun", action="store_true", help="train again even where a summary exists")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: tabulate the runs that exist under --out")
     args = parser.parse_args(argv)
     names = list(STUDIES) if "all" in args.study else args.study
 

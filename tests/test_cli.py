@@ -189,6 +189,23 @@ def test_usage_errors_exit_2(capsys, args):
     assert "usage:" in err and "error:" in err
 
 
+@pytest.mark.parametrize("task", ["mnist", "pos", "parse"])
+@pytest.mark.parametrize("threads", ["100000", "99999999999", "0", "many"])
+def test_thread_counts_are_checked_before_anything_runs(capsys, task, threads):
+    code, _, err = run_cli(["train", task, "--threads", threads, "--data-dir", "/nonexistent"], capsys)
+    assert code == 2
+    assert "--threads" in err and ("[1, 1024]" in err or "integer" in err)
+
+
+@pytest.mark.parametrize("option", [["--memory-decay", "1.5"], ["--select", "best"], ["--k-rule", "auto"],
+                                    ["--warmup", "cosine"]])
+def test_bad_selection_options_are_usage_errors_or_named(capsys, option, tmp_path):
+    code, _, err = run_cli(["train", "mnist", *option, "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")],
+                           capsys)
+    assert code == 2
+    assert option[0].lstrip("-").split("-")[0] in err
+
+
 # ---- smoke runs ----------------------------------------------------------------------
 
 

@@ -215,3 +215,28 @@ def test_thread_limits_limits_and_restores_blas():
         assert all(n <= 2 for n in _blas_threads())
         assert mp.get_num_threads() == 1
     assert _blas_threads() == before
+
+
+@pytest.mark.parametrize("n", [0, -1, 1025, 100000, 2**31 - 1, 99999999999])
+def test_thread_counts_outside_the_limit_are_refused_naming_it(n):
+    before = mp.get_num_threads()
+    with pytest.raises(ValueError, match=r"\[1, 1024\]"):
+        mp.set_num_threads(n)
+    assert mp.get_num_threads() == before
+    # The kernels still run.
+    assert mp.topk_rows(np.random.default_rng(0).random((64, 500), dtype=np.float32), 5).shape == (64, 5)
+
+
+@pytest.mark.parametrize("n", [2.5, "4", True, None])
+def test_thread_counts_that_are_not_integers_are_a_type_error(n):
+    with pytest.raises(TypeError, match="integer"):
+        mp.set_num_threads(n)
+
+
+def test_the_largest_thread_count_runs():
+    before = mp.get_num_threads()
+    try:
+        mp.set_num_threads(1024)
+        assert mp.get_num_threads() == 1024
+    finally:
+        mp.set_num_threads(before)

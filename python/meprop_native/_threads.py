@@ -16,13 +16,26 @@ and restores both settings on exit. Outside such loops nothing is changed.
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterator
 
 from . import _core
 
+# The library's limit (meprop::max_threads() in C++): far above one thread a
+# core, far below where OpenMP fails to create threads.
+MAX_THREADS = 1024
+
 
 def set_num_threads(n: int) -> None:
-    """Sets how many threads meprop's kernels use (n >= 1), process-wide."""
+    """Sets how many threads meprop's kernels use (1 <= n <= 1024), process-wide.
+
+    ValueError names the limit for any other count (a count that is not an
+    integer is a TypeError).
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"thread count must be an integer, got {n!r}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"thread count must be in [1, {MAX_THREADS}], got {n}")
     _core.set_num_threads(int(n))
 
 

@@ -7,8 +7,11 @@
 
 namespace meprop {
 
-// Sets the number of threads the kernels may use (>= 1); throws
-// std::invalid_argument otherwise. Process-wide. The count is an atomic that
+// The largest thread count set_num_threads accepts (1024).
+int max_threads();
+
+// Sets the number of threads the kernels may use, in [1, max_threads()];
+// throws std::invalid_argument otherwise. Process-wide. The count is an atomic that
 // each parallel loop reads once before it starts, so calling this while
 // kernels run on other threads is safe: a call in progress may run some loops
 // with the old count and later ones with the new, with the same results.

@@ -3,9 +3,52 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
+from .._threads import MAX_THREADS
 from ..nn.init import INITS
+
+
+def thread_count(text: str) -> int:
+    """--threads: an integer in [1, MAX_THREADS], checked before anything runs."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if not 1 <= n <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be in [1, {MAX_THREADS}], got {n}")
+    return n
+
+
+def fraction(low_open: bool) -> Callable[[str], float]:
+    """An argparse type: a number in [0, 1] ((0, 1] when low_open)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not ((0.0 < value if low_open else 0.0 <= value) and value <= 1.0):
+            raise argparse.ArgumentTypeError(f"must be in {'(0' if low_open else '[0'}, 1], got {text}")
+        return value
+
+    return parse
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= minimum."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def add_clip_argument(group: argparse._ArgumentGroup) -> None:
@@ -37,8 +80,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, task: str, files: str,
     task's own run options.
     """
     run = parser.add_argument_group("run")
-    run.add_argument("--threads", type=int, default=None,
-                     help="threads for the native kernels (default: all cores); BLAS gets one while training")
+    run.add_argument("--threads", type=thread_count, default=None,
+                     help=f"threads for the native kernels, 1..{MAX_THREADS} (default: all cores); BLAS gets one "
+                          "while training")
     run.add_argument("--data-dir", type=Path, default=None,
                      help=f"directory with {files}; default: $MEPROP_DATA, then the user cache dir, "
                           "downloading there if absent")
@@ -66,7 +110,7 @@ DEFAULT_MEMORY_DECAY = 1.0
 
 def add_memory_decay_argument(group: argparse._ArgumentGroup) -> None:
     """--memory-decay: error feedback's decay (meprop_native.nn.Selection, nn.LSTM)."""
-    group.add_argument("--memory-decay", type=float, default=DEFAULT_MEMORY_DECAY,
+    group.add_argument("--memory-decay", type=fraction(low_open=False), default=DEFAULT_MEMORY_DECAY,
                        help="error feedback: what top-k drops is remembered per unit and added back before the "
                             f"next selection, times this decay in [0, 1] (default {DEFAULT_MEMORY_DECAY}); "
                             "0 turns it off: the paper's plain meProp")
@@ -87,13 +131,13 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> argparse._Argume
                        help="fixed: --k every step (default); tinyprop: TinyProp's ratio from sum |dy| against "
                             "its running maximum; mass: the smallest k keeping --k-mass of each example's "
                             "sum |dy|; both within --k-min .. --k-max")
-    group.add_argument("--k-min", type=int, default=None, help="smallest k of an adaptive rule (default 1)")
-    group.add_argument("--k-max", type=int, default=None, help="largest k of an adaptive rule (default: the layer size)")
-    group.add_argument("--k-mass", type=float, default=0.9,
+    group.add_argument("--k-min", type=count(1), default=None, help="smallest k of an adaptive rule (default 1)")
+    group.add_argument("--k-max", type=count(1), default=None, help="largest k of an adaptive rule (default: the layer size)")
+    group.add_argument("--k-mass", type=fraction(low_open=True), default=0.9,
                        help="the share of sum |dy| the mass rule keeps (default 0.9)")
-    group.add_argument("--tinyprop-zeta", type=float, default=1.0,
+    group.add_argument("--tinyprop-zeta", type=fraction(low_open=True), default=1.0,
                        help="TinyProp's damping per layer from the output, in (0, 1] (default 1: none)")
-    group.add_argument("--warmup-steps", type=int, default=0,
+    group.add_argument("--warmup-steps", type=count(0), default=0,
                        help="steps of warm-up before meProp's k applies (default 0)")
     group.add_argument("--warmup", choices=["ramp", "dense"], default="ramp",
                        help="ramp: k falls geometrically from n to k over the warm-up (default); dense: dense steps")
