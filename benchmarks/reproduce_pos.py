@@ -37,6 +37,10 @@ def run_one(optimizer: str, mode: str, args: argparse.Namespace) -> dict:
                 "--epochs", str(args.epochs), "--seed", str(args.seed), "--out", str(out), "--no-progress"]
         if args.data_dir:
             argv += ["--data-dir", str(args.data_dir)]
+        # The paper's plain meProp (no error feedback, the tasks' default);
+        # an interrupted run continues, --rerun starts over.
+        argv += ["--memory-decay", "0"]
+        argv += ["--overwrite"] if args.rerun else ["--resume"] if (out / "checkpoint.npz").exists() else []
         if args.threads:
             argv += ["--threads", str(args.threads)]
         if args.train_limit:

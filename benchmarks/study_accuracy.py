@@ -45,6 +45,7 @@ METHODS: dict[str, list[str]] = {
     "plain meProp": PLAIN,
     "error feedback 1.0 (default)": ["--memory-decay", "1.0"],
     "error feedback 0.8": ["--memory-decay", "0.8"],
+    "error feedback 1.0, k 25": ["--memory-decay", "1.0", "--k", "25"],
     "warm-up ramp 2000 steps": PLAIN + ["--warmup-steps", "2000"],
     "warm-up dense 500 steps": PLAIN + ["--warmup-steps", "500", "--warmup", "dense"],
     "adaptive k, mass 0.5": PLAIN + ["--k-rule", "mass", "--k-mass", "0.5", "--k-min", "5", "--k-max", "40"],
@@ -108,6 +109,8 @@ def command(study: Study, method: str, seed: int, out: Path, args: argparse.Name
             argv += ["--epochs", str(args.epochs or study.epochs)]
     if args.data_dir:
         argv += ["--data-dir", str(args.data_dir)]
+    if not study.torch:  # an interrupted run continues, --rerun starts over
+        argv += ["--overwrite"] if args.rerun else ["--resume"] if (out / "checkpoint.npz").exists() else []
     return argv
 
 

@@ -389,3 +389,31 @@ def test_bad_numeric_options_are_reported_not_raised(tmp_path, generated_data, u
         if code != 2 or "error" not in err:
             not_reported.append(f"{' '.join(bad)}: exit code {code}")
     assert not_reported == []
+
+
+def test_an_earlier_run_is_not_replaced_without_resume_or_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.npz").write_bytes(b"an interrupted run")
+    code, _, err = run_cli(["train", "mnist", "--hidden", "16", "--epochs", "1", "--out", str(out),
+                            "--data-dir", str(tmp_path)], capsys)
+    assert code == 2 and "--resume" in err and "--overwrite" in err
+    assert (out / "checkpoint.npz").read_bytes() == b"an interrupted run"
+    code, _, err = run_cli(["train", "mnist", "--resume", "--overwrite", "--out", str(out)], capsys)
+    assert code == 2 and "contradict" in err
+
+
+def test_overwrite_starts_over(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.npz").write_bytes(b"an interrupted run")
+    code, _, err = run_cli(["train", "mnist", "--overwrite", "--out", str(out), "--data-dir", str(tmp_path / "none")],
+                           capsys)
+    assert code == 2 and "MNIST data not found" in err  # got past the output check to the data
+
+
+def test_an_output_path_that_cannot_be_a_directory_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, _, err = run_cli(["train", "mnist", "--out", str(blocker / "run"), "--data-dir", str(tmp_path)], capsys)
+    assert code == 2 and "not a directory" in err

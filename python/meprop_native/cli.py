@@ -6,7 +6,9 @@ import argparse
 import importlib
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from .data import DatasetNotFoundError, IdxFormatError
 from .data.paths import ChecksumError
@@ -38,6 +40,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class OutputDirectoryError(ValueError):
+    """--out cannot take this run: it holds another one, or it cannot be written."""
+
+
+def check_output_directory(out: Path, resume: bool, overwrite: bool) -> None:
+    """Before anything is loaded or trained: refuse to replace a run silently, and
+    fail now (not after training) when the directory cannot be written."""
+    if resume and overwrite:
+        raise OutputDirectoryError("--resume and --overwrite contradict each other: choose one")
+    if not resume and not overwrite and (out / "checkpoint.npz").exists():
+        raise OutputDirectoryError(
+            f"{out} already holds a run (checkpoint.npz): pass --resume to continue it, --overwrite to start "
+            "over in its place, or choose another --out")
+    # Probe the directory, or the nearest ancestor that exists (it would be
+    # created there), with a temporary file; nothing is left behind.
+    probe = out.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise OutputDirectoryError(f"--out {out}: {probe} is not a directory")
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".meprop-write-check-"):
+            pass
+    except OSError as error:
+        raise OutputDirectoryError(f"cannot write to --out {out}: {error.strerror or error}") from error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``meprop`` with argv (default: sys.argv[1:]); returns the exit code.
 
@@ -47,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        check_output_directory(args.out, resume=args.resume, overwrite=args.overwrite)
         summary = args.run(args)
     except (DatasetNotFoundError, ChecksumError, IdxFormatError, CheckpointError, ValueError) as error:
         print(f"meprop: error: {error}", file=sys.stderr)

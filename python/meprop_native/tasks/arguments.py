@@ -89,6 +89,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, task: str, files: str,
     run.add_argument("--out", type=Path, default=Path("runs") / task,
                      help=f"output directory for checkpoint, metrics, summary and plot (default runs/{task})")
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    run.add_argument("--overwrite", action="store_true",
+                     help="start over in an --out that holds an earlier run (default: refuse, naming --resume)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     run.add_argument("--train-limit", type=int, default=None,
                      help=f"use only the first N training {examples} (smoke runs)")
