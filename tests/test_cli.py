@@ -107,7 +107,7 @@ def generated_data(tmp_path_factory) -> Path:
 @pytest.fixture
 def unverified_loader(monkeypatch):
     """The CLI's loader without the md5 check, so that generated data loads."""
-    monkeypatch.setattr(mnist_task, "load_mnist", functools.partial(load_mnist, verify=False))
+    monkeypatch.setattr(mnist_task, "load_mnist", lambda data_dir, verify=True: load_mnist(data_dir, verify=False))
 
 
 def run_cli(args, capsys):
@@ -417,3 +417,39 @@ def test_an_output_path_that_cannot_be_a_directory_fails_before_training(tmp_pat
     blocker.write_text("not a directory")
     code, _, err = run_cli(["train", "mnist", "--out", str(blocker / "run"), "--data-dir", str(tmp_path)], capsys)
     assert code == 2 and "not a directory" in err
+
+
+@pytest.mark.parametrize("option", [["--train-limit", "-5"], ["--layers", "-1"], ["--hidden", "0"], ["--k", "0"],
+                                    ["--batch-size", "0"], ["--epochs", "0"], ["--steps-per-epoch", "-1"],
+                                    ["--evals-per-epoch", "0"]])
+def test_nonsense_sizes_are_usage_errors(capsys, option):
+    code, _, err = run_cli(["train", "mnist", *option], capsys)
+    assert code == 2 and option[0] in err
+
+
+def test_bad_dropout_is_named_before_loading_data(tmp_path, capsys):
+    code, _, err = run_cli(["train", "mnist", "--dropout", "1.0", "--data-dir", str(tmp_path / "none"),
+                            "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "--dropout" in err
+
+
+def test_no_verify_uses_files_whose_md5_differs(tmp_path, generated_data, capsys):
+    code, out, err = run_cli(["train", "mnist", "--no-verify", "--data-dir", str(generated_data), "--hidden", "8",
+                              "--epochs", "1", "--train-limit", "200", "--no-progress", "--out", str(tmp_path / "r")],
+                             capsys)
+    assert code == 0, err
+
+
+def test_md5_message_names_the_command_line_option(tmp_path, generated_data, capsys):
+    code, _, err = run_cli(["train", "mnist", "--data-dir", str(generated_data), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "--no-verify" in err
+
+
+def test_a_model_too_large_for_memory_is_a_clear_error(tmp_path, generated_data, capsys, monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(mnist_task, "mlp", no_memory)
+    code, _, err = run_cli(["train", "mnist", "--no-verify", "--data-dir", str(generated_data),
+                            "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "not enough memory" in err and "Traceback" not in err

@@ -645,3 +645,10 @@ def test_parameter_dense_grad_and_matrix_view():
     np.testing.assert_array_equal(w.dense_grad(), [[0, 0], [1, 2], [0, 0], [3, 4]])
     w.zero_grad()
     assert w.grad_rows is None and w.grad is None
+
+
+def test_an_empty_batch_is_a_clear_error_not_a_nan_loss():
+    from meprop_native.nn import softmax_cross_entropy
+
+    with pytest.raises(ValueError, match="empty batch"):
+        softmax_cross_entropy(np.zeros((0, 10), np.float32), np.zeros(0, np.int64))

@@ -81,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatasetNotFoundError, ChecksumError, IdxFormatError, CheckpointError, ValueError) as error:
         print(f"meprop: error: {error}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print("meprop: error: not enough memory for this model and data (try a smaller --hidden, --layers or "
+              "--batch-size)", file=sys.stderr)
+        return 2
     except TrainingDiverged as error:
         print(f"meprop: error: {error}", file=sys.stderr)
         return 3

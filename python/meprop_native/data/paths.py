@@ -200,7 +200,8 @@ def verify_file(path: Path, spec: DataFile) -> None:
     raise ChecksumError(
         f"{path}: md5 mismatch: expected {expected}, found {digest}. The file was left "
         f"untouched; replace it with the published {spec.name} (or delete it to have it "
-        f"downloaded again), or pass verify=False to use it as is."
+        f"downloaded again), or use it as is: verify=False in Python, --no-verify on the meprop "
+        f"command line."
     )
 
 

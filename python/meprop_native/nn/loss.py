@@ -12,6 +12,8 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float
     """
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
         raise ValueError(f"expected logits (B, C) and labels (B,), got {logits.shape} and {labels.shape}")
+    if logits.shape[0] == 0:
+        raise ValueError("empty batch: the mean cross-entropy of no examples is undefined")
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     total = exp.sum(axis=1, keepdims=True)

@@ -92,10 +92,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, task: str, files: str,
     run.add_argument("--overwrite", action="store_true",
                      help="start over in an --out that holds an earlier run (default: refuse, naming --resume)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
-    run.add_argument("--train-limit", type=int, default=None,
+    run.add_argument("--train-limit", type=count(1), default=None,
                      help=f"use only the first N training {examples} (smoke runs)")
-    run.add_argument("--steps-per-epoch", type=int, default=None, help="cap steps per epoch (smoke runs)")
-    run.add_argument("--evals-per-epoch", type=int, default=1,
+    run.add_argument("--steps-per-epoch", type=count(1), default=None, help="cap steps per epoch (smoke runs)")
+    run.add_argument("--evals-per-epoch", type=count(1), default=1,
                      help="evaluations of dev and test per epoch, evenly spaced, the last at its end; the best "
                           "dev score over all of them picks the model (default 1; the paper authors' MNIST "
                           "code used 11)")

@@ -19,6 +19,7 @@ from .arguments import (
     add_lazy_argument,
     add_run_arguments,
     add_selection_arguments,
+    count,
     selection_options,
 )
 
@@ -31,15 +32,15 @@ DEFAULT_LR = {"adam": 0.001, "adagrad": 0.1, "sgd": 0.1}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the options of ``meprop train mnist`` to parser."""
     model = parser.add_argument_group("model")
-    model.add_argument("--k", type=int, default=20,
+    model.add_argument("--k", type=count(1), default=20,
                        help="entries of dy kept per example in every hidden layer (default 20, the paper's Adam setting)")
-    model.add_argument("--k-out", type=int, default=None,
+    model.add_argument("--k-out", type=count(1), default=None,
                        help="k of the output layer (default: none, dense; with 10 classes any k >= 10 is dense)")
     model.add_argument("--mode", choices=["per_example", "unified", "dense"], default="per_example",
                        help="per_example: meProp (default); unified: one top-k set per mini-batch; "
                             "dense: ordinary backprop through the same kernels (the baseline)")
-    model.add_argument("--hidden", type=int, default=500, help="units per hidden layer (default 500)")
-    model.add_argument("--layers", type=int, default=2, help="number of hidden layers (default 2)")
+    model.add_argument("--hidden", type=count(1), default=500, help="units per hidden layer (default 500)")
+    model.add_argument("--layers", type=count(0), default=2, help="number of hidden layers (default 2)")
     model.add_argument("--dropout", type=float, default=0.0, help="dropout probability after each hidden layer (default 0)")
     add_init_argument(model, default="pytorch")
     opt = parser.add_argument_group("optimisation")
@@ -48,16 +49,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="learning rate (default: adam 0.001, adagrad 0.1, sgd 0.1)")
     add_clip_argument(opt)
     add_lazy_argument(opt)
-    opt.add_argument("--batch-size", type=int, default=10, help="mini-batch size (default 10, the paper's)")
-    opt.add_argument("--epochs", type=int, default=20, help="default 20")
+    opt.add_argument("--batch-size", type=count(1), default=10, help="mini-batch size (default 10, the paper's)")
+    opt.add_argument("--epochs", type=count(1), default=20, help="default 20")
     opt.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling and dropout (default 0)")
     add_selection_arguments(parser)
-    add_run_arguments(parser, "mnist", "the four MNIST IDX files (or a parent with mnist/)", "images")
+    run = add_run_arguments(parser, "mnist", "the four MNIST IDX files (or a parent with mnist/)", "images")
+    run.add_argument("--no-verify", action="store_true",
+                     help="use local MNIST files whose md5 differs from the published one (default: refuse them)")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Trains the MNIST MLP as the options say; writes into args.out; returns the summary."""
-    splits = load_mnist(args.data_dir)
+    if not 0.0 <= args.dropout < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
+    splits = load_mnist(args.data_dir, verify=not args.no_verify)
     train_x, train_y = splits.train_x, splits.train_y
     if args.train_limit is not None:
         train_x, train_y = train_x[: args.train_limit], train_y[: args.train_limit]
