@@ -12,7 +12,6 @@ generated-data runs replace the CLI's loader by ``load_mnist(verify=False)``.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import json
 import os

@@ -4,10 +4,23 @@
 // the baseline ISA, AVX2+FMA (x86-64-v3) and AVX-512 (x86-64-v4); the loader
 // picks the best the CPU has. With MEPROP_NATIVE_ARCH everything is already
 // compiled for the build machine, so no clones are made.
+//
+// MEPROP_FORCE_ISA (the CMake option of that name) builds one target only,
+// 1 = baseline, 3 = x86-64-v3, 4 = x86-64-v4, so that tests can run every
+// clone on a machine whose loader would pick only the best one.
 #pragma once
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MEPROP_NATIVE_ARCH)
+#if defined(MEPROP_FORCE_ISA) && MEPROP_FORCE_ISA == 4
+#define MEPROP_CLONES __attribute__((target("arch=x86-64-v4")))
+#elif defined(MEPROP_FORCE_ISA) && MEPROP_FORCE_ISA == 3
+#define MEPROP_CLONES __attribute__((target("arch=x86-64-v3")))
+#elif defined(MEPROP_FORCE_ISA)
+#define MEPROP_CLONES
+#else
 #define MEPROP_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+#define MEPROP_DISPATCH 1
 #else
 #define MEPROP_CLONES
 #endif
@@ -17,14 +30,19 @@
 // and taken when avx512_runs(), and one with 32-byte vectors under the usual
 // clones. A 64-byte generic vector compiled for AVX2 is split into register
 // pairs and its tiles spill: the row-combination kernel ran 20x slower so.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MEPROP_NATIVE_ARCH)
+#if defined(MEPROP_DISPATCH)
 #define MEPROP_AVX512_TARGET __attribute__((target("arch=x86-64-v4")))
 namespace meprop::detail {
-inline bool avx512_runs() {
+inline bool cpu_has_avx512() {
     static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
     return avx512;
 }
+#if defined(MEPROP_FORCE_ISA)
+inline bool avx512_runs() { return MEPROP_FORCE_ISA == 4; }
+#else
+inline bool avx512_runs() { return cpu_has_avx512(); }
+#endif
 }  // namespace meprop::detail
 #elif defined(__AVX512F__)
 #define MEPROP_AVX512_TARGET

@@ -808,6 +808,8 @@ PYBIND11_MODULE(_core, m) {
           py::kw_only(), py::arg("out") = py::none(),
           "y = x W^T + b for x (B, n_in), W (n_out, n_in), b (n_out,) or None: (B, n_out), "
           "on the library's threads; faster than BLAS from 2 examples on.");
+    m.def("isa_target", &meprop::isa_target,
+          "The instruction-set build of the hot loops that runs here: x86-64-v4, x86-64-v3, baseline or native.");
     m.def("linear_forward_uses_avx512", &meprop::linear_forward_uses_avx512,
           "Whether linear_forward runs its AVX-512 register tile on this machine.");
     m.def("sgd_update", &sgd_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"),

@@ -145,6 +145,9 @@ def linear_forward(
 def linear_forward(
     x: ArrayLike, W: ArrayLike, b: ArrayLike | None = None, *, out: _AnyFloatArray | None = None
 ) -> _AnyFloatArray: ...
+def isa_target() -> str:
+    """The instruction-set build of the hot loops that runs here: x86-64-v4, x86-64-v3, baseline or native."""
+
 def linear_forward_uses_avx512() -> bool:
     """Whether linear_forward runs its AVX-512 register tile on this machine."""
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "meprop/error_feedback.hpp"
+#include "meprop/isa.hpp"
 #include "meprop/linear_backward.hpp"
 #include "meprop/linear_forward.hpp"
 #include "meprop/lstm.hpp"
