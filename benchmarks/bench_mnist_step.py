@@ -33,9 +33,11 @@ from meprop_native.nn import mlp, softmax_cross_entropy
 from meprop_native.nn.init import INITS
 from meprop_native.optim import AdaGrad, Adam
 from meprop_native.tasks.arguments import DEFAULT_MEMORY_DECAY
+from meprop_native.tasks.mnist import DEFAULT_K
 from meprop_native.train.atomic import write_json
 
-# The paper's MNIST settings: (k, learning rate) per optimizer.
+# The paper's MNIST settings: (k, learning rate) per optimizer; the learning
+# rates are also `meprop train mnist`'s, its k is --k's default.
 SETTINGS = {"adam": (20, 1e-3), "adagrad": (10, 0.1)}
 
 
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     parser.add_argument("--init", choices=INITS, default="pytorch")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--k", type=int, default=DEFAULT_K,
+                        help=f"meProp's k, as `meprop train mnist` (default {DEFAULT_K}; the paper: adam 20, adagrad 10)")
     parser.add_argument("--memory-decay", type=float, default=DEFAULT_MEMORY_DECAY,
                         help=f"meProp's error feedback, as `meprop train mnist` (default {DEFAULT_MEMORY_DECAY}; "
                              "0: the paper's plain meProp)")
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     splits = load_mnist(args.data_dir)
     x, y = splits.train_x, splits.train_y
-    k, lr = SETTINGS[args.optimizer]
+    k, lr = args.k, SETTINGS[args.optimizer][1]
     order = np.random.default_rng(0).permutation(len(y))
     contenders = {}
     for name, kk in (("dense", None), ("meprop", k)):

@@ -23,7 +23,12 @@ from .arguments import (
     selection_options,
 )
 
-HELP = "MLP on MNIST (the paper's 784-500-500-10, batch 10; default: Adam, k=20)"
+HELP = "MLP on MNIST (the paper's 784-500-500-10, batch 10; default: Adam, k=25 with error feedback)"
+
+# k of the hidden layers by default: with error feedback (0.8) k=25 matched
+# dense accuracy under Adam over 5 seeds, where the paper's k=20 stayed 0.1
+# points below (docs/results.md). 25 of 500 keeps 5 %.
+DEFAULT_K = 25
 
 # The paper's learning rates: Adam 0.001 (its default); AdaGrad 0.1 for MNIST.
 DEFAULT_LR = {"adam": 0.001, "adagrad": 0.1, "sgd": 0.1}
@@ -32,8 +37,11 @@ DEFAULT_LR = {"adam": 0.001, "adagrad": 0.1, "sgd": 0.1}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the options of ``meprop train mnist`` to parser."""
     model = parser.add_argument_group("model")
-    model.add_argument("--k", type=count(1), default=20,
-                       help="entries of dy kept per example in every hidden layer (default 20, the paper's Adam setting)")
+    model.add_argument("--k", type=count(1), default=DEFAULT_K,
+                       help=f"entries of dy kept per example in every hidden layer (default {DEFAULT_K}, 5 %% of 500, "
+                            "which with "
+                            "error feedback matched dense accuracy in docs/results.md; the paper: 20 under Adam, "
+                            "10 under AdaGrad)")
     model.add_argument("--k-out", type=count(1), default=None,
                        help="k of the output layer (default: none, dense; with 10 classes any k >= 10 is dense)")
     model.add_argument("--mode", choices=["per_example", "unified", "dense"], default="per_example",
