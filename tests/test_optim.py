@@ -567,3 +567,37 @@ def test_adam_loads_a_state_saved_without_decay_factors():
     np.testing.assert_array_equal(again.decay1[0], 1.0)
     np.testing.assert_allclose(again.moments(0)[0], opt.moments(0)[0], rtol=1e-15)
     assert again.steps == 2
+
+
+def test_a_parameter_given_twice_is_refused():
+    from meprop_native.nn import Linear
+    from meprop_native.optim import SGD
+
+    layer = Linear(3, 4, k=2)
+    with pytest.raises(ValueError, match="twice"):
+        SGD([layer.weight, layer.bias, layer.weight], lr=0.1)
+
+
+@pytest.mark.parametrize("steps", [np.array(-1), np.array(2.5), np.array([3]), np.array(np.nan)])
+def test_bad_step_counts_in_a_state_are_refused(steps):
+    from meprop_native.nn import Linear
+    from meprop_native.optim import Adam
+
+    opt = Adam(Linear(3, 4, k=2).parameters())
+    state = opt.state_dict()
+    state["steps"] = steps
+    with pytest.raises(ValueError, match="steps"):
+        opt.load_state_dict(state)
+
+
+def test_non_finite_decay_factors_in_a_state_are_refused_and_change_nothing():
+    from meprop_native.nn import Linear
+    from meprop_native.optim import Adam
+
+    opt = Adam(Linear(3, 4, k=2).parameters())
+    state = opt.state_dict()
+    state["decay1.0"] = np.full_like(state["decay1.0"], np.nan)
+    state["m.0"] = np.ones_like(state["m.0"])
+    with pytest.raises(ValueError, match="decay1.0"):
+        opt.load_state_dict(state)
+    assert not opt.m[0].any()  # checked before anything was copied

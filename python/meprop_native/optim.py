@@ -29,6 +29,11 @@ class Optimizer:
         if not (math.isfinite(clip) and clip >= 0):
             raise ValueError(f"clip must be a finite number >= 0 (0 disables clipping), got {clip}")
         self.params = list(params)
+        seen: set[int] = set()
+        for p in self.params:
+            if id(p) in seen:
+                raise ValueError(f"parameter {p.name!r} is given twice: it would be updated twice a step")
+            seen.add(id(p))
         self.lr = lr
         self.clip = clip
         self.steps = 0
@@ -62,11 +67,17 @@ class Optimizer:
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Copies a state_dict back in place; ValueError if an array is missing or misshapen."""
+        steps = np.asarray(state.get("steps", np.nan))
+        if steps.shape != () or steps.dtype.kind not in "iu" or int(steps) < 0:
+            raise ValueError(f"optimizer state 'steps' must be an integer >= 0, got {steps!r}")
         for name, array in self.state_arrays().items():
             if name not in state or state[name].shape != array.shape:
                 raise ValueError(f"optimizer state {name!r} missing or of the wrong shape")
+            if not np.isfinite(state[name]).all():
+                raise ValueError(f"optimizer state {name!r} holds NaN or infinite values")
+        for name, array in self.state_arrays().items():
             array[...] = state[name]
-        self.steps = int(state["steps"])
+        self.steps = int(steps)
 
 
 class SGD(Optimizer):
