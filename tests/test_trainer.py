@@ -824,3 +824,16 @@ def test_checkpoint_of_another_format_is_refused(tmp_path):
     save_checkpoint(trainer.checkpoint_path, arrays, meta)
     with pytest.raises(CheckpointError, match="checkpoint format 1"):
         make_trainer(out, epochs=2).fit(resume=True)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_follow_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_open(tmp_path / "b.bin") as handle:
+            handle.write(b"data")
+    finally:
+        os.umask(previous)
+    for name in ("a.json", "b.bin"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask

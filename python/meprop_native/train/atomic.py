@@ -23,6 +23,10 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600; give it the mode an ordinary open()
+        # would, 0666 less the umask, so results are as shareable as the
+        # user's other files.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -33,6 +37,20 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    # Linux reports it without changing it; elsewhere reading the umask means
+    # setting it, so set it straight back (another thread creating a file in
+    # that instant would get 022).
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:
