@@ -377,3 +377,10 @@ def test_error_feedback_decay_is_checked(rng):
     with pytest.raises(ValueError, match="memory_decay"):
         _core.lstm_backward(x, layer.weight_ih.value, layer.weight_hh.value, offsets, *layer._cache[2:],
                             np.ones((3, 4), np.float32), 2, memory_decay=-1.0)
+
+
+def test_bad_method_and_dtype_are_refused_at_construction():
+    with pytest.raises(ValueError, match="method"):
+        LSTM(3, 4, 2, method="xx")
+    with pytest.raises(TypeError, match="dtype"):
+        LSTM(3, 4, 2, dtype=np.int32)
