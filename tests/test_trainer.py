@@ -414,6 +414,10 @@ def test_resume_with_other_settings_is_refused(tmp_path, baseline, change):
         make_trainer(tmp_path, **change).fit(resume=True)
     assert str(tmp_path / "checkpoint.npz") in str(info.value)
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    # The message names the setting that differs, not every setting.
+    name = "k" if "run_info" in change else next(iter(change))
+    assert f"{name}: checkpoint" in str(info.value)
+    assert str(info.value).count(": checkpoint") == 1
 
 
 def test_resume_with_tuple_in_run_info(tmp_path):

@@ -300,9 +300,11 @@ class Trainer:
                 f"{CHECKPOINT_FORMAT}; start a new run in another --out"
             )
         if meta.get("config") != self.config.identity() or meta.get("run") != self.run_info:
+            differences = _differences(meta.get("run"), self.run_info) + _differences(
+                meta.get("config"), self.config.identity())
             raise CheckpointError(
-                f"{self.checkpoint_path} was written by a run with other settings: "
-                f"{meta.get('run')} {meta.get('config')}; resume with the same options or use another --out"
+                f"{self.checkpoint_path} was written by a run with other settings: {'; '.join(differences)}; "
+                "resume with the same options, start over with --overwrite, or use another --out"
             )
 
         def section(prefix: str) -> dict[str, np.ndarray]:
@@ -416,6 +418,25 @@ class Trainer:
             except ValueError:  # not the main thread: leave signals alone
                 pass
         return previous
+
+
+def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """The settings that differ between a checkpoint's and this run's, each named:
+    "k: checkpoint 20, this run 25" (nested dicts by dotted name)."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        found = []
+        for key in sorted(set(saved) | set(current), key=str):
+            name = f"{prefix}{key}"
+            if key not in saved:
+                found.append(f"{name}: not in the checkpoint, this run {current[key]!r}")
+            elif key not in current:
+                found.append(f"{name}: checkpoint {saved[key]!r}, not in this run")
+            else:
+                found += _differences(saved[key], current[key], f"{name}.")
+        return found
+    if saved != current:
+        return [f"{prefix.rstrip('.')}: checkpoint {saved!r}, this run {current!r}"]
+    return []
 
 
 def _peak_rss_mb() -> float:
