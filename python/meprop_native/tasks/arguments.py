@@ -10,17 +10,6 @@ from .._threads import MAX_THREADS
 from ..nn.init import INITS
 
 
-def thread_count(text: str) -> int:
-    """--threads: an integer in [1, MAX_THREADS], checked before anything runs."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if not 1 <= n <= MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"must be in [1, {MAX_THREADS}], got {n}")
-    return n
-
-
 def fraction(low_open: bool) -> Callable[[str], float]:
     """An argparse type: a number in [0, 1] ((0, 1] when low_open)."""
 
@@ -36,14 +25,16 @@ def fraction(low_open: bool) -> Callable[[str], float]:
     return parse
 
 
-def count(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= minimum."""
+def count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer >= minimum (and <= maximum), checked before anything runs."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if maximum is not None and not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be in [{minimum}, {maximum}], got {value}")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         return value
@@ -80,7 +71,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, task: str, files: str,
     task's own run options.
     """
     run = parser.add_argument_group("run")
-    run.add_argument("--threads", type=thread_count, default=None,
+    run.add_argument("--threads", type=count(1, MAX_THREADS), default=None,
                      help=f"threads for the native kernels, 1..{MAX_THREADS} (default: all cores); BLAS gets one "
                           "while training")
     run.add_argument("--data-dir", type=Path, default=None,
