@@ -88,8 +88,8 @@ STUDIES = {
                         ["dense", "plain meProp", TASK_DEFAULT], TASK_DEFAULT, epochs=8),
     "parse-adagrad": Study("parse", ["--optimizer", "adagrad", "--k", "20", "--epochs", "8"],
                            ["dense", "plain meProp", TASK_DEFAULT], TASK_DEFAULT, epochs=8),
-    "torch-mnist-adam": Study("torch", [], ["dense", "plain meProp", "error feedback 0.8"], "error feedback 0.8",
-                              torch=True, epochs=10),
+    "torch-mnist-adam": Study("torch", [], ["dense", "plain meProp", "error feedback 0.8", "error feedback 1.0"],
+                              "error feedback 0.8", torch=True, epochs=10),
 }
 
 
@@ -97,7 +97,7 @@ STUDIES = {
 # seed in one run; the method picks the memory decay and which of the two runs
 # it reports. Its layers keep exactly k per example, so the kept fraction is k/n.
 TORCH_METHODS = {"dense": (0.0, "dense"), "plain meProp": (0.0, "per_example"),
-                 "error feedback 0.8": (0.8, "per_example")}
+                 "error feedback 0.8": (0.8, "per_example"), "error feedback 1.0": (1.0, "per_example")}
 TORCH_KEPT = 20 / 500
 
 
