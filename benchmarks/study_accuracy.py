@@ -229,6 +229,9 @@ def plot(all_rows: dict[str, list[dict]], path: Path) -> None:
         for i, r in enumerate(all_rows[name]):
             ax.errorbar(r["kept_fraction"], r["mean"], yerr=r["std"], fmt=markers[i % len(markers)], capsize=3,
                         label=r["method"])
+        dense = [r for r in all_rows[name] if r["method"].startswith("dense")]
+        if dense:  # the bar every method is measured against
+            ax.axhline(dense[0]["mean"], color="0.5", linestyle="--", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("kept fraction of dy (log)")
         ax.set_ylabel("test accuracy at best dev (%)")
