@@ -50,10 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     parser.add_argument("--init", choices=INITS, default="pytorch")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--k", type=int, default=DEFAULT_K,
-                        help=f"meProp's k, as `meprop train mnist` (default {DEFAULT_K}; the paper: adam 20, adagrad 10)")
-    parser.add_argument("--memory-decay", type=float, default=DEFAULT_MEMORY_DECAY,
-                        help=f"meProp's error feedback, as `meprop train mnist` (default {DEFAULT_MEMORY_DECAY}; "
+    parser.add_argument("--k", type=int, default=None,
+                        help=f"meProp's k (default: `meprop train mnist`'s for the optimizer, {DEFAULT_K}; the paper: "
+                             "adam 20, adagrad 10)")
+    parser.add_argument("--memory-decay", type=float, default=None,
+                        help=f"meProp's error feedback (default: `meprop train mnist`'s, {DEFAULT_MEMORY_DECAY}; "
                              "0: the paper's plain meProp)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/mnist_step.json"))
     args = parser.parse_args(argv)
@@ -62,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
 
     splits = load_mnist(args.data_dir)
     x, y = splits.train_x, splits.train_y
-    k, lr = args.k, SETTINGS[args.optimizer][1]
+    k = args.k if args.k is not None else DEFAULT_K[args.optimizer]
+    lr = SETTINGS[args.optimizer][1]
+    if args.memory_decay is None:
+        args.memory_decay = DEFAULT_MEMORY_DECAY[args.optimizer]
     order = np.random.default_rng(0).permutation(len(y))
     contenders = {}
     for name, kk in (("dense", None), ("meprop", k)):

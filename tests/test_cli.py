@@ -455,3 +455,29 @@ def test_a_model_too_large_for_memory_is_a_clear_error(tmp_path, generated_data,
     code, _, err = run_cli(["train", "mnist", "--no-verify", "--data-dir", str(generated_data),
                             "--out", str(tmp_path / "r")], capsys)
     assert code == 2 and "not enough memory" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(
+    not (REAL_DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file(),
+    reason=f"real MNIST not found in {REAL_DATA}/mnist (the shared data copy next to the repository)",
+)
+@pytest.mark.parametrize("optimizer, k, decay", [("adam", 25, 0.8), ("adagrad", 10, 0.0), ("sgd", 20, 0.0)])
+def test_defaults_follow_the_optimizer(tmp_path, capsys, optimizer, k, decay):
+    """The accuracy study's defaults (docs/results.md): error feedback under Adam, the paper's meProp under AdaGrad."""
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", "mnist", "--optimizer", optimizer, "--data-dir", REAL_DATA, "--out", out,
+                            "--epochs", "1", "--train-limit", "100", "--steps-per-epoch", "2", "--no-progress"], capsys)
+    assert code == 0, err
+    run = json.loads((out / "summary.json").read_text())["run"]
+    assert (run["k"], run["selection"]["memory_decay"]) == (k, decay)
+
+
+@pytest.mark.parametrize("optimizer, decay", [("adagrad", 0.0), ("adam", 0.8)])
+def test_pos_memory_decay_follows_the_optimizer(optimizer, decay):
+    import argparse
+
+    from meprop_native.tasks.arguments import default_memory_decay
+
+    args = argparse.Namespace(optimizer=optimizer, memory_decay=None)
+    assert default_memory_decay(args) == decay
+    assert default_memory_decay(argparse.Namespace(optimizer=optimizer, memory_decay=0.5)) == 0.5

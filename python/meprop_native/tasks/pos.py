@@ -23,6 +23,7 @@ from .arguments import (
     add_init_argument,
     add_lazy_argument,
     add_memory_decay_argument,
+    default_memory_decay,
     add_run_arguments,
 )
 from .pos_features import FeatureEncoder
@@ -116,7 +117,7 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
     dense = args.mode == "dense"
     k = None if dense else args.k
     model = Tagger(encoder.sizes(), len(encoder.tags), hidden=args.hidden, k=k, seed=args.seed,
-                   per_gate=args.per_gate, init=args.init, memory_decay=args.memory_decay)
+                   per_gate=args.per_gate, init=args.init, memory_decay=default_memory_decay(args))
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     optimizer: Optimizer
     if args.optimizer == "adam":
@@ -126,7 +127,7 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
 
     run_info = {
         "task": "pos", "hidden": args.hidden, "k": k, "per_gate": args.per_gate, "init": args.init, "mode": args.mode,
-        "memory_decay": args.memory_decay, "optimizer": args.optimizer,
+        "memory_decay": default_memory_decay(args), "optimizer": args.optimizer,
         "lr": lr, "clip": args.clip, "lazy": args.lazy, "min_count": args.min_count,
         "vocabulary": encoder.sizes(), "train_sentences": len(train), "train_tokens": int(sum(len(s) for s in train)),
         "version": __version__,
