@@ -228,12 +228,23 @@ def plot(all_rows: dict[str, list[dict]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4.5), squeeze=False)
     markers = "osD^v<>pPX*h"
     for ax, name in zip(axes[0], studies):
-        for i, r in enumerate(all_rows[name]):
-            ax.errorbar(r["kept_fraction"], r["mean"], yerr=r["std"], fmt=markers[i % len(markers)], capsize=3,
-                        label=r["method"])
-        dense = [r for r in all_rows[name] if r["method"].startswith("dense")]
+        rows = all_rows[name]
+        dense = [r for r in rows if r["method"].startswith("dense")]
+        # The scale is set by the methods near dense; one far below (a
+        # collapsed run) is drawn on the bottom edge with its value.
+        low = (dense[0]["mean"] - 2.0) if dense else min(r["mean"] for r in rows) - 0.5
+        clipped = 0
+        for i, r in enumerate(rows):
+            y = max(r["mean"], low + 0.05)
+            ax.errorbar(r["kept_fraction"], y, yerr=r["std"] if r["mean"] > low else None,
+                        fmt=markers[i % len(markers)], capsize=3, label=r["method"])
+            if r["mean"] <= low:
+                ax.annotate(f"{r['method']}: {r['mean']:.1f} %", (r["kept_fraction"], y), textcoords="offset points",
+                            xytext=(6, 2 + 10 * clipped), fontsize=7)
+                clipped += 1
         if dense:  # the bar every method is measured against
             ax.axhline(dense[0]["mean"], color="0.5", linestyle="--", linewidth=0.8)
+        ax.set_ylim(bottom=low)
         ax.set_xscale("log")
         ax.set_xlabel("kept fraction of dy (log)")
         ax.set_ylabel("test accuracy at best dev (%)")
