@@ -91,7 +91,7 @@ STUDIES = {
     "parse-adagrad": Study("parse", ["--optimizer", "adagrad", "--k", "20", "--epochs", "8"],
                            ["dense", "plain meProp", TASK_DEFAULT], PAPER, epochs=8),
     "torch-mnist-adam": Study("torch", [], ["dense", "plain meProp", "error feedback 0.8", "error feedback 1.0"],
-                              "error feedback 0.8", torch=True, epochs=10),
+                              "error feedback 1.0", torch=True, epochs=10),
 }
 
 

@@ -131,9 +131,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--optimizer", choices=("adam", "adagrad"), default="adam",
                    help="torch.optim.Adam (default) or torch.optim.Adagrad (eps 1e-6, the paper's)")
     p.add_argument("--lr", type=float, default=None, help="default: Adam 0.001, AdaGrad 0.1 (the paper's)")
-    p.add_argument("--memory-decay", type=float, default=0.8,
+    p.add_argument("--memory-decay", type=float, default=1.0,
                    help="error feedback of the meProp layers (meprop_native.torch.Linear(memory_decay=...)); "
-                        "default 0.8, the setting docs/torch.md recommends; 0: the paper's plain meProp")
+                        "default 1, the setting docs/torch.md recommends; 0: the paper's plain meProp")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=None, help="torch's threads; the kernels follow (default: torch's)")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images (smoke runs)")

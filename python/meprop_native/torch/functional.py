@@ -143,7 +143,7 @@ def meprop_linear(
     k: int | None = None,
     mode: str = "per_example",
     memory: torch.Tensor | None = None,
-    memory_decay: float = 0.8,
+    memory_decay: float = 1.0,
 ) -> torch.Tensor:
     """``torch.nn.functional.linear`` whose backward is meProp's.
 
