@@ -48,6 +48,7 @@ METHODS: dict[str, list[str]] = {
     "error feedback 1.0, k 25": ["--memory-decay", "1.0", "--k", "25"],
     "error feedback 0.8, k 25": ["--memory-decay", "0.8", "--k", "25"],
     "warm-up ramp 2000 steps": PLAIN + ["--warmup-steps", "2000"],
+    "error feedback 0.8 + warm-up ramp 2000 steps": ["--memory-decay", "0.8", "--warmup-steps", "2000"],
     "warm-up dense 500 steps": PLAIN + ["--warmup-steps", "500", "--warmup", "dense"],
     "adaptive k, mass 0.5": PLAIN + ["--k-rule", "mass", "--k-mass", "0.5", "--k-min", "5", "--k-max", "40"],
     "adaptive k, TinyProp": PLAIN + ["--k-rule", "tinyprop", "--k-min", "5", "--k-max", "40"],
