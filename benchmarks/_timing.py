@@ -306,5 +306,10 @@ def training_step_times(model: Any, optimizer: Any, x: Any, y: Any, loss: Callab
     t2 = time.perf_counter()
     optimizer.step()
     t3 = time.perf_counter()
-    return {"forward": t1 - t0, "backprop": model.backward_seconds() - kernels, "overall_backprop": t2 - t1,
-            "optimizer": t3 - t2, "total": t3 - t0}
+    return {
+        "forward": t1 - t0,
+        "backprop": model.backward_seconds() - kernels,
+        "overall_backprop": t2 - t1,
+        "optimizer": t3 - t2,
+        "total": t3 - t0,
+    }

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from meprop_native import set_num_threads, thread_limits
 from meprop_native.data import load_mnist
 from meprop_native.nn import mlp, softmax_cross_entropy
@@ -125,8 +126,10 @@ def main(argv=None) -> int:
             r = run_case(case, x, y, probe, args.steps, args.seed)
             rows.append({**asdict(case), "fixed": list(case.fixed), **r})
             losses = " ".join(f"{v:5.2f}" for v in r["loss_per_100_steps"])
-            print(f"{case.label:30} {losses:48} {r['h1_mean']:6.2f} {r['h2_mean']:7.2f} {r['h2_dead_share']:8.2f}",
-                  flush=True)
+            print(
+                f"{case.label:30} {losses:48} {r['h1_mean']:6.2f} {r['h2_mean']:7.2f} {r['h2_dead_share']:8.2f}",
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, {"steps": args.steps, "seed": args.seed, "results": rows})
     print(f"wrote {args.out}")

@@ -191,9 +191,7 @@ def plan_from_filters(shapes: Sequence[Shape], batches: Sequence[int], ks: Seque
     plan = Plan()
     row_lengths = sorted({s.n_out for s in shapes})
     plan.topk = [TopkCase(n, B, k) for n in row_lengths for B in batches for k in ks if k <= n]
-    plan.backward = [
-        BackwardCase(s, B, tuple(k for k in ks if k <= s.n_out)) for s in shapes for B in batches
-    ]
+    plan.backward = [BackwardCase(s, B, tuple(k for k in ks if k <= s.n_out)) for s in shapes for B in batches]
     return plan
 
 
@@ -215,9 +213,7 @@ def plan_for_bars() -> Plan:
 # Inputs
 
 
-def normal_pool(
-    rng: np.random.Generator, shape: tuple[int, ...], count: int, dtype: np.dtype
-) -> list[np.ndarray]:
+def normal_pool(rng: np.random.Generator, shape: tuple[int, ...], count: int, dtype: np.dtype) -> list[np.ndarray]:
     """``count`` different standard-normal arrays (a gradient-like distribution)."""
     return [rng.standard_normal(shape).astype(dtype) for _ in range(count)]
 
@@ -299,9 +295,7 @@ def torch_dense_backward(dy: Any, x: Any, W: Any) -> tuple[Any, ...]:
     return torch.mm(dy, W), torch.mm(dy.t(), x), dy.sum(0)
 
 
-def dense_calls(
-    dys: list[np.ndarray], xs: list[np.ndarray], W: np.ndarray
-) -> dict[str, list[Callable[[], object]]]:
+def dense_calls(dys: list[np.ndarray], xs: list[np.ndarray], W: np.ndarray) -> dict[str, list[Callable[[], object]]]:
     """Calls for the dense baselines, rotating over the (dy, x) pool."""
     calls: dict[str, list[Callable[[], object]]] = {
         "numpy_dense": [functools.partial(numpy_dense_backward, dy, x, W) for dy, x in zip(dys, xs)]
@@ -309,8 +303,7 @@ def dense_calls(
     if torch is not None:
         Wt = torch.from_numpy(W)
         calls["torch_dense"] = [
-            functools.partial(torch_dense_backward, dy, x, Wt)
-            for dy, x in zip(to_tensors(dys), to_tensors(xs))
+            functools.partial(torch_dense_backward, dy, x, Wt) for dy, x in zip(to_tensors(dys), to_tensors(xs))
         ]
     return calls
 
@@ -322,9 +315,7 @@ def meprop_calls(
     B, n_in, n_out = dys[0].shape[0], W.shape[1], W.shape[0]
     calls: dict[str, list[Callable[[], object]]] = {}
     for mode in MEPROP_MODES:
-        calls[mode] = [
-            functools.partial(meprop.linear_backward_compact, dy, x, W, k, mode) for dy, x in zip(dys, xs)
-        ]
+        calls[mode] = [functools.partial(meprop.linear_backward_compact, dy, x, W, k, mode) for dy, x in zip(dys, xs)]
     for mode in MEPROP_MODES:
         # Buffers live as long as a training run would keep them; the values
         # grow with every call, which does not change the work done.
@@ -349,9 +340,7 @@ def meprop_calls(
     return calls
 
 
-def reference_backward(
-    dy: np.ndarray, x: np.ndarray, W: np.ndarray, k: int, mode: str
-) -> tuple[np.ndarray, ...]:
+def reference_backward(dy: np.ndarray, x: np.ndarray, W: np.ndarray, k: int, mode: str) -> tuple[np.ndarray, ...]:
     """NumPy meProp reference: dense products on dy with all but the kept entries zeroed."""
     a = np.abs(dy).astype(np.float64)
     mask = np.zeros(dy.shape, dtype=bool)
@@ -401,9 +390,7 @@ def run_backward_case(
                     "method": method,
                     **t.as_dict(),
                     "speedup_vs_numpy": base["numpy_dense"].median_ns / t.median_ns,
-                    "speedup_vs_torch": base["torch_dense"].median_ns / t.median_ns
-                    if "torch_dense" in base
-                    else None,
+                    "speedup_vs_torch": base["torch_dense"].median_ns / t.median_ns if "torch_dense" in base else None,
                     "ideal_speedup": s.n_out / k,
                     "check": "ok" if checks[method.removesuffix("_accum")] else "MISMATCH",
                 }
@@ -466,9 +453,7 @@ def find_row(rows: list[dict[str, Any]], bar: Bar, method: str) -> dict[str, Any
     return None
 
 
-def evaluate_bars(
-    topk_rows: list[dict[str, Any]], backward_rows: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def evaluate_bars(topk_rows: list[dict[str, Any]], backward_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """PASS / FAIL / SKIP per bar with the measured ratios."""
     out = []
     for bar in BARS:
@@ -539,12 +524,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"JSON output path (default: {DEFAULT_OUT})")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument(
-        "--shapes", default=",".join(DEFAULT_SHAPES), help="n_in x n_out list, e.g. 784x500,500x500"
-    )
-    p.add_argument(
-        "--batches", default=",".join(map(str, DEFAULT_BATCHES)), help="batch sizes, e.g. 1,32,128"
-    )
+    p.add_argument("--shapes", default=",".join(DEFAULT_SHAPES), help="n_in x n_out list, e.g. 784x500,500x500")
+    p.add_argument("--batches", default=",".join(map(str, DEFAULT_BATCHES)), help="batch sizes, e.g. 1,32,128")
     p.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)), help="k values, e.g. 10,20,40")
     p.add_argument("--pool", type=int, default=8, help="number of rotating random inputs per case")
     p.add_argument("--seed", type=int, default=0)

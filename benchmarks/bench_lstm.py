@@ -145,14 +145,21 @@ def main() -> int:
         fwd = measure([lambda x=x: _core.lstm_forward(x @ W_ih.T + b, W_hh, offsets) for x, _, _ in items], cfg)
         results["forward_ns"] = fwd.median_ns
         idle_pause()
-        numpy_dense = measure([lambda item=item: numpy_dense_backward(item[0], W_ih, W_hh, item[1], item[2])
-                               for item in items], cfg)
+        numpy_dense = measure(
+            [lambda item=item: numpy_dense_backward(item[0], W_ih, W_hh, item[1], item[2]) for item in items], cfg
+        )
         results["numpy_dense_backward_ns"] = numpy_dense.median_ns
         idle_pause()
-        python_loop = measure([lambda item=item: python_loop_meprop_backward(item[0], W_ih, W_hh, item[1], item[2],
-                                                                             args.k[0], mp.topk) for item in items], cfg)
+        python_loop = measure(
+            [
+                lambda item=item: python_loop_meprop_backward(item[0], W_ih, W_hh, item[1], item[2], args.k[0], mp.topk)
+                for item in items
+            ],
+            cfg,
+        )
         results["python_loop_meprop_backward_ns"] = python_loop.median_ns
         for k in [None] + args.k:
+
             def call(item, k=k):
                 x, (gates, cells, tanhs, hidden), dh = item
                 return _core.lstm_backward(x, W_ih, W_hh, offsets, gates, cells, tanhs, hidden, dh, k)
@@ -165,21 +172,33 @@ def main() -> int:
                 gate_seconds = call(items[r % len(items)])[-1]
                 linear.append(time.perf_counter_ns() - t0 - gate_seconds * 1e9)
             name = "dense" if k is None else f"k={k}"
-            results["cases"][name] = {"backward_ns": whole.median_ns, "backward_q1_ns": whole.q1_ns,
-                                      "backward_q3_ns": whole.q3_ns, "linear_ns": statistics.median(linear)}
+            results["cases"][name] = {
+                "backward_ns": whole.median_ns,
+                "backward_q1_ns": whole.q1_ns,
+                "backward_q3_ns": whole.q3_ns,
+                "linear_ns": statistics.median(linear),
+            }
     dense = results["cases"]["dense"]
-    print(f"LSTM h={args.hidden}, input {args.input}, T={args.steps}, batch 1, {args.dtype}, "
-          f"{args.threads} thread(s); forward {format_ns(results['forward_ns'])}")
+    print(
+        f"LSTM h={args.hidden}, input {args.input}, T={args.steps}, batch 1, {args.dtype}, "
+        f"{args.threads} thread(s); forward {format_ns(results['forward_ns'])}"
+    )
     print(f"{'case':>7} {'backward':>10} {'linear parts':>13} {'speed-up backward':>18} {'speed-up linear':>16}")
     for name, c in results["cases"].items():
-        print(f"{name:>7} {format_ns(c['backward_ns']):>10} {format_ns(c['linear_ns']):>13} "
-              f"{dense['backward_ns'] / c['backward_ns']:17.1f}x {dense['linear_ns'] / c['linear_ns']:15.1f}x")
-    print(f"NumPy dense backward through time (BLAS products, Python loop over steps): "
-          f"{format_ns(results['numpy_dense_backward_ns'])}; k={args.k[0]} is "
-          f"{results['numpy_dense_backward_ns'] / results['cases'][f'k={args.k[0]}']['backward_ns']:.1f}x faster")
-    print(f"k={args.k[0]} with the loop over steps in Python instead of the native kernel: "
-          f"{format_ns(results['python_loop_meprop_backward_ns'])} "
-          f"({results['python_loop_meprop_backward_ns'] / results['cases'][f'k={args.k[0]}']['backward_ns']:.1f}x slower)")
+        print(
+            f"{name:>7} {format_ns(c['backward_ns']):>10} {format_ns(c['linear_ns']):>13} "
+            f"{dense['backward_ns'] / c['backward_ns']:17.1f}x {dense['linear_ns'] / c['linear_ns']:15.1f}x"
+        )
+    print(
+        f"NumPy dense backward through time (BLAS products, Python loop over steps): "
+        f"{format_ns(results['numpy_dense_backward_ns'])}; k={args.k[0]} is "
+        f"{results['numpy_dense_backward_ns'] / results['cases'][f'k={args.k[0]}']['backward_ns']:.1f}x faster"
+    )
+    print(
+        f"k={args.k[0]} with the loop over steps in Python instead of the native kernel: "
+        f"{format_ns(results['python_loop_meprop_backward_ns'])} "
+        f"({results['python_loop_meprop_backward_ns'] / results['cases'][f'k={args.k[0]}']['backward_ns']:.1f}x slower)"
+    )
     if args.json:
         write_json_atomic(args.json, results)
     return 0

@@ -48,8 +48,9 @@ def meprop_trainer(k: int | None, seed: int):
 
 def torch_trainer(seed: int):
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 500), torch.nn.ReLU(), torch.nn.Linear(500, 500),
-                                torch.nn.ReLU(), torch.nn.Linear(500, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, 500), torch.nn.ReLU(), torch.nn.Linear(500, 500), torch.nn.ReLU(), torch.nn.Linear(500, 10)
+    )
     opt = torch.optim.Adam(model.parameters())
     loss_fn = torch.nn.CrossEntropyLoss()
 
@@ -74,8 +75,10 @@ def main() -> int:
 
     data = load_mnist(args.data_dir)
     order = np.random.default_rng(0).permutation(len(data.train_y))
-    batches = [(data.train_x[order[i: i + args.batch_size]], data.train_y[order[i: i + args.batch_size]])
-               for i in range(0, args.steps * args.batch_size, args.batch_size)]
+    batches = [
+        (data.train_x[order[i : i + args.batch_size]], data.train_y[order[i : i + args.batch_size]])
+        for i in range(0, args.steps * args.batch_size, args.batch_size)
+    ]
     mp.set_num_threads(args.threads)
     contenders = {f"meprop k={args.k}": meprop_trainer(args.k, 0), "meprop dense": meprop_trainer(None, 0)}
     if torch is not None:
@@ -94,8 +97,10 @@ def main() -> int:
                     step(x, y)
                 per_step[name].append((time.perf_counter() - start) / len(batches))
     steps_per_epoch = len(data.train_y) // args.batch_size
-    result = {name: {"median_step_ms": 1e3 * statistics.median(t), "epoch_s": statistics.median(t) * steps_per_epoch}
-              for name, t in per_step.items()}
+    result = {
+        name: {"median_step_ms": 1e3 * statistics.median(t), "epoch_s": statistics.median(t) * steps_per_epoch}
+        for name, t in per_step.items()
+    }
     print(f"threads {args.threads}, batch {args.batch_size}, {args.rounds} rounds of {args.steps} steps")
     for name, r in result.items():
         print(f"  {name:14} {r['median_step_ms']:7.3f} ms/step   epoch {r['epoch_s']:6.1f} s")

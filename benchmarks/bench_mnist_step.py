@@ -25,9 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-import meprop_native as mp
 import numpy as np
 from _timing import STEP_PARTS, cpu_model, training_step_times
+
+import meprop_native as mp
 from meprop_native.data import load_mnist
 from meprop_native.nn import mlp, softmax_cross_entropy
 from meprop_native.nn.init import INITS
@@ -50,12 +51,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     parser.add_argument("--init", choices=INITS, default="pytorch")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--k", type=int, default=None,
-                        help=f"meProp's k (default: `meprop train mnist`'s for the optimizer, {DEFAULT_K}; the paper: "
-                             "adam 20, adagrad 10)")
-    parser.add_argument("--memory-decay", type=float, default=None,
-                        help=f"meProp's error feedback (default: `meprop train mnist`'s, {DEFAULT_MEMORY_DECAY}; "
-                             "0: the paper's plain meProp)")
+    parser.add_argument(
+        "--k",
+        type=int,
+        default=None,
+        help=f"meProp's k (default: `meprop train mnist`'s for the optimizer, {DEFAULT_K}; the paper: "
+        "adam 20, adagrad 10)",
+    )
+    parser.add_argument(
+        "--memory-decay",
+        type=float,
+        default=None,
+        help=f"meProp's error feedback (default: `meprop train mnist`'s, {DEFAULT_MEMORY_DECAY}; "
+        "0: the paper's plain meProp)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/mnist_step.json"))
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.warmup < 0 or args.threads < 1:
@@ -70,10 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     order = np.random.default_rng(0).permutation(len(y))
     contenders = {}
     for name, kk in (("dense", None), ("meprop", k)):
-        model = mlp([784, 500, 500, 10], k=kk, seed=0, init=args.init,
-                    selection={"memory_decay": args.memory_decay})
-        opt = Adam(model.parameters(), lr=lr, clip=5.0) if args.optimizer == "adam" else AdaGrad(
-            model.parameters(), lr=lr, clip=5.0)
+        model = mlp([784, 500, 500, 10], k=kk, seed=0, init=args.init, selection={"memory_decay": args.memory_decay})
+        opt = (
+            Adam(model.parameters(), lr=lr, clip=5.0)
+            if args.optimizer == "adam"
+            else AdaGrad(model.parameters(), lr=lr, clip=5.0)
+        )
         contenders[name] = (model, opt)
 
     batches = len(y) // 10
@@ -89,29 +100,42 @@ def main(argv: list[str] | None = None) -> int:
                 total = dict.fromkeys(STEP_PARTS, 0.0)
                 for s in range(first, first + args.steps):
                     batch = order[s * 10 : (s + 1) * 10]
-                    for part, t in training_step_times(*contenders[name], x[batch], y[batch],
-                                                       softmax_cross_entropy).items():
+                    for part, t in training_step_times(
+                        *contenders[name], x[batch], y[batch], softmax_cross_entropy
+                    ).items():
                         total[part] += t
                 if r >= args.warmup:
                     sums[name].append({part: t / args.steps for part, t in total.items()})
                 time.sleep(0.1)  # let spinning worker threads idle before the other contender
 
-    medians = {name: {part: statistics.median(s[part] for s in rounds) for part in STEP_PARTS}
-               for name, rounds in sums.items()}
+    medians = {
+        name: {part: statistics.median(s[part] for s in rounds) for part in STEP_PARTS} for name, rounds in sums.items()
+    }
     ratios = {part: medians["dense"][part] / medians["meprop"][part] for part in STEP_PARTS}
-    print(f"CPU: {cpu_model()}; {args.rounds} rounds x {args.steps} steps, batch 10, {args.optimizer} "
-          f"(meProp k={k}, memory decay {args.memory_decay}), init {args.init}, threads {args.threads}; "
-          "median microseconds per step")
+    print(
+        f"CPU: {cpu_model()}; {args.rounds} rounds x {args.steps} steps, batch 10, {args.optimizer} "
+        f"(meProp k={k}, memory decay {args.memory_decay}), init {args.init}, threads {args.threads}; "
+        "median microseconds per step"
+    )
     print(f"{'':8}" + "".join(f"{part:>18}" for part in STEP_PARTS))
     for name, m in medians.items():
         print(f"{name:8}" + "".join(f"{1e6 * m[part]:18.1f}" for part in STEP_PARTS))
     print(f"{'ratio':8}" + "".join(f"{ratios[part]:17.2f}x" for part in STEP_PARTS))
     per_round = [d["backprop"] / m["backprop"] for d, m in zip(sums["dense"], sums["meprop"])]
-    print(f"backprop ratio per round: min {min(per_round):.2f}x, median {statistics.median(per_round):.2f}x, "
-          f"max {max(per_round):.2f}x")
-    write_json(args.out, {"args": {key: str(v) for key, v in vars(args).items()}, "cpu_model": cpu_model(),
-                          "medians": medians,
-                          "ratios": ratios, "per_round": sums})
+    print(
+        f"backprop ratio per round: min {min(per_round):.2f}x, median {statistics.median(per_round):.2f}x, "
+        f"max {max(per_round):.2f}x"
+    )
+    write_json(
+        args.out,
+        {
+            "args": {key: str(v) for key, v in vars(args).items()},
+            "cpu_model": cpu_model(),
+            "medians": medians,
+            "ratios": ratios,
+            "per_round": sums,
+        },
+    )
     return 0
 
 

@@ -19,9 +19,10 @@ import statistics
 import time
 from pathlib import Path
 
-import meprop_native as mp
 import numpy as np
 from _timing import STEP_PARTS, training_step_times
+
+import meprop_native as mp
 from meprop_native.data.ud import load_ud_ewt
 from meprop_native.nn import softmax_cross_entropy
 from meprop_native.optim import AdaGrad, Adam
@@ -51,8 +52,11 @@ def main() -> int:
     # meprop: the paper's per-example top-k; unified: one top-k set per mini-batch (shown for comparison).
     for name, k, mode in (("dense", None, "per_example"), ("meprop", 20, "per_example"), ("unified", 20, "unified")):
         model = ParserModel(data.vocab.size, classes, k=k, k_out=k, mode=mode, seed=0)
-        opt = (AdaGrad(model.parameters(), lr=0.01, clip=5) if args.optimizer == "adagrad"
-               else Adam(model.parameters(), lr=0.001, clip=5))
+        opt = (
+            AdaGrad(model.parameters(), lr=0.01, clip=5)
+            if args.optimizer == "adagrad"
+            else Adam(model.parameters(), lr=0.001, clip=5)
+        )
         contenders[name] = (model, opt)
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
     mp.set_num_threads(args.threads)
@@ -67,19 +71,26 @@ def main() -> int:
                     samples[name].append(t)
                 time.sleep(0.25)  # let spinning worker threads idle before the other contender
 
-    medians = {name: {part: statistics.median(s[part] for s in runs) for part in STEP_PARTS}
-               for name, runs in samples.items()}
-    ratios = {name: {part: medians["dense"][part] / medians[name][part] for part in STEP_PARTS}
-              for name in ("meprop", "unified")}
-    print(f"{args.rounds} rounds, batch {args.batch_size}, {args.optimizer}, threads {args.threads}; "
-          "median seconds per step")
+    medians = {
+        name: {part: statistics.median(s[part] for s in runs) for part in STEP_PARTS} for name, runs in samples.items()
+    }
+    ratios = {
+        name: {part: medians["dense"][part] / medians[name][part] for part in STEP_PARTS}
+        for name in ("meprop", "unified")
+    }
+    print(
+        f"{args.rounds} rounds, batch {args.batch_size}, {args.optimizer}, threads {args.threads}; "
+        "median seconds per step"
+    )
     print(f"{'':8}" + "".join(f"{part:>18}" for part in STEP_PARTS))
     for name, m in medians.items():
         print(f"{name:8}" + "".join(f"{m[part]:18.4f}" for part in STEP_PARTS))
     for name, r in ratios.items():
         print(f"{'x ' + name:8}" + "".join(f"{r[part]:17.1f}x" for part in STEP_PARTS))
-    write_json(args.out, {"args": {k: str(v) for k, v in vars(args).items()}, "medians": medians,
-                          "ratios": ratios, "samples": samples})
+    write_json(
+        args.out,
+        {"args": {k: str(v) for k, v in vars(args).items()}, "medians": medians, "ratios": ratios, "samples": samples},
+    )
     return 0
 
 

@@ -60,8 +60,11 @@ def main() -> int:
     models = {}
     for name, k in (("dense", None), ("meprop", args.k)):
         model = Tagger(encoder.sizes(), len(encoder.tags), k=k, seed=0)
-        opt = AdaGrad(model.parameters(), lr=0.01, clip=5.0) if args.optimizer == "adagrad" else Adam(
-            model.parameters(), lr=0.001, clip=5.0)
+        opt = (
+            AdaGrad(model.parameters(), lr=0.01, clip=5.0)
+            if args.optimizer == "adagrad"
+            else Adam(model.parameters(), lr=0.001, clip=5.0)
+        )
         models[name] = (model, opt)
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in models}
     with mp.thread_limits(blas=1):
@@ -75,16 +78,25 @@ def main() -> int:
                         t[part] += seconds
                 rounds[name].append(t)
     med = {name: {p: statistics.median(r[p] for r in rs) for p in STEP_PARTS} for name, rs in rounds.items()}
-    print(f"POS tagger training steps, {args.optimizer}, {len(batches)} sentences ({tokens} tokens) per round, "
-          f"{args.rounds} rounds, medians in seconds per round, {args.threads} thread(s)")
+    print(
+        f"POS tagger training steps, {args.optimizer}, {len(batches)} sentences ({tokens} tokens) per round, "
+        f"{args.rounds} rounds, medians in seconds per round, {args.threads} thread(s)"
+    )
     print(f"{'':8}" + "".join(f"{p:>18}" for p in STEP_PARTS))
     for name in med:
         print(f"{name:8}" + "".join(f"{med[name][p]:18.3f}" for p in STEP_PARTS))
     print(f"{'speed-up':8}" + "".join(f"{med['dense'][p] / med['meprop'][p]:17.2f}x" for p in STEP_PARTS))
     if args.json:
-        write_json_atomic(args.json, {"config": {**vars(args), "data_dir": str(args.data_dir)}, "tokens": tokens,
-                                      "machine": machine_info(None, mp, args.threads), "median_s": med,
-                                      "rounds": rounds})
+        write_json_atomic(
+            args.json,
+            {
+                "config": {**vars(args), "data_dir": str(args.data_dir)},
+                "tokens": tokens,
+                "machine": machine_info(None, mp, args.threads),
+                "median_s": med,
+                "rounds": rounds,
+            },
+        )
     return 0
 
 

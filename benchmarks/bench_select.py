@@ -99,7 +99,9 @@ def run_case(
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    print(f"{'n':>5} {'k':>4} " + " ".join(f"{m + '/row':>14}" for m in METHODS) + f" {'fastest':>10} {'auto':>10}  flag")
+    print(
+        f"{'n':>5} {'k':>4} " + " ".join(f"{m + '/row':>14}" for m in METHODS) + f" {'fastest':>10} {'auto':>10}  flag"
+    )
     for r in results:
         flag = f"AUTO {r['auto_slowdown']:.2f}x SLOWER" if r["flag"] else ""
         times = " ".join(f"{format_ns(r['ns_per_row'][m]):>14}" for m in METHODS)
@@ -148,9 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" | {'quick' if args.quick else 'full'}\n"
     )
 
-    results = [
-        run_case(n, k, args.rows, args.pool, args.rounds, dtype, cfg, rng) for n in ns for k in ks if k <= n
-    ]
+    results = [run_case(n, k, args.rows, args.pool, args.rounds, dtype, cfg, rng) for n in ns for k in ks if k <= n]
     print_table(results)
     print_summary(results)
 

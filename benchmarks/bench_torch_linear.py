@@ -241,8 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         template.weight.copy_(torch.randn(args.n_out, args.n_in, generator=gen, dtype=dtype) / args.n_in**0.5)
     pools: dict[bool, tuple[list[Any], list[Any]]] = {}
     for needs_dx in (True, False):
-        xs = [torch.randn(args.batch, args.n_in, generator=gen, dtype=dtype).requires_grad_(needs_dx)
-              for _ in range(args.pool)]
+        xs = [
+            torch.randn(args.batch, args.n_in, generator=gen, dtype=dtype).requires_grad_(needs_dx)
+            for _ in range(args.pool)
+        ]
         dys = [torch.randn(args.batch, args.n_out, generator=gen, dtype=dtype) for _ in range(args.pool)]
         pools[needs_dx] = (xs, dys)
     layers = {name: make_layer(kind, args.k, template) for name, kind, _ in CONTENDERS}
@@ -284,8 +286,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "elapsed_s": elapsed,
         "rows": rows,
         "checks": checks,
-        "bar": {"name": f"{BAR_ROW} backward vs torch.nn.Linear", "threshold": BAR, "ratio": ratio,
-                "status": status, "reliable": reliable},
+        "bar": {
+            "name": f"{BAR_ROW} backward vs torch.nn.Linear",
+            "threshold": BAR,
+            "ratio": ratio,
+            "status": status,
+            "reliable": reliable,
+        },
     }
     write_json_atomic(args.out, payload)
     print(f"wrote {args.out}")

@@ -68,12 +68,12 @@ meprop = import_meprop()
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "torch_lstm.json")
 
 
-def contenders(k: int) -> tuple[tuple[str, int | None | str], ...]:
+def contenders(k: int) -> tuple[tuple[str, int | str | None], ...]:
     """(row name, k for meprop or "torch")."""
     return (("torch", "torch"), (f"meprop k={k}", k), ("meprop dense", None))
 
 
-def make_layer(kind: int | None | str, template: Any) -> Any:
+def make_layer(kind: int | str | None, template: Any) -> Any:
     """torch.nn.LSTM or meprop's, with the template's weights."""
     import meprop_native.torch as mt
 
@@ -134,7 +134,9 @@ def numpy_layer_gradients(template: Any, k: int, x: Any, R: Any) -> list[np.ndar
     layer.forward(x.detach().numpy()[:, 0])
     dx = layer.backward(R.numpy()[:, 0])
     db = layer.bias.dense_grad()
-    return [a.astype(np.float64) for a in (dx[:, None], layer.weight_ih.dense_grad(), layer.weight_hh.dense_grad(), db, db)]
+    return [
+        a.astype(np.float64) for a in (dx[:, None], layer.weight_ih.dense_grad(), layer.weight_hh.dense_grad(), db, db)
+    ]
 
 
 def max_relative_error(got: list[np.ndarray], want: list[np.ndarray]) -> float:
@@ -215,8 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     template = torch.nn.LSTM(args.n_in, args.hidden, dtype=dtype)
     gen = torch.Generator().manual_seed(args.seed)
-    xs = [(0.3 * torch.randn(args.steps, 1, args.n_in, generator=gen, dtype=dtype)).requires_grad_()
-          for _ in range(args.pool)]
+    xs = [
+        (0.3 * torch.randn(args.steps, 1, args.n_in, generator=gen, dtype=dtype)).requires_grad_()
+        for _ in range(args.pool)
+    ]
     Rs = [0.05 * torch.randn(args.steps, 1, args.hidden, generator=gen, dtype=dtype) for _ in range(args.pool)]
     layers = {name: make_layer(kind, template) for name, kind in contenders(args.k)}
 

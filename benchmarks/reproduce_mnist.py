@@ -28,8 +28,23 @@ def run_one(optimizer: str, mode: str, seed: int, args: argparse.Namespace) -> d
     out = args.out / f"{optimizer}-{mode}-seed{seed}"
     summary_path = out / "summary.json"
     if not summary_path.exists() or args.rerun:
-        argv = ["train", "mnist", "--optimizer", optimizer, "--mode", mode, "--k", str(SETTINGS[optimizer]),
-                "--epochs", str(args.epochs), "--seed", str(seed), "--out", str(out), "--no-progress"]
+        argv = [
+            "train",
+            "mnist",
+            "--optimizer",
+            optimizer,
+            "--mode",
+            mode,
+            "--k",
+            str(SETTINGS[optimizer]),
+            "--epochs",
+            str(args.epochs),
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
         if args.data_dir:
             argv += ["--data-dir", str(args.data_dir)]
         # The paper's plain meProp (no error feedback, the tasks' default);
@@ -59,10 +74,15 @@ def main() -> int:
     parser.add_argument("--optimizers", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dropout", type=float, default=0.0)
-    parser.add_argument("--init", choices=["paper", "pytorch"], default=None,
-                        help="weight initialisation (default: meprop train mnist's, pytorch)")
-    parser.add_argument("--evals-per-epoch", type=int, default=1,
-                        help="dev/test evaluations per epoch (the paper authors' code: 11)")
+    parser.add_argument(
+        "--init",
+        choices=["paper", "pytorch"],
+        default=None,
+        help="weight initialisation (default: meprop train mnist's, pytorch)",
+    )
+    parser.add_argument(
+        "--evals-per-epoch", type=int, default=1, help="dev/test evaluations per epoch (the paper authors' code: 11)"
+    )
     parser.add_argument("--rerun", action="store_true", help="run again even if a summary exists")
     args = parser.parse_args()
 
@@ -71,28 +91,40 @@ def main() -> int:
         for seed in args.seeds:
             dense = run_one(optimizer, "dense", seed, args)
             sparse = run_one(optimizer, "per_example", seed, args)
-            rows.append({"optimizer": optimizer, "k": SETTINGS[optimizer], "seed": seed, "dense": dense, "meprop": sparse})
+            rows.append(
+                {"optimizer": optimizer, "k": SETTINGS[optimizer], "seed": seed, "dense": dense, "meprop": sparse}
+            )
 
-    header = (f"{'optimizer':9} {'seed':>4} {'mode':>9} {'test@best':>9} {'dev':>6} {'ep':>3} "
-              f"{'fwd s':>7} {'backprop s':>10} {'overall bp s':>12} {'opt s':>6} {'total s':>8}")
+    header = (
+        f"{'optimizer':9} {'seed':>4} {'mode':>9} {'test@best':>9} {'dev':>6} {'ep':>3} "
+        f"{'fwd s':>7} {'backprop s':>10} {'overall bp s':>12} {'opt s':>6} {'total s':>8}"
+    )
     print(header)
     for r in rows:
         for name in ("dense", "meprop"):
             s = r[name]
             t = s["time"]
-            print(f"{r['optimizer']:9} {r['seed']:>4} {name:>9} {100 * s['test_at_best_dev']:9.2f} "
-                  f"{100 * s['best_dev']:6.2f} {s['best_epoch']:3d} {t['forward']:7.1f} {t['backprop']:10.2f} "
-                  f"{t['overall_backprop']:12.2f} {t['optimizer']:6.1f} {t['total']:8.1f}")
+            print(
+                f"{r['optimizer']:9} {r['seed']:>4} {name:>9} {100 * s['test_at_best_dev']:9.2f} "
+                f"{100 * s['best_dev']:6.2f} {s['best_epoch']:3d} {t['forward']:7.1f} {t['backprop']:10.2f} "
+                f"{t['overall_backprop']:12.2f} {t['optimizer']:6.1f} {t['total']:8.1f}"
+            )
         d, m = r["dense"]["time"], r["meprop"]["time"]
-        print(f"{'':14} speed-up: backprop {d['backprop'] / m['backprop']:.1f}x, overall backprop "
-              f"{d['overall_backprop'] / m['overall_backprop']:.1f}x, forward+backward "
-              f"{(d['forward'] + d['overall_backprop']) / (m['forward'] + m['overall_backprop']):.2f}x, "
-              f"whole step {d['total'] / m['total']:.2f}x")
+        print(
+            f"{'':14} speed-up: backprop {d['backprop'] / m['backprop']:.1f}x, overall backprop "
+            f"{d['overall_backprop'] / m['overall_backprop']:.1f}x, forward+backward "
+            f"{(d['forward'] + d['overall_backprop']) / (m['forward'] + m['overall_backprop']):.2f}x, "
+            f"whole step {d['total'] / m['total']:.2f}x"
+        )
     for optimizer in args.optimizers:
-        acc = {name: [100 * r[name]["test_at_best_dev"] for r in rows if r["optimizer"] == optimizer]
-               for name in ("dense", "meprop")}
-        print(f"{optimizer}: mean test@best-dev over seeds {args.seeds}: dense {statistics.mean(acc['dense']):.2f}, "
-              f"meprop {statistics.mean(acc['meprop']):.2f}")
+        acc = {
+            name: [100 * r[name]["test_at_best_dev"] for r in rows if r["optimizer"] == optimizer]
+            for name in ("dense", "meprop")
+        }
+        print(
+            f"{optimizer}: mean test@best-dev over seeds {args.seeds}: dense {statistics.mean(acc['dense']):.2f}, "
+            f"meprop {statistics.mean(acc['meprop']):.2f}"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "table.json", rows)
     return 0

@@ -26,12 +26,31 @@ from meprop_native.train.atomic import write_json, write_with
 
 K = 20  # the paper's k for parsing, hidden and output layers
 PAPER = {  # Table 1 (backprop seconds, test UAS, dev UAS, best iteration) and Table 2 (Adam)
-    "adagrad": {"dense": {"iter": 11, "backprop": 8899.7, "test": 88.92, "dev": 89.07},
-                "meprop": {"iter": 8, "backprop": 492.3, "test": 88.95, "dev": 89.17, "speedup": 18.1}},
-    "adam": {"dense": {"iter": 14, "backprop": 9077.7, "test": 89.84, "dev": 90.12,
-                       "forward": 3906, "overall_backprop": 9114, "total": 13020},
-             "meprop": {"iter": 6, "backprop": 488.7, "test": 90.01, "dev": 90.02, "speedup": 18.6,
-                        "forward": 4002, "overall_backprop": 513, "total": 4516}},
+    "adagrad": {
+        "dense": {"iter": 11, "backprop": 8899.7, "test": 88.92, "dev": 89.07},
+        "meprop": {"iter": 8, "backprop": 492.3, "test": 88.95, "dev": 89.17, "speedup": 18.1},
+    },
+    "adam": {
+        "dense": {
+            "iter": 14,
+            "backprop": 9077.7,
+            "test": 89.84,
+            "dev": 90.12,
+            "forward": 3906,
+            "overall_backprop": 9114,
+            "total": 13020,
+        },
+        "meprop": {
+            "iter": 6,
+            "backprop": 488.7,
+            "test": 90.01,
+            "dev": 90.02,
+            "speedup": 18.6,
+            "forward": 4002,
+            "overall_backprop": 513,
+            "total": 4516,
+        },
+    },
 }
 
 
@@ -39,8 +58,25 @@ def run_one(optimizer: str, mode: str, args: argparse.Namespace) -> dict:
     out = args.out / f"{optimizer}-{mode}-seed{args.seed}"
     summary_path = out / "summary.json"
     if not summary_path.exists() or args.rerun:
-        argv = ["train", "parse", "--optimizer", optimizer, "--mode", mode, "--k", str(K), "--k-out", str(K),
-                "--epochs", str(args.epochs), "--seed", str(args.seed), "--out", str(out), "--no-progress"]
+        argv = [
+            "train",
+            "parse",
+            "--optimizer",
+            optimizer,
+            "--mode",
+            mode,
+            "--k",
+            str(K),
+            "--k-out",
+            str(K),
+            "--epochs",
+            str(args.epochs),
+            "--seed",
+            str(args.seed),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
         if args.data_dir:
             argv += ["--data-dir", str(args.data_dir)]
         # The paper's plain meProp (no error feedback, the tasks' default);
@@ -61,11 +97,19 @@ def row(optimizer: str, name: str, s: dict) -> dict:
     best = s["history"][s["best_epoch"] - 1]
     t = s["time"]
     return {
-        "optimizer": optimizer, "mode": name, "epochs": s["epochs"], "best_epoch": s["best_epoch"],
-        "dev_uas": 100 * best["dev"]["uas"], "dev_las": 100 * best["dev"]["las"],
-        "test_uas": 100 * best["test"]["uas"], "test_las": 100 * best["test"]["las"],
-        "forward": t["forward"], "backprop": t["backprop"], "overall_backprop": t["overall_backprop"],
-        "optimizer_s": t["optimizer"], "total": t["total"],
+        "optimizer": optimizer,
+        "mode": name,
+        "epochs": s["epochs"],
+        "best_epoch": s["best_epoch"],
+        "dev_uas": 100 * best["dev"]["uas"],
+        "dev_las": 100 * best["dev"]["las"],
+        "test_uas": 100 * best["test"]["uas"],
+        "test_las": 100 * best["test"]["las"],
+        "forward": t["forward"],
+        "backprop": t["backprop"],
+        "overall_backprop": t["overall_backprop"],
+        "optimizer_s": t["optimizer"],
+        "total": t["total"],
         "epoch_seconds": [r["time"]["total"] + r["eval_seconds"] for r in s["history"]],
     }
 
@@ -74,8 +118,10 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
         f"Seed {args.seed}, threads {args.threads}; times are sums over all epochs of a run (s).",
         "",
-        ("| optimizer | mode | epochs | best epoch | test UAS | test LAS | dev UAS | dev LAS | forward | backprop | "
-         "overall backprop | total | mean epoch incl. eval |"),
+        (
+            "| optimizer | mode | epochs | best epoch | test UAS | test LAS | dev UAS | dev LAS | forward | backprop | "
+            "overall backprop | total | mean epoch incl. eval |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -118,8 +164,10 @@ def main() -> int:
     table = markdown(rows, args)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "table.json", {"rows": rows, "paper": PAPER, "epochs": args.epochs, "seed": args.seed,
-                                         "threads": args.threads})
+    write_json(
+        args.out / "table.json",
+        {"rows": rows, "paper": PAPER, "epochs": args.epochs, "seed": args.seed, "threads": args.threads},
+    )
     write_with(args.out / "table.md", lambda handle: handle.write(table.encode()))
     return 0
 

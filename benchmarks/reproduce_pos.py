@@ -25,16 +25,33 @@ PAPER = {
     "adagrad": {"dense": "4, 17,534.4 s, 96.93 (96.89)", "meprop": "4, 253.2 s (69.2x), 97.25 (97.18)"},
     "adam": {"dense": "2, 16,167.3 s, 97.07 (97.18)", "meprop": "5, 247.2 s (65.4x), 97.12 (97.14)"},
 }
-PAPER_TABLE2 = ("Adam: overall forward / overall backprop / total 7,334 / 16,522 / 23,856 s dense; "
-                "7,362 / 540 (30.5x) / 7,903 s meProp")
+PAPER_TABLE2 = (
+    "Adam: overall forward / overall backprop / total 7,334 / 16,522 / 23,856 s dense; "
+    "7,362 / 540 (30.5x) / 7,903 s meProp"
+)
 
 
 def run_one(optimizer: str, mode: str, args: argparse.Namespace) -> dict:
     out = args.out / f"{optimizer}-{mode}"
     summary_path = out / "summary.json"
     if not summary_path.exists() or args.rerun:
-        argv = ["train", "pos", "--optimizer", optimizer, "--mode", mode, "--k", str(K),
-                "--epochs", str(args.epochs), "--seed", str(args.seed), "--out", str(out), "--no-progress"]
+        argv = [
+            "train",
+            "pos",
+            "--optimizer",
+            optimizer,
+            "--mode",
+            mode,
+            "--k",
+            str(K),
+            "--epochs",
+            str(args.epochs),
+            "--seed",
+            str(args.seed),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
         if args.data_dir:
             argv += ["--data-dir", str(args.data_dir)]
         # The paper's plain meProp (no error feedback, the tasks' default);
@@ -53,8 +70,10 @@ def run_one(optimizer: str, mode: str, args: argparse.Namespace) -> dict:
 
 def markdown(rows: list[dict], epochs: int) -> str:
     lines = [
-        (f"| optimizer | mode | best epoch (of {epochs}) | test % (dev %) | unknown-word test % | backprop s | "
-         "overall forward s | overall backprop s | optimizer s | total s | paper (best iter, backprop time, test (dev)) |"),
+        (
+            f"| optimizer | mode | best epoch (of {epochs}) | test % (dev %) | unknown-word test % | backprop s | "
+            "overall forward s | overall backprop s | optimizer s | total s | paper (best iter, backprop time, test (dev)) |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -91,8 +110,14 @@ def main() -> int:
 
     rows = []
     for optimizer in args.optimizers:
-        rows.append({"optimizer": optimizer, "k": K, "dense": run_one(optimizer, "dense", args),
-                     "meprop": run_one(optimizer, "meprop", args)})
+        rows.append(
+            {
+                "optimizer": optimizer,
+                "k": K,
+                "dense": run_one(optimizer, "dense", args),
+                "meprop": run_one(optimizer, "meprop", args),
+            }
+        )
     table = markdown(rows, args.epochs)
     print(table)
     print(f"paper, Table 2: {PAPER_TABLE2}")

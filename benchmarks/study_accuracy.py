@@ -81,26 +81,54 @@ TASK_DEFAULT = "error feedback 0.8"
 PAPER = "plain meProp"
 STUDIES = {
     "mnist-adam": Study("mnist", ["--optimizer", "adam", "--k", "20"], ALL_METHODS, MNIST_DEFAULT),
-    "mnist-adagrad": Study("mnist", ["--optimizer", "adagrad", "--k", "10"],
-                           ["dense", "plain meProp", "error feedback 0.8", MNIST_DEFAULT], PAPER),
-    "mnist-sgd": Study("mnist", ["--optimizer", "sgd", "--k", "20"],
-                       ["dense", "plain meProp", MNIST_DEFAULT], PAPER),
-    "pos-adagrad": Study("pos", ["--optimizer", "adagrad", "--k", "5", "--epochs", "5"],
-                         ["dense", "plain meProp", TASK_DEFAULT], PAPER, epochs=5),
-    "parse-adam": Study("parse", ["--optimizer", "adam", "--k", "20", "--epochs", "8"],
-                        ["dense", "plain meProp", TASK_DEFAULT], TASK_DEFAULT, epochs=8),
-    "parse-adagrad": Study("parse", ["--optimizer", "adagrad", "--k", "20", "--epochs", "8"],
-                           ["dense", "plain meProp", TASK_DEFAULT], PAPER, epochs=8),
-    "torch-mnist-adam": Study("torch", [], ["dense", "plain meProp", "error feedback 0.8", "error feedback 1.0"],
-                              "error feedback 1.0", torch=True, epochs=10),
+    "mnist-adagrad": Study(
+        "mnist",
+        ["--optimizer", "adagrad", "--k", "10"],
+        ["dense", "plain meProp", "error feedback 0.8", MNIST_DEFAULT],
+        PAPER,
+    ),
+    "mnist-sgd": Study("mnist", ["--optimizer", "sgd", "--k", "20"], ["dense", "plain meProp", MNIST_DEFAULT], PAPER),
+    "pos-adagrad": Study(
+        "pos",
+        ["--optimizer", "adagrad", "--k", "5", "--epochs", "5"],
+        ["dense", "plain meProp", TASK_DEFAULT],
+        PAPER,
+        epochs=5,
+    ),
+    "parse-adam": Study(
+        "parse",
+        ["--optimizer", "adam", "--k", "20", "--epochs", "8"],
+        ["dense", "plain meProp", TASK_DEFAULT],
+        TASK_DEFAULT,
+        epochs=8,
+    ),
+    "parse-adagrad": Study(
+        "parse",
+        ["--optimizer", "adagrad", "--k", "20", "--epochs", "8"],
+        ["dense", "plain meProp", TASK_DEFAULT],
+        PAPER,
+        epochs=8,
+    ),
+    "torch-mnist-adam": Study(
+        "torch",
+        [],
+        ["dense", "plain meProp", "error feedback 0.8", "error feedback 1.0"],
+        "error feedback 1.0",
+        torch=True,
+        epochs=10,
+    ),
 }
 
 
 # The torch study: torch_mnist.py trains dense and meProp (k=20 of 500) for a
 # seed in one run; the method picks the memory decay and which of the two runs
 # it reports. Its layers keep exactly k per example, so the kept fraction is k/n.
-TORCH_METHODS = {"dense": (0.0, "dense"), "plain meProp": (0.0, "per_example"),
-                 "error feedback 0.8": (0.8, "per_example"), "error feedback 1.0": (1.0, "per_example")}
+TORCH_METHODS = {
+    "dense": (0.0, "dense"),
+    "plain meProp": (0.0, "per_example"),
+    "error feedback 0.8": (0.8, "per_example"),
+    "error feedback 1.0": (1.0, "per_example"),
+}
 TORCH_KEPT = 20 / 500
 
 
@@ -111,11 +139,37 @@ CLI = "import sys; from meprop_native.cli import main; sys.exit(main(sys.argv[1:
 def command(study: Study, method: str, seed: int, out: Path, args: argparse.Namespace) -> list[str]:
     if study.torch:
         decay, _ = TORCH_METHODS[method]
-        argv = [sys.executable, str(HERE / "torch_mnist.py"), "--seeds", str(seed), "--epochs", str(study.epochs),
-                "--threads", "1", "--memory-decay", str(decay), "--out", str(out / "torch_mnist.json")]
+        argv = [
+            sys.executable,
+            str(HERE / "torch_mnist.py"),
+            "--seeds",
+            str(seed),
+            "--epochs",
+            str(study.epochs),
+            "--threads",
+            "1",
+            "--memory-decay",
+            str(decay),
+            "--out",
+            str(out / "torch_mnist.json"),
+        ]
     else:
-        argv = [sys.executable, "-c", CLI, "train", study.task, *study.base, *METHODS[method],
-                "--seed", str(seed), "--out", str(out), "--no-progress", "--threads", "1"]
+        argv = [
+            sys.executable,
+            "-c",
+            CLI,
+            "train",
+            study.task,
+            *study.base,
+            *METHODS[method],
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--threads",
+            "1",
+        ]
         if "--epochs" not in study.base:
             argv += ["--epochs", str(args.epochs or study.epochs)]
     if args.data_dir:
@@ -130,8 +184,11 @@ def torch_summary(out: Path, method: str, seed: int) -> dict:
     run = json.loads((out / "torch_mnist.json").read_text())["runs"][str(seed)][TORCH_METHODS[method][1]]
     seconds = sum(e["train_seconds"] for e in run["epochs"])
     kept = 1.0 if method == "dense" else TORCH_KEPT
-    return {"test_at_best_dev": run["test_at_best_dev"] / 100, "kept_fraction": {"all": kept},
-            "time": {"backprop": seconds}}
+    return {
+        "test_at_best_dev": run["test_at_best_dev"] / 100,
+        "kept_fraction": {"all": kept},
+        "time": {"backprop": seconds},
+    }
 
 
 def run_one(study_name: str, method: str, seed: int, args: argparse.Namespace) -> dict | None:
@@ -145,8 +202,9 @@ def run_one(study_name: str, method: str, seed: int, args: argparse.Namespace) -
             out.mkdir(parents=True, exist_ok=True)
             argv = command(study, key, seed, out, args)
             with open(out / "log.txt", "w") as log:
-                code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT,
-                                      env=dict(os.environ, OMP_NUM_THREADS="1")).returncode
+                code = subprocess.run(
+                    argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, OMP_NUM_THREADS="1")
+                ).returncode
             if code != 0:
                 print(f"FAILED ({code}): {' '.join(argv)}; see {out / 'log.txt'}", file=sys.stderr)
                 return None
@@ -199,18 +257,30 @@ def table(study_name: str, results: dict[str, list[dict]]) -> tuple[list[dict], 
         kept = [s["kept_fraction"]["all"] for s in summaries if s.get("kept_fraction", {}).get("all") is not None]
         bp = [s["time"]["backprop"] for s in summaries]
         m, sd = mean_std(acc)
-        rows.append({
-            "method": method + (" (default)" if method == default else ""), "seeds": len(acc), "test": acc, "mean": m, "std": sd,
-            "kept_fraction": statistics.mean(kept) if kept else 1.0,
-            "backprop_speedup": statistics.mean(dense_bp) / statistics.mean(bp) if dense_bp else None,
-        })
-    lines = [f"### {study_name}", "", "| method | seeds | test at best dev (mean ± std) | per seed | kept fraction "
-             "| linear backprop vs dense |", "|---|---|---|---|---|---|"]
+        rows.append(
+            {
+                "method": method + (" (default)" if method == default else ""),
+                "seeds": len(acc),
+                "test": acc,
+                "mean": m,
+                "std": sd,
+                "kept_fraction": statistics.mean(kept) if kept else 1.0,
+                "backprop_speedup": statistics.mean(dense_bp) / statistics.mean(bp) if dense_bp else None,
+            }
+        )
+    lines = [
+        f"### {study_name}",
+        "",
+        "| method | seeds | test at best dev (mean ± std) | per seed | kept fraction | linear backprop vs dense |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         speed = f"{r['backprop_speedup']:.1f}x" if r["backprop_speedup"] else "-"
         per_seed = " ".join(f"{a:.2f}" for a in r["test"])
-        lines.append(f"| {r['method']} | {r['seeds']} | {r['mean']:.2f} ± {r['std']:.2f} | {per_seed} | "
-                     f"{r['kept_fraction']:.4f} | {speed} |")
+        lines.append(
+            f"| {r['method']} | {r['seeds']} | {r['mean']:.2f} ± {r['std']:.2f} | {per_seed} | "
+            f"{r['kept_fraction']:.4f} | {speed} |"
+        )
     return rows, "\n".join(lines) + "\n"
 
 
@@ -237,11 +307,22 @@ def plot(all_rows: dict[str, list[dict]], path: Path) -> None:
         clipped = 0
         for i, r in enumerate(rows):
             y = max(r["mean"], low + 0.05)
-            ax.errorbar(r["kept_fraction"], y, yerr=r["std"] if r["mean"] > low else None,
-                        fmt=markers[i % len(markers)], capsize=3, label=r["method"])
+            ax.errorbar(
+                r["kept_fraction"],
+                y,
+                yerr=r["std"] if r["mean"] > low else None,
+                fmt=markers[i % len(markers)],
+                capsize=3,
+                label=r["method"],
+            )
             if r["mean"] <= low:
-                ax.annotate(f"{r['method']}: {r['mean']:.1f} %", (r["kept_fraction"], y), textcoords="offset points",
-                            xytext=(6, 2 + 10 * clipped), fontsize=7)
+                ax.annotate(
+                    f"{r['method']}: {r['mean']:.1f} %",
+                    (r["kept_fraction"], y),
+                    textcoords="offset points",
+                    xytext=(6, 2 + 10 * clipped),
+                    fontsize=7,
+                )
                 clipped += 1
         if dense:  # the bar every method is measured against
             ax.axhline(dense[0]["mean"], color="0.5", linestyle="--", linewidth=0.8)
@@ -266,18 +347,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once, one thread each (default 1)")
     parser.add_argument("--out", type=Path, default=Path("runs/study"))
     parser.add_argument("--rerun", action="store_true", help="train again even where a summary exists")
-    parser.add_argument("--report-only", action="store_true",
-                        help="train nothing: tabulate the runs that exist under --out")
+    parser.add_argument(
+        "--report-only", action="store_true", help="train nothing: tabulate the runs that exist under --out"
+    )
     args = parser.parse_args(argv)
     names = list(STUDIES) if "all" in args.study else args.study
 
-    jobs = [(name, method, seed) for name in names for method in STUDIES[name].methods
-            if args.methods is None or method in args.methods for seed in args.seeds]
+    jobs = [
+        (name, method, seed)
+        for name in names
+        for method in STUDIES[name].methods
+        if args.methods is None or method in args.methods
+        for seed in args.seeds
+    ]
     # A torch study's dense run comes out of its plain run: read it after.
     after = {job for job in jobs if STUDIES[job[0]].torch and job[1] == "dense"}
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        done = dict(zip([j for j in jobs if j not in after],
-                        pool.map(lambda job: run_one(*job, args), [j for j in jobs if j not in after])))
+        done = dict(
+            zip(
+                [j for j in jobs if j not in after],
+                pool.map(lambda job: run_one(*job, args), [j for j in jobs if j not in after]),
+            )
+        )
     done.update({job: run_one(*job, args) for job in after})
     summaries = [done[job] for job in jobs]
     results: dict[str, dict[str, list[dict]]] = {name: {} for name in names}

@@ -115,25 +115,44 @@ def train(
             flush=True,
         )
     best = max(epochs, key=lambda r: (r["dev"], -r["epoch"]))  # earliest epoch among equal dev scores
-    return {"k": k, "mode": mode, "best_epoch": best["epoch"], "best_dev": best["dev"], "test_at_best_dev": best["test"],
-            "epochs": epochs}
+    return {
+        "k": k,
+        "mode": mode,
+        "best_epoch": best["epoch"],
+        "best_dev": best["dev"],
+        "test_at_best_dev": best["test"],
+        "epochs": epochs,
+    }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", type=Path, default=None, help="MNIST IDX files (see meprop_native.data.load_mnist)")
     p.add_argument("--k", type=int, default=20, help="entries of dy kept per example in the hidden layers")
-    p.add_argument("--modes", nargs="+", choices=("per_example", "unified"), default=["per_example"],
-                   help="meProp variants to train beside the dense run (default: per_example)")
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        choices=("per_example", "unified"),
+        default=["per_example"],
+        help="meProp variants to train beside the dense run (default: per_example)",
+    )
     p.add_argument("--hidden", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--optimizer", choices=("adam", "adagrad"), default="adam",
-                   help="torch.optim.Adam (default) or torch.optim.Adagrad (eps 1e-6, the paper's)")
+    p.add_argument(
+        "--optimizer",
+        choices=("adam", "adagrad"),
+        default="adam",
+        help="torch.optim.Adam (default) or torch.optim.Adagrad (eps 1e-6, the paper's)",
+    )
     p.add_argument("--lr", type=float, default=None, help="default: Adam 0.001, AdaGrad 0.1 (the paper's)")
-    p.add_argument("--memory-decay", type=float, default=1.0,
-                   help="error feedback of the meProp layers (meprop_native.torch.Linear(memory_decay=...)); "
-                        "default 1, the setting docs/torch.md recommends; 0: the paper's plain meProp")
+    p.add_argument(
+        "--memory-decay",
+        type=float,
+        default=1.0,
+        help="error feedback of the meProp layers (meprop_native.torch.Linear(memory_decay=...)); "
+        "default 1, the setting docs/torch.md recommends; 0: the paper's plain meProp",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=None, help="torch's threads; the kernels follow (default: torch's)")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images (smoke runs)")

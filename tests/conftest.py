@@ -11,9 +11,10 @@ import contextlib
 import warnings
 import zlib
 
-import meprop_native
 import numpy as np
 import pytest
+
+import meprop_native
 
 # When a hypothesis test fails, its pytest plugin imports libcst to suggest a
 # patch; in some environments that import emits a DeprecationWarning (from

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from meprop_native import cli
 from meprop_native.cli import main
 from meprop_native.data import DEV_SIZE, MNIST_FILES, load_mnist
@@ -35,9 +36,27 @@ from meprop_native.train import Trainer
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 MNIST_OPTIONS = [
-    "--k", "--k-out", "--mode", "--hidden", "--layers", "--dropout", "--init",
-    "--optimizer", "--lr", "--clip", "--lazy", "--batch-size", "--epochs", "--seed",
-    "--threads", "--data-dir", "--out", "--resume", "--no-progress", "--train-limit", "--steps-per-epoch",
+    "--k",
+    "--k-out",
+    "--mode",
+    "--hidden",
+    "--layers",
+    "--dropout",
+    "--init",
+    "--optimizer",
+    "--lr",
+    "--clip",
+    "--lazy",
+    "--batch-size",
+    "--epochs",
+    "--seed",
+    "--threads",
+    "--data-dir",
+    "--out",
+    "--resume",
+    "--no-progress",
+    "--train-limit",
+    "--steps-per-epoch",
     "--evals-per-epoch",
 ]
 FILE_NAMES = [spec.name for spec in MNIST_FILES.values()]
@@ -67,8 +86,10 @@ def write_generated_mnist(directory: Path, n_train: int = DEV_SIZE + 300, n_test
     train_y = rng.integers(0, 10, n_train).astype(np.uint8)
     test_y = rng.integers(0, 10, n_test).astype(np.uint8)
     arrays = {
-        "train_images": images(train_y), "train_labels": train_y,
-        "test_images": images(test_y), "test_labels": test_y,
+        "train_images": images(train_y),
+        "train_labels": train_y,
+        "test_images": images(test_y),
+        "test_labels": test_y,
     }
     for key, arr in arrays.items():
         (directory / MNIST_FILES[key].name).write_bytes(gzip.compress(idx_bytes(arr), mtime=0))
@@ -163,7 +184,11 @@ def test_module_entry_point_runs_in_a_subprocess():
     env = dict(os.environ)
     result = subprocess.run(
         [sys.executable, "-m", "meprop_native.cli", "train", "mnist", "--help"],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "--steps-per-epoch" in result.stdout
@@ -178,8 +203,14 @@ def test_console_script_is_declared():
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["train"], ["train", "cifar"], ["train", "mnist", "--mode", "bogus"],
-     ["train", "mnist", "--optimizer", "rmsprop"], ["train", "mnist", "--k", "two"]],
+    [
+        [],
+        ["train"],
+        ["train", "cifar"],
+        ["train", "mnist", "--mode", "bogus"],
+        ["train", "mnist", "--optimizer", "rmsprop"],
+        ["train", "mnist", "--k", "two"],
+    ],
     ids=["nothing", "no-task", "unknown-task", "bad-mode", "bad-optimizer", "non-integer-k"],
 )
 def test_usage_errors_exit_2(capsys, args):
@@ -196,11 +227,13 @@ def test_thread_counts_are_checked_before_anything_runs(capsys, task, threads):
     assert "--threads" in err and ("[1, 1024]" in err or "integer" in err)
 
 
-@pytest.mark.parametrize("option", [["--memory-decay", "1.5"], ["--select", "best"], ["--k-rule", "auto"],
-                                    ["--warmup", "cosine"]])
+@pytest.mark.parametrize(
+    "option", [["--memory-decay", "1.5"], ["--select", "best"], ["--k-rule", "auto"], ["--warmup", "cosine"]]
+)
 def test_bad_selection_options_are_usage_errors_or_named(capsys, option, tmp_path):
-    code, _, err = run_cli(["train", "mnist", *option, "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")],
-                           capsys)
+    code, _, err = run_cli(
+        ["train", "mnist", *option, "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")], capsys
+    )
     assert code == 2
     assert option[0].lstrip("-").split("-")[0] in err
 
@@ -214,8 +247,21 @@ def test_bad_selection_options_are_usage_errors_or_named(capsys, option, tmp_pat
 )
 def test_smoke_run_on_real_mnist(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "mnist", "--data-dir", REAL_DATA, "--out", out, "--epochs", "1",
-            "--train-limit", "200", "--steps-per-epoch", "5", "--no-progress"]
+    args = [
+        "train",
+        "mnist",
+        "--data-dir",
+        REAL_DATA,
+        "--out",
+        out,
+        "--epochs",
+        "1",
+        "--train-limit",
+        "200",
+        "--steps-per-epoch",
+        "5",
+        "--no-progress",
+    ]
     code, stdout, stderr = run_cli(args, capsys)
     assert code == 0, stderr
     brief = brief_of(stdout)
@@ -254,10 +300,18 @@ def test_generated_data_is_refused_by_the_md5_check(tmp_path, generated_data, ca
     "extra, run_fields",
     [
         ([], {"k": 4, "mode": "per_example", "optimizer": "adam", "lazy": False, "init": "pytorch"}),
-        (["--mode", "unified", "--optimizer", "adagrad", "--layers", "1"], {"k": 4, "mode": "unified", "optimizer": "adagrad"}),
-        (["--mode", "dense", "--optimizer", "sgd", "--lr", "0.05", "--init", "paper"],
-         {"k": None, "mode": "dense", "optimizer": "sgd", "lr": 0.05, "init": "paper"}),
-        (["--lazy", "--dropout", "0.3", "--k-out", "5", "--clip", "0"], {"lazy": True, "dropout": 0.3, "k_out": 5, "clip": 0.0}),
+        (
+            ["--mode", "unified", "--optimizer", "adagrad", "--layers", "1"],
+            {"k": 4, "mode": "unified", "optimizer": "adagrad"},
+        ),
+        (
+            ["--mode", "dense", "--optimizer", "sgd", "--lr", "0.05", "--init", "paper"],
+            {"k": None, "mode": "dense", "optimizer": "sgd", "lr": 0.05, "init": "paper"},
+        ),
+        (
+            ["--lazy", "--dropout", "0.3", "--k-out", "5", "--clip", "0"],
+            {"lazy": True, "dropout": 0.3, "k_out": 5, "clip": 0.0},
+        ),
     ],
     ids=["default", "unified-adagrad", "dense-sgd", "lazy-dropout"],
 )
@@ -279,16 +333,45 @@ def test_smoke_run_on_generated_data(tmp_path, generated_data, unverified_loader
 
 
 def test_generated_run_learns(tmp_path, generated_data, unverified_loader, capsys):
-    args = ["train", "mnist", "--data-dir", generated_data, "--out", tmp_path, "--epochs", "2",
-            "--hidden", "32", "--steps-per-epoch", "40", "--no-progress", "--lr", "0.01"]
+    args = [
+        "train",
+        "mnist",
+        "--data-dir",
+        generated_data,
+        "--out",
+        tmp_path,
+        "--epochs",
+        "2",
+        "--hidden",
+        "32",
+        "--steps-per-epoch",
+        "40",
+        "--no-progress",
+        "--lr",
+        "0.01",
+    ]
     code, stdout, err = run_cli(args, capsys)
     assert code == 0, err
     assert brief_of(stdout)["best_dev"] >= 0.8  # rows 2c, 2c+1 lit: easy
 
 
 def test_progress_output(tmp_path, generated_data, unverified_loader, capsys):
-    args = ["train", "mnist", "--data-dir", generated_data, "--out", tmp_path, "--epochs", "1",
-            "--hidden", "16", "--steps-per-epoch", "3", "--train-limit", "100"]
+    args = [
+        "train",
+        "mnist",
+        "--data-dir",
+        generated_data,
+        "--out",
+        tmp_path,
+        "--epochs",
+        "1",
+        "--hidden",
+        "16",
+        "--steps-per-epoch",
+        "3",
+        "--train-limit",
+        "100",
+    ]
     code, stdout, err = run_cli(args, capsys)
     assert code == 0, err
     assert "epoch   1" in stdout
@@ -338,8 +421,23 @@ def test_interrupt_exits_130_and_resume_completes(tmp_path, generated_data, unve
 
 
 def test_divergence_exits_3(tmp_path, generated_data, unverified_loader, capsys):
-    args = ["train", "mnist", "--data-dir", generated_data, "--out", tmp_path, "--epochs", "1",
-            "--optimizer", "sgd", "--lr", "1e30", "--clip", "0", *SMALL]
+    args = [
+        "train",
+        "mnist",
+        "--data-dir",
+        generated_data,
+        "--out",
+        tmp_path,
+        "--epochs",
+        "1",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e30",
+        "--clip",
+        "0",
+        *SMALL,
+    ]
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         code, _, err = run_cli(args, capsys)
@@ -378,8 +476,14 @@ def test_bad_numeric_options_are_reported_not_raised(tmp_path, generated_data, u
     # gets a Python traceback instead of "meprop: error: ..." and exit code 2
     # (argparse-style). --dropout -0.5 is even accepted silently (see
     # test_nn_layers.py::test_mlp_negative_dropout_is_rejected).
-    cases = [["--k", "0"], ["--epochs", "0"], ["--lr", "-1"], ["--dropout", "1.5"], ["--batch-size", "0"],
-             ["--hidden", "0"]]
+    cases = [
+        ["--k", "0"],
+        ["--epochs", "0"],
+        ["--lr", "-1"],
+        ["--dropout", "1.5"],
+        ["--batch-size", "0"],
+        ["--hidden", "0"],
+    ]
     not_reported = []
     for i, bad in enumerate(cases):
         args = ["train", "mnist", "--data-dir", generated_data, "--out", tmp_path / str(i), *SMALL, *bad]
@@ -397,8 +501,9 @@ def test_an_earlier_run_is_not_replaced_without_resume_or_overwrite(tmp_path, ca
     out = tmp_path / "run"
     out.mkdir()
     (out / "checkpoint.npz").write_bytes(b"an interrupted run")
-    code, _, err = run_cli(["train", "mnist", "--hidden", "16", "--epochs", "1", "--out", str(out),
-                            "--data-dir", str(tmp_path)], capsys)
+    code, _, err = run_cli(
+        ["train", "mnist", "--hidden", "16", "--epochs", "1", "--out", str(out), "--data-dir", str(tmp_path)], capsys
+    )
     assert code == 2 and "--resume" in err and "--overwrite" in err
     assert (out / "checkpoint.npz").read_bytes() == b"an interrupted run"
     code, _, err = run_cli(["train", "mnist", "--resume", "--overwrite", "--out", str(out)], capsys)
@@ -409,8 +514,9 @@ def test_overwrite_starts_over(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "checkpoint.npz").write_bytes(b"an interrupted run")
-    code, _, err = run_cli(["train", "mnist", "--overwrite", "--out", str(out), "--data-dir", str(tmp_path / "none")],
-                           capsys)
+    code, _, err = run_cli(
+        ["train", "mnist", "--overwrite", "--out", str(out), "--data-dir", str(tmp_path / "none")], capsys
+    )
     assert code == 2 and "MNIST data not found" in err  # got past the output check to the data
 
 
@@ -421,24 +527,52 @@ def test_an_output_path_that_cannot_be_a_directory_fails_before_training(tmp_pat
     assert code == 2 and "not a directory" in err
 
 
-@pytest.mark.parametrize("option", [["--train-limit", "-5"], ["--layers", "-1"], ["--hidden", "0"], ["--k", "0"],
-                                    ["--batch-size", "0"], ["--epochs", "0"], ["--steps-per-epoch", "-1"],
-                                    ["--evals-per-epoch", "0"]])
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--train-limit", "-5"],
+        ["--layers", "-1"],
+        ["--hidden", "0"],
+        ["--k", "0"],
+        ["--batch-size", "0"],
+        ["--epochs", "0"],
+        ["--steps-per-epoch", "-1"],
+        ["--evals-per-epoch", "0"],
+    ],
+)
 def test_nonsense_sizes_are_usage_errors(capsys, option):
     code, _, err = run_cli(["train", "mnist", *option], capsys)
     assert code == 2 and option[0] in err
 
 
 def test_bad_dropout_is_named_before_loading_data(tmp_path, capsys):
-    code, _, err = run_cli(["train", "mnist", "--dropout", "1.0", "--data-dir", str(tmp_path / "none"),
-                            "--out", str(tmp_path / "o")], capsys)
+    code, _, err = run_cli(
+        ["train", "mnist", "--dropout", "1.0", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o")],
+        capsys,
+    )
     assert code == 2 and "--dropout" in err
 
 
 def test_no_verify_uses_files_whose_md5_differs(tmp_path, generated_data, capsys):
-    code, out, err = run_cli(["train", "mnist", "--no-verify", "--data-dir", str(generated_data), "--hidden", "8",
-                              "--epochs", "1", "--train-limit", "200", "--no-progress", "--out", str(tmp_path / "r")],
-                             capsys)
+    code, _out, err = run_cli(
+        [
+            "train",
+            "mnist",
+            "--no-verify",
+            "--data-dir",
+            str(generated_data),
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "200",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capsys,
+    )
     assert code == 0, err
 
 
@@ -452,8 +586,9 @@ def test_a_model_too_large_for_memory_is_a_clear_error(tmp_path, generated_data,
         raise MemoryError()
 
     monkeypatch.setattr(mnist_task, "mlp", no_memory)
-    code, _, err = run_cli(["train", "mnist", "--no-verify", "--data-dir", str(generated_data),
-                            "--out", str(tmp_path / "r")], capsys)
+    code, _, err = run_cli(
+        ["train", "mnist", "--no-verify", "--data-dir", str(generated_data), "--out", str(tmp_path / "r")], capsys
+    )
     assert code == 2 and "not enough memory" in err and "Traceback" not in err
 
 
@@ -465,8 +600,26 @@ def test_a_model_too_large_for_memory_is_a_clear_error(tmp_path, generated_data,
 def test_defaults_follow_the_optimizer(tmp_path, capsys, optimizer, k, decay):
     """The accuracy study's defaults (docs/results.md): error feedback under Adam, the paper's meProp under AdaGrad."""
     out = tmp_path / "run"
-    code, _, err = run_cli(["train", "mnist", "--optimizer", optimizer, "--data-dir", REAL_DATA, "--out", out,
-                            "--epochs", "1", "--train-limit", "100", "--steps-per-epoch", "2", "--no-progress"], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            "mnist",
+            "--optimizer",
+            optimizer,
+            "--data-dir",
+            REAL_DATA,
+            "--out",
+            out,
+            "--epochs",
+            "1",
+            "--train-limit",
+            "100",
+            "--steps-per-epoch",
+            "2",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0, err
     run = json.loads((out / "summary.json").read_text())["run"]
     assert (run["k"], run["selection"]["memory_decay"]) == (k, decay)

@@ -17,8 +17,9 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-import meprop_native
 import pytest
+
+import meprop_native
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "cpp"
@@ -34,9 +35,7 @@ def _cmake_root_entry_points() -> dict[str, str]:
 
 
 def _compiler() -> str | None:
-    return os.environ.get("CXX") or next(
-        (c for c in ("c++", "g++", "clang++") if shutil.which(c)), None
-    )
+    return os.environ.get("CXX") or next((c for c in ("c++", "g++", "clang++") if shutil.which(c)), None)
 
 
 def _skip_unless_installed_copy() -> None:
@@ -61,8 +60,9 @@ def test_cmake_dir_holds_the_package_files():
     assert (PACKAGE_DIR / "lib" / "libmeprop.a").is_file()
     headers = {p.name for p in (PACKAGE_DIR / "include" / "meprop").glob("*.hpp")}
     assert headers == {p.name for p in (REPO / "cpp" / "include" / "meprop").glob("*.hpp")}
-    out = subprocess.run([sys.executable, "-m", "meprop_native", "--cmake-dir"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "meprop_native", "--cmake-dir"], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == str(cmake_dir)
 
 
@@ -78,16 +78,25 @@ def test_example_builds_and_runs_against_the_installed_package(tmp_path):
     # meprop_ROOT is what scikit-build-core sets from the cmake.root entry
     # point; a plain CMake user would pass -Dmeprop_DIR=$(... --cmake-dir).
     configure = subprocess.run(
-        ["cmake", "-S", str(EXAMPLE), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-         f"-Dmeprop_ROOT={PACKAGE_DIR}", f"-DCMAKE_CXX_COMPILER={_compiler()}"],
-        capture_output=True, text=True, timeout=120,
+        [
+            "cmake",
+            "-S",
+            str(EXAMPLE),
+            "-B",
+            str(build),
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-Dmeprop_ROOT={PACKAGE_DIR}",
+            f"-DCMAKE_CXX_COMPILER={_compiler()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert configure.returncode == 0, configure.stdout + configure.stderr
     # The CMake package's version is the Python package's, found where the wheel put it.
     expected = f"meprop {meprop_native.__version__} from {PACKAGE_DIR / 'lib' / 'cmake' / 'meprop'}"
     assert expected in configure.stdout, configure.stdout
-    compile_ = subprocess.run(["cmake", "--build", str(build), "-j", "2"],
-                              capture_output=True, text=True, timeout=300)
+    compile_ = subprocess.run(["cmake", "--build", str(build), "-j", "2"], capture_output=True, text=True, timeout=300)
     assert compile_.returncode == 0, compile_.stdout + compile_.stderr
     run = subprocess.run([str(build / "train_layer")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr

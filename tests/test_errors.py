@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import meprop_native as mp
 import numpy as np
 import pytest
 from conftest import bitwise_equal, random_problem
+
+import meprop_native as mp
 
 BAD_DTYPES = [np.int8, np.int32, np.int64, np.uint32, np.float16, np.complex64, np.complex128, np.bool_]
 
@@ -217,7 +218,7 @@ def test_backward_wrong_ndim(fn):
 @pytest.mark.parametrize("mode", ["per_example", "unified", "dense"])
 def test_backward_empty_batch(fn, mode):
     dy, x, W = good()
-    with pytest.raises(ValueError, match="empty|rows"):
+    with pytest.raises(ValueError, match=r"empty|rows"):
         fn(dy[:0], x[:0], W, 2, mode)
 
 
@@ -325,8 +326,13 @@ def test_out_wrong_shape(name):
     dy, x, W = good()
     bufs = out_buffers()
     shape = bufs[name].shape
-    bad_shapes = [shape[::-1] if len(shape) == 2 and shape[0] != shape[1] else (shape[0] + 1,),
-                  tuple(s + 1 for s in shape), (*shape, 1), (int(np.prod(shape)),), ()]
+    bad_shapes = [
+        shape[::-1] if len(shape) == 2 and shape[0] != shape[1] else (shape[0] + 1,),
+        tuple(s + 1 for s in shape),
+        (*shape, 1),
+        (int(np.prod(shape)),),
+        (),
+    ]
     for bad in bad_shapes:
         if bad == shape:
             continue
@@ -341,8 +347,12 @@ def test_out_not_c_contiguous(name):
     dy, x, W = good()
     bufs = out_buffers()
     shape = bufs[name].shape
-    for bad in (np.zeros(shape, order="F"), np.zeros((shape[0], 2 * shape[1]))[:, ::2],
-                np.zeros((2 * shape[0], shape[1]))[::2], np.zeros(shape)[::-1]):
+    for bad in (
+        np.zeros(shape, order="F"),
+        np.zeros((shape[0], 2 * shape[1]))[:, ::2],
+        np.zeros((2 * shape[0], shape[1]))[::2],
+        np.zeros(shape)[::-1],
+    ):
         b = dict(bufs)
         b[name] = bad
         with pytest.raises(ValueError, match=name):
@@ -383,7 +393,7 @@ def test_out_overlaps_inputs():
     B, n = 4, 4  # square everything so that every buffer fits every input
     dy, x, W = good(B=B, n_in=n, n_out=n)
     ins = {"dy": dy, "x": x, "W": W}
-    for name, shape in (("dx_out", (B, n)), ("dW_out", (n, n))):
+    for name, _shape in (("dx_out", (B, n)), ("dW_out", (n, n))):
         for arr in ins.values():
             with pytest.raises(ValueError, match="overlap"):
                 mp.linear_backward(dy, x, W, 2, **{name: arr})
@@ -433,8 +443,13 @@ def test_out_buffers_overlap_each_other():
 def test_accumulate_needs_buffers(mode):
     dy, x, W = good()
     bufs = out_buffers()
-    for given in ({}, {"dW_out": bufs["dW_out"]}, {"db_out": bufs["db_out"]},
-                  {"dx_out": bufs["dx_out"]}, {"dx_out": bufs["dx_out"], "db_out": bufs["db_out"]}):
+    for given in (
+        {},
+        {"dW_out": bufs["dW_out"]},
+        {"db_out": bufs["db_out"]},
+        {"dx_out": bufs["dx_out"]},
+        {"dx_out": bufs["dx_out"], "db_out": bufs["db_out"]},
+    ):
         with pytest.raises(ValueError, match="accumulate"):
             mp.linear_backward(dy, x, W, 2, mode, accumulate=True, **given)
     assert not any(np.any(b) for b in bufs.values())
@@ -445,8 +460,7 @@ def test_errors_leave_buffers_untouched():
     dW_out = np.full((5, 4), 3.0)
     db_out = np.full(5, 3.0)
     with pytest.raises(TypeError):
-        mp.linear_backward(dy, x, W, 2, dW_out=dW_out, db_out=db_out.astype(np.float32),
-                           accumulate=True)
+        mp.linear_backward(dy, x, W, 2, dW_out=dW_out, db_out=db_out.astype(np.float32), accumulate=True)
     with pytest.raises(ValueError):
         mp.linear_backward(dy, x, W, 99, dW_out=dW_out, db_out=db_out, accumulate=True)
     np.testing.assert_array_equal(dW_out, 3.0)

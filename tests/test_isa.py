@@ -6,6 +6,7 @@ import os
 import platform
 
 import pytest
+
 from meprop_native import _core
 
 # x86-64-v3 and -v4 as GCC's target_clones resolver tests them (the feature
@@ -29,14 +30,16 @@ def test_forced_build_reports_its_target():
     assert _core.isa_target() == expected
 
 
-@pytest.mark.skipif(platform.machine() != "x86_64" or not os.path.exists("/proc/cpuinfo"),
-                    reason="run-time dispatch is x86-64 only; the flags come from Linux's /proc/cpuinfo")
+@pytest.mark.skipif(
+    platform.machine() != "x86_64" or not os.path.exists("/proc/cpuinfo"),
+    reason="run-time dispatch is x86-64 only; the flags come from Linux's /proc/cpuinfo",
+)
 def test_auto_picks_what_the_processor_supports():
     if os.environ.get("MEPROP_EXPECT_ISA"):
         pytest.skip("a forced-ISA build picks nothing")
     flags = cpu_flags()
     if "abm" not in flags and "lzcnt" in flags:
         flags.add("abm")
-    expected = "x86-64-v4" if V3 | V4 <= flags else "x86-64-v3" if V3 <= flags else "baseline"
+    expected = "x86-64-v4" if flags >= V3 | V4 else "x86-64-v3" if flags >= V3 else "baseline"
     assert _core.isa_target() == expected
     assert _core.linear_forward_uses_avx512() == (expected == "x86-64-v4")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import meprop_native as mp
 import numpy as np
 import pytest
 from conftest import (
@@ -19,6 +18,8 @@ from conftest import (
     reference_topk_rows,
     reference_topk_unified,
 )
+
+import meprop_native as mp
 
 # (B, n_in, n_out, k)
 SHAPES = [
@@ -69,8 +70,7 @@ def test_against_reference(shape, mode, bias_grad, dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("mode", ["per_example", "unified"])
-@pytest.mark.parametrize("shape", [(3, 20, 40, 5), (9, 50, 300, 17), (6, 40, 300, 16), (5, 30, 600, 200)],
-                         ids=shape_id)
+@pytest.mark.parametrize("shape", [(3, 20, 40, 5), (9, 50, 300, 17), (6, 40, 300, 16), (5, 30, 600, 200)], ids=shape_id)
 def test_methods(shape, mode, method, dtype, rng):
     B, n_in, n_out, k = shape
     dy, x, W = random_problem(rng, B, n_in, n_out, dtype)
@@ -273,8 +273,7 @@ def test_non_contiguous_inputs(mode, dtype, rng):
         for g, e in zip(mp.linear_backward_compact(*args, k, mode), expected_c):
             assert bitwise_equal(g, e)
     # mixed layouts in one call
-    for g, e in zip(mp.linear_backward(strided(dy), np.asfortranarray(x), transposed(W), k, mode),
-                    expected):
+    for g, e in zip(mp.linear_backward(strided(dy), np.asfortranarray(x), transposed(W), k, mode), expected):
         assert bitwise_equal(g, e)
 
 
@@ -314,8 +313,9 @@ def test_accumulate(shape, mode, bias_grad, dtype, rng):
     dW0 = rng.standard_normal((n_out, n_in)).astype(dtype)
     db0 = rng.standard_normal(n_out).astype(dtype)
     dW_out, db_out = dW0.copy(), db0.copy()
-    dx, dW, db = mp.linear_backward(dy, x, W, k, mode, bias_grad=bias_grad,
-                                    dW_out=dW_out, db_out=db_out, accumulate=True)
+    dx, dW, db = mp.linear_backward(
+        dy, x, W, k, mode, bias_grad=bias_grad, dW_out=dW_out, db_out=db_out, accumulate=True
+    )
     assert np.shares_memory(dW, dW_out) and np.shares_memory(db, db_out)
     untouched = np.setdiff1d(np.arange(n_out), ref.rows)
     # untouched rows are left exactly as they were
@@ -327,13 +327,10 @@ def test_accumulate(shape, mode, bias_grad, dtype, rng):
     assert_close(dx, ref.dx, ref.dx_scale, dtype, "dx")
 
     # accumulating twice adds twice
-    mp.linear_backward(dy, x, W, k, mode, bias_grad=bias_grad,
-                       dW_out=dW_out, db_out=db_out, accumulate=True)
+    mp.linear_backward(dy, x, W, k, mode, bias_grad=bias_grad, dW_out=dW_out, db_out=db_out, accumulate=True)
     assert bitwise_equal(dW_out[untouched], dW0[untouched])
-    assert_close(dW_out, dW0.astype(np.float64) + 2 * ref.dW, 2 * ref.dW_scale + np.abs(dW0),
-                 dtype, "dW twice")
-    assert_close(db_out, db0.astype(np.float64) + 2 * ref.db, 2 * ref.db_scale + np.abs(db0),
-                 dtype, "db twice")
+    assert_close(dW_out, dW0.astype(np.float64) + 2 * ref.dW, 2 * ref.dW_scale + np.abs(dW0), dtype, "dW twice")
+    assert_close(db_out, db0.astype(np.float64) + 2 * ref.db, 2 * ref.db_scale + np.abs(db0), dtype, "db twice")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -355,8 +352,7 @@ def test_accumulate_gradient_of_two_batches(dtype, rng):
     dW_out = np.zeros((15, 12), dtype=dtype)
     db_out = np.zeros(15, dtype=dtype)
     for sl in (slice(0, 5), slice(5, 10)):
-        mp.linear_backward(dy[sl], x[sl], W, None, "dense", dW_out=dW_out, db_out=db_out,
-                           accumulate=True)
+        mp.linear_backward(dy[sl], x[sl], W, None, "dense", dW_out=dW_out, db_out=db_out, accumulate=True)
     ref = Reference(dy, x, W, None, "dense")
     assert_close(dW_out, ref.dW, ref.dW_scale, dtype, "dW")
     assert_close(db_out, ref.db, ref.db_scale, dtype, "db")
@@ -412,8 +408,7 @@ def test_tile_edges(mode, dtype, rng):
                 dW0 = rng.standard_normal((n_out, n_in)).astype(dtype)
                 db0 = rng.standard_normal(n_out).astype(dtype)
                 dW_out, db_out = dW0.copy(), db0.copy()
-                mp.linear_backward(dy, x, W, k, mode, bias_grad="sparse", dW_out=dW_out,
-                                   db_out=db_out, accumulate=True)
+                mp.linear_backward(dy, x, W, k, mode, bias_grad="sparse", dW_out=dW_out, db_out=db_out, accumulate=True)
                 untouched = np.setdiff1d(np.arange(n_out), ref.rows)
                 assert bitwise_equal(dW_out[untouched], dW0[untouched])
                 assert bitwise_equal(db_out[untouched], db0[untouched])
@@ -425,6 +420,15 @@ def test_public_api():
     for name in mp.__all__:
         assert hasattr(mp, name), name
     assert isinstance(mp.__version__, str) and mp.__version__
-    for name in ("topk", "topk_rows", "topk_unified", "linear_backward", "linear_backward_compact",
-                 "CompactGradients", "set_num_threads", "get_num_threads", "thread_limits"):
+    for name in (
+        "topk",
+        "topk_rows",
+        "topk_unified",
+        "linear_backward",
+        "linear_backward_compact",
+        "CompactGradients",
+        "set_num_threads",
+        "get_num_threads",
+        "thread_limits",
+    ):
         assert name in mp.__all__

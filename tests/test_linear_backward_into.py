@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import BIAS_GRADS, DTYPES, MODES, Reference, assert_close, random_problem
+
 from meprop_native import _core
 
 # (B, n_in, n_out, k)

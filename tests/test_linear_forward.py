@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import meprop_native
 import numpy as np
 import pytest
+
+import meprop_native
 from meprop_native import _core
 from meprop_native.nn import Linear
 from meprop_native.nn.linear import NATIVE_FORWARD_MAX_BATCH, NATIVE_FORWARD_MIN_BATCH
@@ -65,15 +66,30 @@ def test_same_bits_for_any_thread_count():
     assert all(np.array_equal(results[0], r) for r in results[1:])
 
 
-@pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"x": np.zeros((2, 3), np.float32), "W": np.zeros((4, 2), np.float32)}, ValueError, "x has 3 columns but W has 2"),
-    ({"x": np.zeros((2, 3), np.float32), "W": np.zeros((4, 3))}, TypeError, "same dtype"),
-    ({"x": np.zeros((2, 3), np.int32), "W": np.zeros((4, 3), np.int32)}, TypeError, "float32 or float64"),
-    ({"x": np.zeros(3), "W": np.zeros((4, 3))}, ValueError, "x must be 2-D"),
-    ({"x": np.zeros((2, 3)), "W": np.zeros((4, 3)), "b": np.zeros(3)}, ValueError, "b must have 4 entries"),
-    ({"x": np.zeros((2, 3)), "W": np.zeros((4, 3)), "out": np.zeros((2, 3))}, ValueError, r"out must have shape \(2, 4\)"),
-    ({"x": np.zeros((2, 3)), "W": np.zeros((4, 3)), "out": np.zeros((2, 4), np.float32)}, TypeError, "out has dtype"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            {"x": np.zeros((2, 3), np.float32), "W": np.zeros((4, 2), np.float32)},
+            ValueError,
+            "x has 3 columns but W has 2",
+        ),
+        ({"x": np.zeros((2, 3), np.float32), "W": np.zeros((4, 3))}, TypeError, "same dtype"),
+        ({"x": np.zeros((2, 3), np.int32), "W": np.zeros((4, 3), np.int32)}, TypeError, "float32 or float64"),
+        ({"x": np.zeros(3), "W": np.zeros((4, 3))}, ValueError, "x must be 2-D"),
+        ({"x": np.zeros((2, 3)), "W": np.zeros((4, 3)), "b": np.zeros(3)}, ValueError, "b must have 4 entries"),
+        (
+            {"x": np.zeros((2, 3)), "W": np.zeros((4, 3)), "out": np.zeros((2, 3))},
+            ValueError,
+            r"out must have shape \(2, 4\)",
+        ),
+        (
+            {"x": np.zeros((2, 3)), "W": np.zeros((4, 3)), "out": np.zeros((2, 4), np.float32)},
+            TypeError,
+            "out has dtype",
+        ),
+    ],
+)
 def test_bad_input_is_named(kwargs, error, match):
     with pytest.raises(error, match=match):
         _core.linear_forward(**kwargs)
@@ -95,7 +111,7 @@ def test_layer_forward_is_the_same_function_on_both_paths(batch):
     expected = reference(x, layer.weight.value, layer.bias.value)
     np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-5, atol=1e-5)
     assert NATIVE_FORWARD_MIN_BATCH == 2
-    assert NATIVE_FORWARD_MAX_BATCH == (None if _core.linear_forward_uses_avx512() else 12)
+    assert (None if _core.linear_forward_uses_avx512() else 12) == NATIVE_FORWARD_MAX_BATCH
 
 
 def test_layer_rejects_input_of_the_wrong_width():

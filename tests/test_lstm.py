@@ -4,10 +4,11 @@ top-k, variable lengths, dtypes, threads, and input errors."""
 
 from __future__ import annotations
 
-import meprop_native
 import numpy as np
 import pytest
 from conftest import reference_topk
+
+import meprop_native
 from meprop_native import _core
 from meprop_native.nn import LSTM, BiLSTM, Embedding, offsets_from_lengths
 
@@ -33,7 +34,9 @@ def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False, memory_deca
         h_prev, c_prev = np.zeros(H), np.zeros(H)
         for t in range(offsets[s], offsets[s + 1]):
             z = W_ih @ x[t] + W_hh @ h_prev + b
-            a[t] = np.concatenate([sigmoid(z[:H]), sigmoid(z[H : 2 * H]), np.tanh(z[2 * H : 3 * H]), sigmoid(z[3 * H :])])
+            a[t] = np.concatenate(
+                [sigmoid(z[:H]), sigmoid(z[H : 2 * H]), np.tanh(z[2 * H : 3 * H]), sigmoid(z[3 * H :])]
+            )
             i, f, g, o = np.split(a[t], 4)
             c[t] = f * c_prev + i * g
             h[t] = o * np.tanh(c[t])
@@ -52,7 +55,9 @@ def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False, memory_deca
             h_prev = np.zeros(H) if first else h[t - 1]
             dht = dh[t] + dh_next
             dc = dc_next + dht * o * (1 - tc**2)
-            dz = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g**2), dht * tc * o * (1 - o)])
+            dz = np.concatenate(
+                [dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g**2), dht * tc * o * (1 - o)]
+            )
             dc_next = dc * f
             if k is not None and memory_decay > 0:
                 dz = dz + memory
@@ -60,7 +65,9 @@ def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False, memory_deca
             if k is None:
                 rows = np.arange(G)
             elif per_gate:
-                rows = np.concatenate([gate * H + reference_topk(block, k) for gate, block in enumerate(np.split(dz, 4))])
+                rows = np.concatenate(
+                    [gate * H + reference_topk(block, k) for gate, block in enumerate(np.split(dz, 4))]
+                )
             else:
                 rows = reference_topk(dz, k)
             kept[t, rows] = True
@@ -105,8 +112,15 @@ def test_matches_masked_reference(rng, dtype, lengths, k):
     x = rng.standard_normal((N, n_in)).astype(dtype)
     dh = rng.standard_normal((N, H)).astype(dtype)
     h, dx = run_layer(layer, x, offsets, dh)
-    ref = reference_lstm(x, layer.weight_ih.value, layer.weight_hh.value, layer.bias.value, offsets, dh,
-                         None if k is None or k >= 4 * H else k)
+    ref = reference_lstm(
+        x,
+        layer.weight_ih.value,
+        layer.weight_hh.value,
+        layer.bias.value,
+        offsets,
+        dh,
+        None if k is None or k >= 4 * H else k,
+    )
     tol = TOL[dtype]
     assert h.dtype == dtype and dx.dtype == dtype
     np.testing.assert_allclose(h, ref[0], rtol=tol, atol=tol)
@@ -127,9 +141,17 @@ def test_per_gate_selection_matches_masked_reference(rng, dtype, lengths, k):
     layer = make_layer(n_in, H, k, dtype, per_gate=True)
     x = rng.standard_normal((N, n_in)).astype(dtype)
     dh = rng.standard_normal((N, H)).astype(dtype)
-    h, dx = run_layer(layer, x, offsets, dh)
-    ref = reference_lstm(x, layer.weight_ih.value, layer.weight_hh.value, layer.bias.value, offsets, dh,
-                         None if k >= H else k, per_gate=True)
+    _h, dx = run_layer(layer, x, offsets, dh)
+    ref = reference_lstm(
+        x,
+        layer.weight_ih.value,
+        layer.weight_hh.value,
+        layer.bias.value,
+        offsets,
+        dh,
+        None if k >= H else k,
+        per_gate=True,
+    )
     tol = TOL[dtype]
     np.testing.assert_allclose(dx, ref[1], rtol=tol, atol=tol)
     np.testing.assert_allclose(layer.weight_ih.dense_grad(), ref[2], rtol=tol, atol=tol)
@@ -137,9 +159,16 @@ def test_per_gate_selection_matches_masked_reference(rng, dtype, lengths, k):
     if k < H:  # every gate contributes exactly k rows a step
         assert (ref[5].reshape(N, 4, H).sum(axis=2) == k).all()
     with pytest.raises(ValueError, match="multiple of 4"):
-        _core.lstm_backward(x, layer.weight_ih.value, layer.weight_hh.value, offsets,
-                            *_core.lstm_forward(x @ layer.weight_ih.value.T, layer.weight_hh.value, offsets), dh,
-                            3, per_gate=True)
+        _core.lstm_backward(
+            x,
+            layer.weight_ih.value,
+            layer.weight_hh.value,
+            offsets,
+            *_core.lstm_forward(x @ layer.weight_ih.value.T, layer.weight_hh.value, offsets),
+            dh,
+            3,
+            per_gate=True,
+        )
 
 
 def test_dense_gradients_match_finite_differences(rng):
@@ -228,10 +257,24 @@ def test_bidirectional_is_two_lstms_on_reversed_sequences(rng):
     y = bi.forward(x, offsets)
     dx = bi.backward(dy)
     rev = np.array([2, 1, 0, 6, 5, 4, 3])
-    ahead = reference_lstm(x, bi.forward_lstm.weight_ih.value, bi.forward_lstm.weight_hh.value,
-                           bi.forward_lstm.bias.value, offsets, dy[:, :4], 2)
-    behind = reference_lstm(x[rev], bi.backward_lstm.weight_ih.value, bi.backward_lstm.weight_hh.value,
-                            bi.backward_lstm.bias.value, offsets, dy[:, 4:][rev], 2)
+    ahead = reference_lstm(
+        x,
+        bi.forward_lstm.weight_ih.value,
+        bi.forward_lstm.weight_hh.value,
+        bi.forward_lstm.bias.value,
+        offsets,
+        dy[:, :4],
+        2,
+    )
+    behind = reference_lstm(
+        x[rev],
+        bi.backward_lstm.weight_ih.value,
+        bi.backward_lstm.weight_hh.value,
+        bi.backward_lstm.bias.value,
+        offsets,
+        dy[:, 4:][rev],
+        2,
+    )
     np.testing.assert_allclose(y, np.concatenate([ahead[0], behind[0][rev]], axis=1), atol=1e-12)
     np.testing.assert_allclose(dx, ahead[1] + behind[1][rev], atol=1e-12)
     np.testing.assert_allclose(bi.backward_lstm.weight_hh.dense_grad(), behind[3], atol=1e-12)
@@ -287,15 +330,34 @@ def test_bad_input_raises_clear_errors(rng):
     with pytest.raises(TypeError, match="offsets must be a 1-D int64"):
         _core.lstm_forward(np.zeros((2, 16), np.float32), W_hh, np.array([0.0, 2.0]))
     gates, cells, tanhs, hidden = _core.lstm_forward(np.zeros((2, 16), np.float32), W_hh, np.array([0, 2]))
-    args = (np.zeros((2, 3), np.float32), np.zeros((16, 3), np.float32), W_hh, np.array([0, 2]),
-            gates, cells, tanhs, hidden, np.zeros((2, 4), np.float32))
+    args = (
+        np.zeros((2, 3), np.float32),
+        np.zeros((16, 3), np.float32),
+        W_hh,
+        np.array([0, 2]),
+        gates,
+        cells,
+        tanhs,
+        hidden,
+        np.zeros((2, 4), np.float32),
+    )
     with pytest.raises(ValueError, match=r"k must be in \[1, 16\]"):
         _core.lstm_backward(*args, 17)
     with pytest.raises(ValueError, match="dhidden must have shape"):
         _core.lstm_backward(*args[:-1], np.zeros((3, 4), np.float32), 2)
     with pytest.raises(ValueError, match="no rows"):
-        _core.lstm_backward(np.zeros((0, 3), np.float32), args[1], W_hh, np.array([0, 0]),
-                            gates[:0], cells[:0], tanhs[:0], hidden[:0], np.zeros((0, 4), np.float32), 2)
+        _core.lstm_backward(
+            np.zeros((0, 3), np.float32),
+            args[1],
+            W_hh,
+            np.array([0, 0]),
+            gates[:0],
+            cells[:0],
+            tanhs[:0],
+            hidden[:0],
+            np.zeros((0, 4), np.float32),
+            2,
+        )
     # Non-contiguous inputs are copied, not misread.
     x = np.asfortranarray(rng.standard_normal((5, 3)).astype(np.float32))
     h1 = LSTM(3, 4, k=2).forward(x)
@@ -353,10 +415,20 @@ def test_error_feedback_through_time_matches_reference(rng, dtype, per_gate, dec
     x = rng.standard_normal((N, n_in)).astype(dtype)
     dh = rng.standard_normal((N, H)).astype(dtype)
     _, dx = run_layer(layer, x, offsets, dh)
-    ref = reference_lstm(x, layer.weight_ih.value, layer.weight_hh.value, layer.bias.value, offsets, dh, k,
-                         per_gate=per_gate, memory_decay=decay)
-    plain = reference_lstm(x, layer.weight_ih.value, layer.weight_hh.value, layer.bias.value, offsets, dh, k,
-                           per_gate=per_gate)
+    ref = reference_lstm(
+        x,
+        layer.weight_ih.value,
+        layer.weight_hh.value,
+        layer.bias.value,
+        offsets,
+        dh,
+        k,
+        per_gate=per_gate,
+        memory_decay=decay,
+    )
+    plain = reference_lstm(
+        x, layer.weight_ih.value, layer.weight_hh.value, layer.bias.value, offsets, dh, k, per_gate=per_gate
+    )
     tol = TOL[dtype]
     np.testing.assert_allclose(dx, ref[1], rtol=tol, atol=tol)
     np.testing.assert_allclose(layer.weight_ih.dense_grad(), ref[2], rtol=tol, atol=tol)
@@ -375,8 +447,16 @@ def test_error_feedback_decay_is_checked(rng):
     x, offsets = rng.standard_normal((3, 3)).astype(np.float32), offsets_from_lengths([3])
     layer.forward(x, offsets)
     with pytest.raises(ValueError, match="memory_decay"):
-        _core.lstm_backward(x, layer.weight_ih.value, layer.weight_hh.value, offsets, *layer._cache[2:],
-                            np.ones((3, 4), np.float32), 2, memory_decay=-1.0)
+        _core.lstm_backward(
+            x,
+            layer.weight_ih.value,
+            layer.weight_hh.value,
+            offsets,
+            *layer._cache[2:],
+            np.ones((3, 4), np.float32),
+            2,
+            memory_decay=-1.0,
+        )
 
 
 def test_bad_method_and_dtype_are_refused_at_construction():

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from meprop_native.data import (
     DEV_SIZE,
     ENV_VAR,
@@ -182,7 +183,7 @@ def test_idx_big_endian_on_disk(tmp_path):
 def test_parse_idx_bytes():
     arr = np.arange(6, dtype=np.int32).reshape(2, 3)
     np.testing.assert_array_equal(parse_idx(idx_bytes(arr)), arr)
-    with pytest.raises(IdxFormatError, match="^<bytes>: empty file"):
+    with pytest.raises(IdxFormatError, match=r"^<bytes>: empty file"):
         parse_idx(b"")
 
 
@@ -192,9 +193,7 @@ def test_expected_dtype_and_ndim(tmp_path):
     with pytest.raises(IdxFormatError) as e:
         read_idx(path, expect_ndim=3)
     assert str(path) in str(e.value)
-    assert "unexpected magic number 0x00000801: expected a 3-D IDX file, this one is 1-D uint8" in (
-        str(e.value)
-    )
+    assert "unexpected magic number 0x00000801: expected a 3-D IDX file, this one is 1-D uint8" in (str(e.value))
     with pytest.raises(IdxFormatError, match="expected a 1-D float32 IDX file"):
         read_idx(path, expect_dtype=np.float32, expect_ndim=1)
 
@@ -220,8 +219,7 @@ GOOD = idx_bytes(np.arange(60, dtype=np.uint8).reshape(3, 4, 5))  # 16-byte head
         (GOOD[:3] + b"\x00" + GOOD[4:], "declares 0 dimensions"),
         (
             GOOD[:10],
-            "header truncated: magic 0x00000803 declares 3 dimension(s), a 16-byte header, "
-            "file has 10 bytes",
+            "header truncated: magic 0x00000803 declares 3 dimension(s), a 16-byte header, file has 10 bytes",
         ),
         (
             GOOD[:-1],
@@ -318,9 +316,7 @@ def test_load_mnist_splits(tmp_path, rng, gz):
     np.testing.assert_array_equal(splits.train_x, full[DEV_SIZE:])
     np.testing.assert_array_equal(splits.dev_y, arrays["train_labels"][:DEV_SIZE])
     np.testing.assert_array_equal(splits.train_y, arrays["train_labels"][DEV_SIZE:])
-    np.testing.assert_array_equal(
-        splits.test_x, arrays["test_images"].reshape(-1, 784) / np.float32(255)
-    )
+    np.testing.assert_array_equal(splits.test_x, arrays["test_images"].reshape(-1, 784) / np.float32(255))
     np.testing.assert_array_equal(splits.test_y, arrays["test_labels"])
 
 
@@ -473,9 +469,7 @@ def test_flag_beats_env_beats_cache(tmp_path, rng, monkeypatch):
 
 def test_dir_itself_before_its_mnist_subdir(tmp_path, rng):
     make_mnist(tmp_path / "mnist", rng, n_train=DEV_SIZE + 1, n_test=1)
-    assert {p.parent for p in locate_mnist(tmp_path, False, verify=False).values()} == {
-        tmp_path / "mnist"
-    }
+    assert {p.parent for p in locate_mnist(tmp_path, False, verify=False).values()} == {tmp_path / "mnist"}
     make_mnist(tmp_path, rng, n_train=DEV_SIZE + 1, n_test=1)
     assert {p.parent for p in locate_mnist(tmp_path, False, verify=False).values()} == {tmp_path}
 
@@ -483,9 +477,7 @@ def test_dir_itself_before_its_mnist_subdir(tmp_path, rng):
 def test_gz_name_preferred_over_raw_name(tmp_path, rng):
     make_mnist(tmp_path, rng, n_train=DEV_SIZE + 1, n_test=1, gz=False)
     make_mnist(tmp_path, rng, n_train=DEV_SIZE + 1, n_test=1, gz=True)
-    assert {p.name for p in locate_mnist(tmp_path, False, verify=False).values()} == set(
-        NAMES.values()
-    )
+    assert {p.name for p in locate_mnist(tmp_path, False, verify=False).values()} == set(NAMES.values())
 
 
 def test_env_var_with_tilde(tmp_path, rng, monkeypatch):
@@ -574,9 +566,7 @@ def test_download_wrong_md5_rejected(tmp_path, isolated):
     with pytest.raises(DownloadError) as e:
         download_file(spec, tmp_path, ["https://a.example/"])
     assert len(e.value.reasons) == 1
-    assert (
-        f"md5 mismatch: expected {spec.md5}, got {hashlib.md5(b'an impostor').hexdigest()}"
-    ) in e.value.reasons[0]
+    assert (f"md5 mismatch: expected {spec.md5}, got {hashlib.md5(b'an impostor').hexdigest()}") in e.value.reasons[0]
     assert not (tmp_path / "blob.gz").exists()
     assert leftovers(tmp_path) == []
 
@@ -600,9 +590,7 @@ class BrokenStream(io.BytesIO):
 
 def test_interrupted_download_leaves_nothing(tmp_path, monkeypatch):
     spec = DataFile("blob.gz", hashlib.md5(b"0123456789").hexdigest())
-    monkeypatch.setattr(
-        urllib.request, "urlopen", lambda url, timeout=None: BrokenStream(b"0123456789")
-    )
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: BrokenStream(b"0123456789"))
     with pytest.raises(DownloadError) as e:
         download_file(spec, tmp_path, ["https://a.example/"])
     assert "ConnectionResetError" in e.value.reasons[0]
@@ -628,9 +616,7 @@ def test_load_mnist_downloads_missing_files(tmp_path, rng, isolated, monkeypatch
     flag = tmp_path / "flag"
     write_file(flag / NAMES["test_labels"], (src / NAMES["test_labels"]).read_bytes())
     isolated.served = {
-        MIRRORS[1] + name: (src / name).read_bytes()
-        for key, name in NAMES.items()
-        if key != "test_labels"
+        MIRRORS[1] + name: (src / name).read_bytes() for key, name in NAMES.items() if key != "test_labels"
     }
     splits = load_mnist(flag)  # verify=True: the patched md5s must match
     assert splits.train_x.shape == (10, 784) and splits.test_y.shape == (20,)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from meprop_native.nn import (
     Dropout,
     Linear,
@@ -511,7 +512,12 @@ def test_mlp_structure_and_train_eval_propagation():
         (5, 3, None, "unified"),
     ]
     assert [name for name, _ in model.named_parameters()] == [
-        "0.weight", "0.bias", "3.weight", "3.bias", "6.weight", "6.bias",
+        "0.weight",
+        "0.bias",
+        "3.weight",
+        "3.bias",
+        "6.weight",
+        "6.bias",
     ]
     model.eval()
     assert not model.training and all(not layer.training for layer in model.layers)
@@ -581,9 +587,9 @@ def test_load_state_dict_wrong_names():
 def test_load_state_dict_wrong_shape_and_dtype():
     model = mlp([3, 4, 2], seed=0)
     state = model.state_dict()
-    with pytest.raises(ValueError, match="0.weight"):
+    with pytest.raises(ValueError, match=r"0.weight"):
         model.load_state_dict(dict(state, **{"0.weight": np.zeros((3, 4), np.float32)}))
-    with pytest.raises(ValueError, match="2.bias.*float32.*float64"):
+    with pytest.raises(ValueError, match=r"2.bias.*float32.*float64"):
         model.load_state_dict(dict(state, **{"2.bias": state["2.bias"].astype(np.float64)}))
 
 

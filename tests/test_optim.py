@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from meprop_native import _core
 from meprop_native.nn import Parameter
 from meprop_native.optim import OPTIMIZERS, SGD, AdaGrad, Adam
@@ -417,11 +418,11 @@ def test_load_state_dict_rejects_wrong_shapes_and_missing_arrays():
     p = weight(np.zeros((3, 2)))
     opt = Adam([p])
     state = opt.state_dict()
-    with pytest.raises(ValueError, match="m.0"):
+    with pytest.raises(ValueError, match=r"m.0"):
         opt.load_state_dict(dict(state, **{"m.0": np.zeros((2, 2))}))
     missing = dict(state)
     del missing["v.0"]
-    with pytest.raises(ValueError, match="v.0"):
+    with pytest.raises(ValueError, match=r"v.0"):
         opt.load_state_dict(missing)
 
 
@@ -598,6 +599,6 @@ def test_non_finite_decay_factors_in_a_state_are_refused_and_change_nothing():
     state = opt.state_dict()
     state["decay1.0"] = np.full_like(state["decay1.0"], np.nan)
     state["m.0"] = np.ones_like(state["m.0"])
-    with pytest.raises(ValueError, match="decay1.0"):
+    with pytest.raises(ValueError, match=r"decay1.0"):
         opt.load_state_dict(state)
     assert not opt.m[0].any()  # checked before anything was copied

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from meprop_native import thread_limits
 from meprop_native.cli import main as meprop_main
 from meprop_native.data.ud import Sentence
@@ -70,8 +71,9 @@ def random_labels(rng: np.random.Generator, heads: list[int]) -> list[str]:
     return ["root" if h == 0 else others[int(rng.integers(len(others)))] for h in heads]
 
 
-def make_sentence(heads: list[int], deprels: list[str], xpos: list[str] | None = None,
-                  forms: list[str] | None = None) -> Sentence:
+def make_sentence(
+    heads: list[int], deprels: list[str], xpos: list[str] | None = None, forms: list[str] | None = None
+) -> Sentence:
     n = len(heads)
     forms = forms or [f"w{i}" for i in range(1, n + 1)]
     xpos = xpos or ["NN"] * n
@@ -91,6 +93,7 @@ def random_sentences(rng: np.random.Generator, count: int, max_len: int = 12) ->
 
 def brute_force_projective(heads: list[int]) -> bool:
     """Every token between a head and its dependent descends from that head."""
+
     def ancestors(d: int) -> set[int]:
         seen = set()
         while d != 0:
@@ -275,8 +278,12 @@ def reference_features(config: Configuration, words: list[int], tags: list[int],
 
 def test_features_on_a_hand_made_configuration():
     # "the big dog barks ." : the->dog det, big->dog amod, dog->barks nsubj, barks root, .->barks punct
-    sentence = make_sentence([3, 3, 4, 0, 4], ["det", "amod", "nsubj", "root", "punct"],
-                             ["DT", "JJ", "NN", "VBZ", "."], ["The", "big", "dog", "barks", "."])
+    sentence = make_sentence(
+        [3, 3, 4, 0, 4],
+        ["det", "amod", "nsubj", "root", "punct"],
+        ["DT", "JJ", "NN", "VBZ", "."],
+        ["The", "big", "dog", "barks", "."],
+    )
     vocab = Vocab.build([sentence], min_word_count=1)
     enc = vocab.encode(sentence)
     L = vocab.num_labels
@@ -293,12 +300,46 @@ def test_features_on_a_hand_made_configuration():
     t = {tag: vocab.tag_offset + vocab.tags.index(tag) for tag in ["DT", "JJ", "NN", "VBZ", "."]}
     # s1 = barks, s2 = dog, s3 = ROOT, b1 = ".", b2 = b3 = none; barks has no children;
     # dog has lc1 = the, lc2 = big, no right children; lc1(lc1(dog)) = none.
-    expected_words = [w["barks"], w["dog"], w[ROOT], w["."], null_w, null_w,
-                      null_w, null_w, null_w, null_w, null_w, null_w,
-                      w["the"], null_w, w["big"], null_w, null_w, null_w]
-    expected_tags = [t["VBZ"], t["NN"], vocab.tag_special(ROOT), t["."], null_t, null_t,
-                     null_t, null_t, null_t, null_t, null_t, null_t,
-                     t["DT"], null_t, t["JJ"], null_t, null_t, null_t]
+    expected_words = [
+        w["barks"],
+        w["dog"],
+        w[ROOT],
+        w["."],
+        null_w,
+        null_w,
+        null_w,
+        null_w,
+        null_w,
+        null_w,
+        null_w,
+        null_w,
+        w["the"],
+        null_w,
+        w["big"],
+        null_w,
+        null_w,
+        null_w,
+    ]
+    expected_tags = [
+        t["VBZ"],
+        t["NN"],
+        vocab.tag_special(ROOT),
+        t["."],
+        null_t,
+        null_t,
+        null_t,
+        null_t,
+        null_t,
+        null_t,
+        null_t,
+        null_t,
+        t["DT"],
+        null_t,
+        t["JJ"],
+        null_t,
+        null_t,
+        null_t,
+    ]
     lab = vocab.label_null
     expected_labels = [lab] * 6 + [lab + 1 + det, lab, lab + 1 + amod, lab, lab, lab]
     assert f[:18].tolist() == expected_words
@@ -333,8 +374,10 @@ def test_batched_features_match_the_reference_on_random_walks(rng):
 
 
 def test_vocab_specials_unknown_words_and_universal_labels():
-    train = [make_sentence([2, 0], ["nmod:poss", "root"], ["PRP$", "NN"], ["my", "Dog"]),
-             make_sentence([0], ["root"], ["NN"], ["dog"])]
+    train = [
+        make_sentence([2, 0], ["nmod:poss", "root"], ["PRP$", "NN"], ["my", "Dog"]),
+        make_sentence([0], ["root"], ["NN"], ["dog"]),
+    ]
     vocab = Vocab.build(train, min_word_count=2)
     assert vocab.words[:3] == [NULL, UNK, ROOT] and vocab.words[3:] == ["dog"]
     assert vocab.labels == ["nmod", "root"] and universal_label("acl:relcl") == "acl"
@@ -347,12 +390,15 @@ def test_vocab_specials_unknown_words_and_universal_labels():
         vocab.encode(make_sentence([5], ["root"]))
 
 
-@pytest.mark.parametrize("heads, problem", [
-    ([2, 1], "0 tokens attach to the root"),
-    ([0, 0, 2], "2 tokens attach to the root"),
-    ([0, 3, 4, 2], r"tokens \[2, 3, 4\] form a cycle"),
-    ([0, 2], r"tokens \[2\] form a cycle"),
-])
+@pytest.mark.parametrize(
+    "heads, problem",
+    [
+        ([2, 1], "0 tokens attach to the root"),
+        ([0, 0, 2], "2 tokens attach to the root"),
+        ([0, 3, 4, 2], r"tokens \[2, 3, 4\] form a cycle"),
+        ([0, 2], r"tokens \[2\] form a cycle"),
+    ],
+)
 def test_encoding_refuses_heads_that_are_not_a_tree(heads, problem):
     vocab = Vocab.build([make_sentence([0], ["root"])], min_word_count=1)
     with pytest.raises(ValueError, match="not a dependency tree: .*" + problem):
@@ -364,7 +410,7 @@ def test_encoding_refuses_heads_that_are_not_a_tree(heads, problem):
 
 
 def test_attachment_scores_exclude_punctuation_by_gold_tag():
-    assert PUNCTUATION_TAGS == {"``", "''", ":", ",", "."}
+    assert {"``", "''", ":", ",", "."} == PUNCTUATION_TAGS
     xpos = [["DT", "NN", ",", "VBZ", "."], ["``", "UH", "''", "-LRB-"]]
     gold_h = [np.array([2, 4, 4, 0, 4]), np.array([2, 0, 2, 2])]
     gold_l = [np.array([1, 2, 4, 5, 4]), np.array([4, 5, 4, 3])]
@@ -449,8 +495,9 @@ def test_embedding_of_feature_rows_sums_gradient_rows_of_repeated_ids(rng):
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "cube"])
 def test_dense_model_gradients_match_finite_differences(rng, activation):
-    model = ParserModel(30, 7, embed_dim=2, hidden=6, layers=2, k=None, k_out=None, activation=activation,
-                        seed=1, dtype=np.float64)
+    model = ParserModel(
+        30, 7, embed_dim=2, hidden=6, layers=2, k=None, k_out=None, activation=activation, seed=1, dtype=np.float64
+    )
     ids = rng.integers(0, 30, (5, NUM_FEATURES))
     target = rng.standard_normal((5, 7))
 
@@ -486,8 +533,12 @@ def test_meprop_model_touches_at_most_k_rows_per_example(rng):
 # ---- training -----------------------------------------------------------------------
 
 
-TOY_WORDS = {"DT": ["the", "a"], "JJ": ["big", "red", "old"], "NN": ["dog", "cat", "man", "idea"],
-             "VBZ": ["sees", "likes", "eats"]}
+TOY_WORDS = {
+    "DT": ["the", "a"],
+    "JJ": ["big", "red", "old"],
+    "NN": ["dog", "cat", "man", "idea"],
+    "VBZ": ["sees", "likes", "eats"],
+}
 
 
 def toy_noun_phrase(rng: np.random.Generator, tokens: list[tuple[str, str, int, str]], role: str) -> int:
@@ -517,17 +568,39 @@ def toy_language(rng: np.random.Generator, count: int) -> list[Sentence]:
     return out
 
 
-def make_toy_trainer(out: Path, epochs: int = 6, optimizer: str = "adagrad", k: int | None = 8,
-                     checkpoint_every: int = 2000, seed: int = 0) -> Trainer:
+def make_toy_trainer(
+    out: Path,
+    epochs: int = 6,
+    optimizer: str = "adagrad",
+    k: int | None = 8,
+    checkpoint_every: int = 2000,
+    seed: int = 0,
+) -> Trainer:
     rng = np.random.default_rng(123)
     data = prepare(toy_language(rng, 300), toy_language(rng, 40), toy_language(rng, 40), min_word_count=1)
-    model = ParserModel(data.vocab.size, num_transitions(data.vocab.num_labels), embed_dim=8, hidden=40,
-                        layers=2, k=k, k_out=k, seed=seed)
+    model = ParserModel(
+        data.vocab.size,
+        num_transitions(data.vocab.num_labels),
+        embed_dim=8,
+        hidden=40,
+        layers=2,
+        k=k,
+        k_out=k,
+        seed=seed,
+    )
     opt = AdaGrad(model.parameters(), lr=0.05, clip=5) if optimizer == "adagrad" else Adam(model.parameters(), 0.01)
-    config = TrainConfig(epochs=epochs, batch_size=100, seed=seed, progress=False, metric="uas",
-                         checkpoint_every=checkpoint_every)
-    return Trainer(model, opt, Splits(data.train, data.dev, data.test), config, out, {"task": "parse-toy"},
-                   evaluate=attachment_evaluator(data.vocab))
+    config = TrainConfig(
+        epochs=epochs, batch_size=100, seed=seed, progress=False, metric="uas", checkpoint_every=checkpoint_every
+    )
+    return Trainer(
+        model,
+        opt,
+        Splits(data.train, data.dev, data.test),
+        config,
+        out,
+        {"task": "parse-toy"},
+        evaluate=attachment_evaluator(data.vocab),
+    )
 
 
 @pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
@@ -590,9 +663,27 @@ def test_resume_after_an_interruption_is_bit_identical(tmp_path, one_pool):
 )
 def test_cli_smoke_run_on_a_slice_of_ud_english_ewt(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["train", "parse", "--data-dir", str(REAL_DATA), "--train-limit", "150", "--eval-limit", "40",
-            "--epochs", "1", "--batch-size", "500", "--hidden", "64", "--threads", "1", "--no-progress",
-            "--out", str(out)]
+    argv = [
+        "train",
+        "parse",
+        "--data-dir",
+        str(REAL_DATA),
+        "--train-limit",
+        "150",
+        "--eval-limit",
+        "40",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "500",
+        "--hidden",
+        "64",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     assert meprop_main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metric"] == "uas" and summary["epochs"] == 1

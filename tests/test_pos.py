@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from meprop_native.cli import build_parser
 from meprop_native.cli import main as meprop_main
 from meprop_native.data.ud import UDSplits, read_conllu
@@ -32,15 +33,27 @@ HAVE_EWT = (REAL_DATA / "ud_english_ewt" / "en_ewt-ud-train.conllu").exists()
 # ---- features and vocabulary -------------------------------------------------
 
 
-@pytest.mark.parametrize(("form", "case"), [
-    ("dog", "lower"), ("Dog", "title"), ("USA", "upper"), ("iPhone", "mixed"), ("McDonald", "mixed"),
-    ("42", "none"), (",", "none"), ("A", "upper"), ("x-Ray", "mixed"),
-])
+@pytest.mark.parametrize(
+    ("form", "case"),
+    [
+        ("dog", "lower"),
+        ("Dog", "title"),
+        ("USA", "upper"),
+        ("iPhone", "mixed"),
+        ("McDonald", "mixed"),
+        ("42", "none"),
+        (",", "none"),
+        ("A", "upper"),
+        ("x-Ray", "mixed"),
+    ],
+)
 def test_case_class(form, case):
     assert case_class(form) == case
 
 
-@pytest.mark.parametrize(("form", "kind"), [("dog", "none"), ("1,000.5", "all"), ("3/4", "all"), ("A4", "some"), ("90s", "some")])
+@pytest.mark.parametrize(
+    ("form", "kind"), [("dog", "none"), ("1,000.5", "all"), ("3/4", "all"), ("A4", "some"), ("90s", "some")]
+)
 def test_digit_class(form, kind):
     assert digit_class(form) == kind
 
@@ -83,8 +96,11 @@ def test_encoder_maps_singletons_and_unseen_words_to_unk_but_keeps_their_feature
 # ---- generated treebank ------------------------------------------------------
 
 WORDS = {
-    "DT": ["the", "a", "this", "every"], "NN": ["dog", "cat", "idea", "table", "river", "song"],
-    "VBZ": ["sees", "likes", "finds", "hears"], "JJ": ["big", "red", "old", "quiet"], ".": [".", "!"],
+    "DT": ["the", "a", "this", "every"],
+    "NN": ["dog", "cat", "idea", "table", "river", "song"],
+    "VBZ": ["sees", "likes", "finds", "hears"],
+    "JJ": ["big", "red", "old", "quiet"],
+    ".": [".", "!"],
 }
 PATTERNS = [("DT", "NN", "VBZ", "DT", "NN", "."), ("DT", "JJ", "NN", "VBZ", "."), ("NN", "VBZ", "DT", "JJ", "NN", ".")]
 
@@ -162,8 +178,10 @@ def test_tagger_gradient_reaches_the_embeddings(tiny_treebank):
 
 
 def test_training_on_generated_conllu_learns_the_tags(tmp_path, tiny_treebank):
-    summary = pos.train_tagger(tagger_args(tmp_path, "--epochs", "4", "--k", "4", "--optimizer", "adam",
-                                           "--lr", "0.01", "--threads", "1"), tiny_treebank)
+    summary = pos.train_tagger(
+        tagger_args(tmp_path, "--epochs", "4", "--k", "4", "--optimizer", "adam", "--lr", "0.01", "--threads", "1"),
+        tiny_treebank,
+    )
     assert summary["metric"] == "accuracy"
     assert summary["test_at_best_dev"] > 0.9  # five tags, unambiguous words: the tagger learns them
     assert set(summary["test_metrics_at_best_dev"]) == {"accuracy", "oov_accuracy", "oov_share"}
@@ -174,8 +192,24 @@ def test_training_on_generated_conllu_learns_the_tags(tmp_path, tiny_treebank):
 
 
 def test_training_with_batches_of_sentences_runs_them_in_parallel(tmp_path, tiny_treebank):
-    summary = pos.train_tagger(tagger_args(tmp_path, "--epochs", "6", "--k", "4", "--optimizer", "adam",
-                                           "--lr", "0.02", "--batch-size", "4", "--threads", "2"), tiny_treebank)
+    summary = pos.train_tagger(
+        tagger_args(
+            tmp_path,
+            "--epochs",
+            "6",
+            "--k",
+            "4",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.02",
+            "--batch-size",
+            "4",
+            "--threads",
+            "2",
+        ),
+        tiny_treebank,
+    )
     assert summary["history"][-1]["step"] == 6 * 15  # 60 sentences in batches of 4
     assert summary["test_at_best_dev"] > 0.8
 
@@ -207,8 +241,19 @@ def test_cli_reports_missing_data(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MEPROP_DATA", str(tmp_path / "nothing"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("MEPROP_OFFLINE", "1")
-    code = meprop_main(["train", "pos", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "run"),
-                        "--no-progress", "--k", "0"])
+    code = meprop_main(
+        [
+            "train",
+            "pos",
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+            "--k",
+            "0",
+        ]
+    )
     assert code == 2
     assert "--k must be >= 1" in capsys.readouterr().err
 
@@ -219,8 +264,27 @@ def test_cli_reports_missing_data(tmp_path, monkeypatch, capsys):
 )
 def test_cli_smoke_on_a_slice_of_the_real_treebank(tmp_path, capsys):
     out = tmp_path / "run"
-    code = meprop_main(["train", "pos", "--data-dir", str(REAL_DATA), "--train-limit", "40", "--eval-limit", "20",
-                        "--epochs", "1", "--hidden", "32", "--threads", "1", "--no-progress", "--out", str(out)])
+    code = meprop_main(
+        [
+            "train",
+            "pos",
+            "--data-dir",
+            str(REAL_DATA),
+            "--train-limit",
+            "40",
+            "--eval-limit",
+            "20",
+            "--epochs",
+            "1",
+            "--hidden",
+            "32",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["run"]["train_sentences"] == 40

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import meprop_native as mp
 import numpy as np
 import pytest
 from conftest import (
@@ -19,6 +18,8 @@ from conftest import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import meprop_native as mp
 
 SETTINGS = settings(
     max_examples=150,
@@ -40,12 +41,34 @@ def _nan_bits(dtype, payload, negative):
 def special_pool(dtype):
     """Values with every kind of corner: signed zeros, subnormals, inf, NaN payloads."""
     fi = np.finfo(dtype)
-    vals = [0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, np.inf, -np.inf, np.nan, -np.nan,
-            float(fi.smallest_subnormal), -float(fi.smallest_subnormal), float(fi.tiny),
-            float(fi.max), -float(fi.max), 1.0 + float(fi.eps), -(1.0 + float(fi.eps))]
+    vals = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        2.0,
+        -2.0,
+        0.5,
+        -0.5,
+        3.0,
+        np.inf,
+        -np.inf,
+        np.nan,
+        -np.nan,
+        float(fi.smallest_subnormal),
+        -float(fi.smallest_subnormal),
+        float(fi.tiny),
+        float(fi.max),
+        -float(fi.max),
+        1.0 + float(fi.eps),
+        -(1.0 + float(fi.eps)),
+    ]
     pool = [dtype(v) for v in vals]
-    pool += [_nan_bits(dtype, 0x1234, False), _nan_bits(dtype, 1, True),
-             _nan_bits(dtype, 0x400000 if np.dtype(dtype) == np.float32 else 1 << 51, True)]
+    pool += [
+        _nan_bits(dtype, 0x1234, False),
+        _nan_bits(dtype, 1, True),
+        _nan_bits(dtype, 0x400000 if np.dtype(dtype) == np.float32 else 1 << 51, True),
+    ]
     return pool
 
 
@@ -84,8 +107,7 @@ def big_vectors(draw, dtype=None):
     rng = np.random.default_rng(seed)
     kind = draw(st.sampled_from(["few", "normal", "specials", "bits"]))
     if kind == "few":
-        levels = np.array(draw(st.lists(st.sampled_from(special_pool(dtype)), min_size=1,
-                                        max_size=6)), dtype=dtype)
+        levels = np.array(draw(st.lists(st.sampled_from(special_pool(dtype)), min_size=1, max_size=6)), dtype=dtype)
         a = rng.choice(levels, size=n)
     elif kind == "normal":
         a = rng.standard_normal(n).astype(dtype)
@@ -103,8 +125,7 @@ def big_vectors(draw, dtype=None):
 @st.composite
 def vector_and_k(draw, strategy):
     a = draw(strategy)
-    k = draw(st.one_of(st.integers(1, a.size), st.sampled_from([1, a.size]),
-                       st.integers(1, min(a.size, 20))))
+    k = draw(st.one_of(st.integers(1, a.size), st.sampled_from([1, a.size]), st.integers(1, min(a.size, 20))))
     return a, k
 
 
@@ -128,8 +149,7 @@ def test_topk_large(ak):
     a, k = ak
     expected = reference_topk(a, k)
     for method in METHODS:
-        np.testing.assert_array_equal(mp.topk(a, k, method=method), expected,
-                                      err_msg=f"method={method}")
+        np.testing.assert_array_equal(mp.topk(a, k, method=method), expected, err_msg=f"method={method}")
 
 
 @FEW
@@ -183,9 +203,13 @@ def matrices(draw, max_rows=8, max_cols=60):
         values = draw(st.lists(st.sampled_from(subset), min_size=B * n, max_size=B * n))
         with np.errstate(all="ignore"):
             return np.array(values, dtype=dtype).reshape(B, n)
-    values = draw(st.lists(st.one_of(st.sampled_from(special_pool(dtype)),
-                                     st.floats(width=32 if dtype == np.float32 else 64)),
-                           min_size=B * n, max_size=B * n))
+    values = draw(
+        st.lists(
+            st.one_of(st.sampled_from(special_pool(dtype)), st.floats(width=32 if dtype == np.float32 else 64)),
+            min_size=B * n,
+            max_size=B * n,
+        )
+    )
     with np.errstate(all="ignore"):
         return np.array(values, dtype=dtype).reshape(B, n)
 
@@ -197,17 +221,25 @@ def test_topk_rows_and_unified(A, data):
     expected_rows = reference_topk_rows(A, k)
     expected_unified = reference_topk_unified(A, k)
     for method in METHODS:
-        np.testing.assert_array_equal(mp.topk_rows(A, k, method=method), expected_rows,
-                                      err_msg=f"rows, method={method}")
-        np.testing.assert_array_equal(mp.topk_unified(A, k, method=method), expected_unified,
-                                      err_msg=f"unified, method={method}")
+        np.testing.assert_array_equal(
+            mp.topk_rows(A, k, method=method), expected_rows, err_msg=f"rows, method={method}"
+        )
+        np.testing.assert_array_equal(
+            mp.topk_unified(A, k, method=method), expected_unified, err_msg=f"unified, method={method}"
+        )
     np.testing.assert_array_equal(mp.topk_rows(np.asfortranarray(A), k), expected_rows)
     np.testing.assert_array_equal(mp.topk_unified(np.asfortranarray(A), k), expected_unified)
 
 
 @FEW
-@given(st.integers(1, 300), st.integers(1, 1200), st.integers(0, 2**32 - 1), dtypes,
-       st.sampled_from(["normal", "few"]), st.data())
+@given(
+    st.integers(1, 300),
+    st.integers(1, 1200),
+    st.integers(0, 2**32 - 1),
+    dtypes,
+    st.sampled_from(["normal", "few"]),
+    st.data(),
+)
 def test_topk_rows_and_unified_large(B, n, seed, dtype, kind, data):
     if B * n > 200_000:
         B = max(1, 200_000 // n)
@@ -219,8 +251,7 @@ def test_topk_rows_and_unified_large(B, n, seed, dtype, kind, data):
     k = data.draw(st.integers(1, n), label="k")
     method = data.draw(st.sampled_from(METHODS), label="method")
     np.testing.assert_array_equal(mp.topk_rows(A, k, method=method), reference_topk_rows(A, k))
-    np.testing.assert_array_equal(mp.topk_unified(A, k, method=method),
-                                  reference_topk_unified(A, k))
+    np.testing.assert_array_equal(mp.topk_unified(A, k, method=method), reference_topk_unified(A, k))
 
 
 # ---- linear backward -------------------------------------------------------------------------
@@ -230,8 +261,9 @@ def _finite_values(dtype):
     """Values whose products never underflow: small dyadic numbers (exact arithmetic,
     many ties) and moderate floats."""
     dyadic = st.integers(-8, 8).map(lambda i: i / 4.0)
-    moderate = st.floats(min_value=-100.0, max_value=100.0, width=32 if dtype == np.float32 else 64,
-                         allow_subnormal=False).map(lambda v: 0.0 if abs(v) < 1e-3 else v)
+    moderate = st.floats(
+        min_value=-100.0, max_value=100.0, width=32 if dtype == np.float32 else 64, allow_subnormal=False
+    ).map(lambda v: 0.0 if abs(v) < 1e-3 else v)
     return st.one_of(dyadic, moderate, st.just(-0.0))
 
 
@@ -263,8 +295,7 @@ def backward_problems(draw, max_B=6, max_n=24):
 
 
 @SETTINGS
-@given(backward_problems(), st.sampled_from(MODES), st.sampled_from(BIAS_GRADS),
-       st.sampled_from(METHODS))
+@given(backward_problems(), st.sampled_from(MODES), st.sampled_from(BIAS_GRADS), st.sampled_from(METHODS))
 def test_linear_backward_matches_reference(problem, mode, bias_grad, method):
     dy, x, W, k = problem
     dtype = dy.dtype.type
@@ -288,8 +319,7 @@ def test_linear_backward_accumulate(problem, mode, bias_grad, data):
     dW0 = rng.standard_normal((n_out, n_in)).astype(dtype)
     db0 = rng.standard_normal(n_out).astype(dtype)
     dW_out, db_out = dW0.copy(), db0.copy()
-    mp.linear_backward(dy, x, W, k, mode, bias_grad=bias_grad, dW_out=dW_out, db_out=db_out,
-                       accumulate=True)
+    mp.linear_backward(dy, x, W, k, mode, bias_grad=bias_grad, dW_out=dW_out, db_out=db_out, accumulate=True)
     fresh = mp.linear_backward(dy, x, W, k, mode, bias_grad=bias_grad)
     ref = Reference(dy, x, W, k, mode, bias_grad)
     untouched = np.setdiff1d(np.arange(n_out), ref.rows)
@@ -307,16 +337,20 @@ def test_linear_backward_accumulate(problem, mode, bias_grad, data):
 def test_linear_backward_layouts(problem, mode):
     dy, x, W, k = problem
     expected = mp.linear_backward(dy, x, W, k, mode)
-    got = mp.linear_backward(np.asfortranarray(dy), np.ascontiguousarray(x.T).T,
-                             np.asfortranarray(W), k, mode)
+    got = mp.linear_backward(np.asfortranarray(dy), np.ascontiguousarray(x.T).T, np.asfortranarray(W), k, mode)
     for g, e in zip(got, expected):
         assert bitwise_equal(g, e)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @FEW
-@given(B=st.integers(1, 40), n_in=st.integers(1, 700), n_out=st.integers(1, 700),
-       seed=st.integers(0, 2**32 - 1), data=st.data())
+@given(
+    B=st.integers(1, 40),
+    n_in=st.integers(1, 700),
+    n_out=st.integers(1, 700),
+    seed=st.integers(0, 2**32 - 1),
+    data=st.data(),
+)
 def test_linear_backward_random_shapes(dtype, B, n_in, n_out, seed, data):
     rng = np.random.default_rng(seed)
     dy = rng.standard_normal((B, n_out)).astype(dtype)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from conftest import reference_mask
+
 from meprop_native import _core
 from meprop_native.nn import Linear, Selection, mlp
 from meprop_native.nn.selection import mass_k
@@ -84,7 +85,7 @@ def test_given_indices_drive_the_backward():
     rng = np.random.default_rng(2)
     dy, x, W = (rng.standard_normal(s).astype(np.float32) for s in ((3, 6), (3, 4), (6, 4)))
     ids = np.array([[0, 2], [1, 5], [3, 4]], dtype=np.int64)
-    dx, rows, dW_rows, db = _core.linear_backward_compact(dy, x, W, None, "per_example", True, indices=ids)
+    dx, rows, dW_rows, _db = _core.linear_backward_compact(dy, x, W, None, "per_example", True, indices=ids)
     mask = np.zeros_like(dy, dtype=bool)
     mask[np.arange(3)[:, None], ids] = True
     kept = np.where(mask, dy, 0)
@@ -270,8 +271,14 @@ def test_kept_fraction_against_a_hand_count(tmp_path):
 
 def test_dense_run_reports_no_meprop_layers(tmp_path):
     model = mlp([12, 20, 3], k=None, seed=1)
-    trainer = Trainer(model, Adam(model.parameters(), lr=0.01), toy_splits(),
-                      TrainConfig(epochs=1, batch_size=10, seed=1, progress=False), tmp_path, {"task": "toy"})
+    trainer = Trainer(
+        model,
+        Adam(model.parameters(), lr=0.01),
+        toy_splits(),
+        TrainConfig(epochs=1, batch_size=10, seed=1, progress=False),
+        tmp_path,
+        {"task": "toy"},
+    )
     assert trainer.fit()["kept_fraction"] == {"layers": [], "all": None}
 
 
@@ -279,11 +286,14 @@ class Kill(BaseException):
     pass
 
 
-@pytest.mark.parametrize("selection", [
-    {"memory_decay": 0.8},
-    {"select": "random", "memory_decay": 1.0},
-    {"k_rule": "tinyprop", "k_min": 2, "k_max": 10},
-])
+@pytest.mark.parametrize(
+    "selection",
+    [
+        {"memory_decay": 0.8},
+        {"select": "random", "memory_decay": 1.0},
+        {"k_rule": "tinyprop", "k_min": 2, "k_max": 10},
+    ],
+)
 def test_resume_with_selection_state_is_bit_identical(tmp_path, selection):
     want = make_trainer(tmp_path / "whole", selection).fit()
     want_arrays, _ = load_checkpoint(tmp_path / "whole" / "checkpoint.npz")
@@ -309,13 +319,16 @@ def test_resume_with_selection_state_is_bit_identical(tmp_path, selection):
     assert got["test_at_best_dev"] == want["test_at_best_dev"]
 
 
-@pytest.mark.parametrize("state, message", [
-    ({"counters": np.array([1, 2], np.int64), "y_max": np.array(0.0)}, "counters"),
-    ({"counters": np.array([1, 2, -3], np.int64), "y_max": np.array(0.0)}, "counters"),
-    ({"counters": np.array([1, 2, 3], np.int64), "y_max": np.array(np.nan)}, "y_max"),
-    ({"counters": np.array([1, 2, 3], np.int64), "y_max": np.array(0.0), "memory": np.zeros(3)}, "memory"),
-    ({"counters": np.array([1, 2, 3], np.int64), "y_max": np.array(0.0), "memory": np.full(8, np.inf)}, "memory"),
-])
+@pytest.mark.parametrize(
+    "state, message",
+    [
+        ({"counters": np.array([1, 2], np.int64), "y_max": np.array(0.0)}, "counters"),
+        ({"counters": np.array([1, 2, -3], np.int64), "y_max": np.array(0.0)}, "counters"),
+        ({"counters": np.array([1, 2, 3], np.int64), "y_max": np.array(np.nan)}, "y_max"),
+        ({"counters": np.array([1, 2, 3], np.int64), "y_max": np.array(0.0), "memory": np.zeros(3)}, "memory"),
+        ({"counters": np.array([1, 2, 3], np.int64), "y_max": np.array(0.0), "memory": np.full(8, np.inf)}, "memory"),
+    ],
+)
 def test_bad_selection_state_is_refused(state, message):
     with pytest.raises(ValueError, match=message):
         Selection(8, 2, memory_decay=0.5).load_state_dict(state)

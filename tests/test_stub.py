@@ -12,8 +12,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import meprop_native
 import pytest
+
+import meprop_native
 from meprop_native import _core
 
 PACKAGE_DIR = Path(meprop_native.__file__).resolve().parent

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import meprop_native as mp
 import numpy as np
 import pytest
 from conftest import (
@@ -17,6 +16,8 @@ from conftest import (
     reference_topk_rows,
     reference_topk_unified,
 )
+
+import meprop_native as mp
 
 THREADS = (1, 2, 3)
 
@@ -87,8 +88,7 @@ def test_linear_backward_threads(mode, dtype, big_problems):
 @pytest.mark.parametrize("mode", MODES)
 def test_linear_backward_compact_threads(mode, dtype, big_problems):
     dy, x, W = big_problems[np.dtype(dtype)]
-    results = run_with_threads(
-        lambda: tuple(mp.linear_backward_compact(dy, x, W, 40, mode, bias_grad="sparse")))
+    results = run_with_threads(lambda: tuple(mp.linear_backward_compact(dy, x, W, 40, mode, bias_grad="sparse")))
     assert_all_bitwise_equal(results)
 
 
@@ -103,22 +103,30 @@ def test_accumulate_threads(bias_grad, dtype, big_problems):
     def step():
         dW_out, db_out = dW0.copy(), db0.copy()
         dx_out = np.empty_like(x)
-        mp.linear_backward(dy, x, W, 32, "per_example", bias_grad=bias_grad, dx_out=dx_out,
-                           dW_out=dW_out, db_out=db_out, accumulate=True)
+        mp.linear_backward(
+            dy,
+            x,
+            W,
+            32,
+            "per_example",
+            bias_grad=bias_grad,
+            dx_out=dx_out,
+            dW_out=dW_out,
+            db_out=db_out,
+            accumulate=True,
+        )
         return dx_out, dW_out, db_out
 
     assert_all_bitwise_equal(run_with_threads(step))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("B", "n_in", "n_out", "k"), [(100, 513, 700, 300), (33, 1500, 257, 17),
-                                                       (512, 130, 64, 8)])
+@pytest.mark.parametrize(("B", "n_in", "n_out", "k"), [(100, 513, 700, 300), (33, 1500, 257, 17), (512, 130, 64, 8)])
 def test_other_shapes_threads(B, n_in, n_out, k, dtype):
     rng = np.random.default_rng(B * n_in + k)
     dy, x, W = random_problem(rng, B, n_in, n_out, dtype)
     for mode in ("per_example", "unified"):
-        assert_all_bitwise_equal(
-            run_with_threads(lambda mode=mode: mp.linear_backward(dy, x, W, k, mode)))
+        assert_all_bitwise_equal(run_with_threads(lambda mode=mode: mp.linear_backward(dy, x, W, k, mode)))
 
 
 def test_many_threads_more_than_rows():

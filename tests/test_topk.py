@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import meprop_native as mp
 import numpy as np
 import pytest
 from conftest import (
@@ -13,6 +12,8 @@ from conftest import (
     reference_topk_unified,
     unified_sums,
 )
+
+import meprop_native as mp
 
 nan, inf = np.nan, np.inf
 
@@ -213,8 +214,21 @@ def test_default_method_is_auto(rng):
 
 @pytest.mark.parametrize(
     ("n", "k"),
-    [(2, 1), (7, 3), (63, 1), (63, 62), (64, 63), (65, 64), (70, 63), (500, 20), (500, 32), (500, 33),
-     (2000, 64), (2000, 65), (5000, 1)],
+    [
+        (2, 1),
+        (7, 3),
+        (63, 1),
+        (63, 62),
+        (64, 63),
+        (65, 64),
+        (70, 63),
+        (500, 20),
+        (500, 32),
+        (500, 33),
+        (2000, 64),
+        (2000, 65),
+        (5000, 1),
+    ],
 )
 @pytest.mark.parametrize("values", ["normal", "half_zero", "mostly_zero", "few_levels", "sorted", "all_equal"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -236,8 +250,9 @@ def test_threshold_method_matches_reference(n, k, values, dtype, rng):
     a[rng.integers(0, n)] = np.nan if n > 3 else a[0]
     np.testing.assert_array_equal(mp.topk(a, k, method="threshold"), reference_topk(a, k))
     rows = np.stack([a, a[::-1].copy()])
-    np.testing.assert_array_equal(mp.topk_rows(rows, k, method="threshold"),
-                                  np.stack([reference_topk(r, k) for r in rows]))
+    np.testing.assert_array_equal(
+        mp.topk_rows(rows, k, method="threshold"), np.stack([reference_topk(r, k) for r in rows])
+    )
 
 
 @pytest.mark.parametrize(("n", "k"), [(10, 1), (10, 10), (255, 17), (256, 16), (256, 17), (10000, 500)])
@@ -325,8 +340,9 @@ def test_topk_rows_layouts(method, dtype, rng):
     big = np.zeros((120, 180), dtype=dtype)
     big[::2, ::2] = A
     np.testing.assert_array_equal(mp.topk_rows(big[::2, ::2], 20, method=method), expected)
-    np.testing.assert_array_equal(mp.topk_rows(A.tolist(), 20, method=method),
-                                  reference_topk_rows(np.asarray(A.tolist()), 20))
+    np.testing.assert_array_equal(
+        mp.topk_rows(A.tolist(), 20, method=method), reference_topk_rows(np.asarray(A.tolist()), 20)
+    )
 
 
 def test_topk_rows_no_rows_does_not_crash():

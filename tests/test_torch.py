@@ -339,7 +339,9 @@ def test_gradients_accumulate_like_nn_linear(rng):
 # ---- errors ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("k, error", [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError), ("4", TypeError)])
+@pytest.mark.parametrize(
+    "k, error", [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError), ("4", TypeError)]
+)
 def test_bad_k(k, error):
     with pytest.raises(error, match="k must be"):
         mt.Linear(4, 5, k=k)
@@ -366,7 +368,7 @@ def test_unsupported_dtype(dtype):
 
 
 def test_integer_weight_is_refused():
-    with pytest.raises(TypeError, match="weight has dtype torch.int32"):
+    with pytest.raises(TypeError, match=r"weight has dtype torch.int32"):
         mt.meprop_linear(torch.zeros(2, 4, requires_grad=True), torch.zeros(3, 4, dtype=torch.int32), None, 2)
 
 
@@ -436,7 +438,10 @@ def test_training_loop_reduces_loss():
     labels = (x[:, :5].sum(1) > 0).long() + 2 * (x[:, 5:10].sum(1) > 0).long()
     torch.manual_seed(0)
     model = torch.nn.Sequential(
-        mt.Linear(20, 64, k=8), torch.nn.ReLU(), mt.Linear(64, 64, k=8, mode="unified"), torch.nn.ReLU(),
+        mt.Linear(20, 64, k=8),
+        torch.nn.ReLU(),
+        mt.Linear(64, 64, k=8, mode="unified"),
+        torch.nn.ReLU(),
         torch.nn.Linear(64, 4),
     )
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)

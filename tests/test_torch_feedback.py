@@ -8,7 +8,7 @@ from conftest import reference_mask
 
 torch = pytest.importorskip("torch")
 
-import meprop_native.torch as mt  # noqa: E402
+import meprop_native.torch as mt
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -18,7 +18,7 @@ def test_drop_in_error_feedback_matches_reference_over_steps(dtype, mode):
     layer = mt.Linear(6, 12, k=3, mode=mode, dtype=dtype, memory_decay=0.9)
     memory = np.zeros(12)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
-    for step in range(4):
+    for _step in range(4):
         x = torch.randn(5, 6, dtype=dtype, requires_grad=True)
         dy = torch.randn(5, 12, dtype=dtype)
         layer.zero_grad()

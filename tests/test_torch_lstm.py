@@ -3,15 +3,17 @@ errors, a training loop and state dicts."""
 
 from __future__ import annotations
 
-import meprop_native
 import numpy as np
 import pytest
 
+import meprop_native
+
 torch = pytest.importorskip("torch")
+
+from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence
 
 import meprop_native.torch as mt
 from meprop_native.torch import lstm as lstm_module
-from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence
 
 
 @pytest.fixture(autouse=True)
@@ -141,8 +143,13 @@ def run_layout(module, layout, seqs):
     return out, h_n, c_n
 
 
-CONFIGS = {"one_layer": {}, "no_bias": {"bias": False}, "two_layers": {"num_layers": 2},
-           "bidirectional": {"bidirectional": True}, "deep_bidirectional": {"num_layers": 3, "bidirectional": True}}
+CONFIGS = {
+    "one_layer": {},
+    "no_bias": {"bias": False},
+    "two_layers": {"num_layers": 2},
+    "bidirectional": {"bidirectional": True},
+    "deep_bidirectional": {"num_layers": 3, "bidirectional": True},
+}
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -355,7 +362,9 @@ def test_matches_masked_reference(case, dtype):
         close(h_n[0, b], finals[b][0], f"h_n {b}")
         close(c_n[0, b], finals[b][1], f"c_n {b}")
         close(seqs[b].grad, ref_seqs[b].grad, f"dx {b}")
-    for p, ref, name in zip(params_of(sparse), ref_params, ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]):
+    for p, ref, name in zip(
+        params_of(sparse), ref_params, ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
+    ):
         close(p.grad, ref.grad, name)
     # The weight gradients touch only gate rows some step kept (the bias stays dense).
     if k < 4 * H:
@@ -497,7 +506,7 @@ def test_contiguous_input_reaches_the_kernels_without_a_copy(layout, spy):
     x = torch.randn((2, 5, 3) if layout == "batch_first" else (5, 1, 3), dtype=torch.float64, requires_grad=True)
     out, _ = sparse(x)
     out.sum().backward()
-    (args, _), = spy.backward_calls
+    ((args, _),) = spy.backward_calls
     x_seen, W_ih_seen, W_hh_seen = args[:3]
     assert x_seen.ctypes.data == x.data_ptr()
     assert W_ih_seen.ctypes.data == sparse.weight_ih_l0.data_ptr()
@@ -527,7 +536,7 @@ def test_only_needed_gradients(need, spy):
     if need == "input":
         sparse.requires_grad_(False)
     sparse(x)[0].sum().backward()
-    (_, kwargs), = spy.backward_calls
+    ((_, kwargs),) = spy.backward_calls
     assert kwargs["input_grad"] == (need == "input")
     assert (x.grad is not None) == (need == "input")
     assert all((p.grad is not None) == (need == "weights") for p in sparse.parameters())

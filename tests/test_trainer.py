@@ -9,6 +9,7 @@ away and only what is on disk survives, as after ``kill -9``.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from meprop_native.nn import mlp
 from meprop_native.optim import SGD, Adam
 from meprop_native.train import (
@@ -40,8 +42,20 @@ RUN_INFO = {"task": "toy", "sizes": [N_FEATURES, 16, N_CLASSES], "k": 4}
 TIME_KEYS = {"forward", "backprop", "overall_backprop", "optimizer", "total"}
 RECORD_KEYS = {"epoch", "step", "train_loss", "train_accuracy", "dev", "test", "time", "eval_seconds", "kept_fraction"}
 SUMMARY_KEYS = {
-    "run", "epochs", "metric", "best_dev", "best_epoch", "best_step", "test_at_best_dev", "best_dev_metrics",
-    "test_metrics_at_best_dev", "time", "history", "interim_evaluations", "peak_rss_mb", "kept_fraction",
+    "run",
+    "epochs",
+    "metric",
+    "best_dev",
+    "best_epoch",
+    "best_step",
+    "test_at_best_dev",
+    "best_dev_metrics",
+    "test_metrics_at_best_dev",
+    "time",
+    "history",
+    "interim_evaluations",
+    "peak_rss_mb",
+    "kept_fraction",
 }
 
 
@@ -83,8 +97,13 @@ def make_trainer(
     else:
         opt = SGD(model.parameters(), lr=lr)
     config = TrainConfig(
-        epochs=epochs, batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
-        progress=progress, steps_per_epoch=steps_per_epoch, evals_per_epoch=evals_per_epoch,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+        steps_per_epoch=steps_per_epoch,
+        evals_per_epoch=evals_per_epoch,
     )
     return Trainer(model, opt, splits, config, out, dict(RUN_INFO if run_info is None else run_info))
 
@@ -124,8 +143,10 @@ def outcome(trainer: Trainer, summary) -> dict:
         "rng": meta["rng"],
         "history": strip_times(summary["history"]),
         "interim": strip_times(summary["interim_evaluations"]),
-        "best_fields": {k: summary[k] for k in ("best_dev", "best_epoch", "test_at_best_dev", "best_dev_metrics",
-                                                "test_metrics_at_best_dev")},
+        "best_fields": {
+            k: summary[k]
+            for k in ("best_dev", "best_epoch", "test_at_best_dev", "best_dev_metrics", "test_metrics_at_best_dev")
+        },
     }
 
 
@@ -169,8 +190,12 @@ def baseline(tmp_path_factory):
     initial_dev = trainer.evaluate(SPLITS.dev)["accuracy"]
     summary = trainer.fit()
     return {
-        "out": out, "trainer": trainer, "summary": summary, "saves": saves,
-        "initial_dev": initial_dev, "outcome": outcome(trainer, summary),
+        "out": out,
+        "trainer": trainer,
+        "summary": summary,
+        "saves": saves,
+        "initial_dev": initial_dev,
+        "outcome": outcome(trainer, summary),
     }
 
 
@@ -197,8 +222,13 @@ def test_checkpoint_cadence(baseline):
     _, meta = load_checkpoint(baseline["trainer"].checkpoint_path)
     assert meta["position"]["epoch"] == 3 and meta["position"]["step_in_epoch"] == 0
     assert meta["position"]["global_step"] == 3 * STEPS_PER_EPOCH
-    assert meta["config"] == {"batch_size": 10, "seed": 0, "steps_per_epoch": None, "metric": "accuracy",
-                              "evals_per_epoch": 1}
+    assert meta["config"] == {
+        "batch_size": 10,
+        "seed": 0,
+        "steps_per_epoch": None,
+        "metric": "accuracy",
+        "evals_per_epoch": 1,
+    }
     assert meta["run"] == RUN_INFO
 
 
@@ -487,10 +517,8 @@ def test_truncated_checkpoint_does_not_leak_a_file_handle(tmp_path, baseline):
     collect_leaked_files()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
+        with contextlib.suppress(CheckpointError):
             load_checkpoint(path)
-        except CheckpointError:
-            pass
         gc.collect()
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert leaks == []
@@ -793,10 +821,13 @@ def test_splits_must_be_datasets(tmp_path, bad):
         Trainer(model, Adam(model.parameters()), splits, TrainConfig(progress=False), tmp_path)
 
 
-@pytest.mark.parametrize(("x", "y", "match"), [
-    (np.zeros((3, 2)), np.zeros(4, dtype=np.int64), "one row per label"),
-    (np.zeros((3, 2)), np.zeros(3), "labels must be integers"),
-])
+@pytest.mark.parametrize(
+    ("x", "y", "match"),
+    [
+        (np.zeros((3, 2)), np.zeros(4, dtype=np.int64), "one row per label"),
+        (np.zeros((3, 2)), np.zeros(3), "labels must be integers"),
+    ],
+)
 def test_array_dataset_checks_its_arrays(x, y, match):
     with pytest.raises(ValueError, match=match):
         ArrayDataset(x, y)

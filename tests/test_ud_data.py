@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from meprop_native.data import (
     UD_EWT_FILES,
     ChecksumError,
@@ -41,25 +42,31 @@ def write(tmp_path: Path, text: str, name: str = "x.conllu") -> Path:
 def test_reads_words_and_skips_multiword_tokens_and_empty_nodes(tmp_path):
     first, second = read_conllu(write(tmp_path, GOOD))
     assert first == Sentence(
-        forms=("Do", "n't", "stop", "."), upos=("AUX", "PART", "VERB", "PUNCT"), xpos=("VB", "RB", "VB", "."),
-        heads=(3, 3, 0, 3), deprels=("aux", "advmod", "root", "punct"),
+        forms=("Do", "n't", "stop", "."),
+        upos=("AUX", "PART", "VERB", "PUNCT"),
+        xpos=("VB", "RB", "VB", "."),
+        heads=(3, 3, 0, 3),
+        deprels=("aux", "advmod", "root", "punct"),
     )
     assert len(first) == 4
     assert second.forms == ("Yes",) and second.heads == (0,)
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ("1\tA\ta\tX\tX\t_\t0\troot\t_\t_\n2\tB\tb\tX\tX\t_\t0\troot\t_\t_\n\n", "2 words attach to the root"),
-    ("1\tA\ta\tX\tX\t_\t2\tdep\t_\t_\n2\tB\tb\tX\tX\t_\t1\tdep\t_\t_\n\n", "0 words attach to the root"),
-    ("1\tA\ta\tX\tX\t_\t5\tdep\t_\t_\n2\tB\tb\tX\tX\t_\t0\troot\t_\t_\n\n", r"word 1 \('A'\): bad head 5"),
-    ("1\tA\ta\tX\tX\t_\t1\tdep\t_\t_\n2\tB\tb\tX\tX\t_\t0\troot\t_\t_\n\n", "bad head 1"),
-    ("1\tA\ta\tX\tX\t_\t0\troot\t_\t_\n3\tB\tb\tX\tX\t_\t1\tdep\t_\t_\n\n", "word ids are not 1..2"),
-    ("1\tA\ta\tX\t_\t_\t0\troot\t_\t_\n\n", "empty XPOS column"),
-    ("1-2\tAB\t_\t_\t_\t_\t_\t_\t_\t_\n\n", "has no words"),
-    ("1\tA\ta\tX\tX\t_\tzz\troot\t_\t_\n\n", "not valid CoNLL-U"),
-    ("abc\tA\ta\tX\tX\t_\t0\troot\t_\t_\n\n", "not valid CoNLL-U"),
-    ("", "no sentences"),
-])
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("1\tA\ta\tX\tX\t_\t0\troot\t_\t_\n2\tB\tb\tX\tX\t_\t0\troot\t_\t_\n\n", "2 words attach to the root"),
+        ("1\tA\ta\tX\tX\t_\t2\tdep\t_\t_\n2\tB\tb\tX\tX\t_\t1\tdep\t_\t_\n\n", "0 words attach to the root"),
+        ("1\tA\ta\tX\tX\t_\t5\tdep\t_\t_\n2\tB\tb\tX\tX\t_\t0\troot\t_\t_\n\n", r"word 1 \('A'\): bad head 5"),
+        ("1\tA\ta\tX\tX\t_\t1\tdep\t_\t_\n2\tB\tb\tX\tX\t_\t0\troot\t_\t_\n\n", "bad head 1"),
+        ("1\tA\ta\tX\tX\t_\t0\troot\t_\t_\n3\tB\tb\tX\tX\t_\t1\tdep\t_\t_\n\n", "word ids are not 1..2"),
+        ("1\tA\ta\tX\t_\t_\t0\troot\t_\t_\n\n", "empty XPOS column"),
+        ("1-2\tAB\t_\t_\t_\t_\t_\t_\t_\t_\n\n", "has no words"),
+        ("1\tA\ta\tX\tX\t_\tzz\troot\t_\t_\n\n", "not valid CoNLL-U"),
+        ("abc\tA\ta\tX\tX\t_\t0\troot\t_\t_\n\n", "not valid CoNLL-U"),
+        ("", "no sentences"),
+    ],
+)
 def test_malformed_files_name_the_file_and_the_problem(tmp_path, text, match):
     path = write(tmp_path, text, "bad.conllu")
     with pytest.raises(ConlluFormatError, match=match) as info:

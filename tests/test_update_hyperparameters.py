@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+
 from meprop_native import _core
 
 ROWS = np.array([1], dtype=np.int64)
@@ -34,21 +35,34 @@ def _adagrad(lr=0.1, clip=0.0, eps=1e-6, **_):
 
 def _adam(lr=0.1, clip=0.0, eps=1e-8, beta1=0.9, beta2=0.999):
     def call(param):
-        _core.adam_update(param, ROWS, GRAD, np.zeros_like(param), np.zeros_like(param), 1,
-                          lr, beta1, beta2, eps, clip, False)
+        _core.adam_update(
+            param, ROWS, GRAD, np.zeros_like(param), np.zeros_like(param), 1, lr, beta1, beta2, eps, clip, False
+        )
 
     return call
 
 
 BAD = [
-    *[(f"{make.__name__} lr={lr}", make, {"lr": lr}, "learning rate")
-      for make in (_sgd, _adagrad, _adam) for lr in (0.0, -0.1, math.nan, math.inf)],
-    *[(f"{make.__name__} clip={clip}", make, {"clip": clip}, "clip")
-      for make in (_sgd, _adagrad, _adam) for clip in (-1.0, math.nan, math.inf)],
-    *[(f"{make.__name__} eps={eps}", make, {"eps": eps}, "eps")
-      for make in (_adagrad, _adam) for eps in (0.0, -1e-8, math.nan)],
-    *[(f"adam {name}={beta}", _adam, {name: beta}, "betas")
-      for name in ("beta1", "beta2") for beta in (-0.1, 1.0, math.nan)],
+    *[
+        (f"{make.__name__} lr={lr}", make, {"lr": lr}, "learning rate")
+        for make in (_sgd, _adagrad, _adam)
+        for lr in (0.0, -0.1, math.nan, math.inf)
+    ],
+    *[
+        (f"{make.__name__} clip={clip}", make, {"clip": clip}, "clip")
+        for make in (_sgd, _adagrad, _adam)
+        for clip in (-1.0, math.nan, math.inf)
+    ],
+    *[
+        (f"{make.__name__} eps={eps}", make, {"eps": eps}, "eps")
+        for make in (_adagrad, _adam)
+        for eps in (0.0, -1e-8, math.nan)
+    ],
+    *[
+        (f"adam {name}={beta}", _adam, {name: beta}, "betas")
+        for name in ("beta1", "beta2")
+        for beta in (-0.1, 1.0, math.nan)
+    ],
 ]
 
 

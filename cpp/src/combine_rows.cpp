@@ -35,8 +35,8 @@ struct Wide {
 // The vector body and the scalar tail sum in the same order.
 template <class T, std::size_t B, int Rows, bool Accumulate>
 [[gnu::always_inline]] inline void combine_pass(T* __restrict out, std::size_t len,
-                                                const std::int64_t* src_rows, const T* coefs,
-                                                const T* src, std::size_t ld) {
+                                                const std::int64_t* src_rows, const T* coefs, const T* src,
+                                                std::size_t ld) {
     using V = typename Wide<T, B>::type;
     constexpr std::size_t lanes = sizeof(V) / sizeof(T);
     const T* __restrict s0 = src + src_rows[0] * ld;
@@ -75,8 +75,10 @@ template <class T, std::size_t B, int Rows, bool Accumulate>
         if constexpr (Rows > 1) sum += c1 * s1[c];
         if constexpr (Rows > 2) sum += c2 * s2[c];
         if constexpr (Rows > 3) sum += c3 * s3[c];
-        if constexpr (Accumulate) out[c] += sum;
-        else out[c] = sum;
+        if constexpr (Accumulate)
+            out[c] += sum;
+        else
+            out[c] = sum;
     }
 }
 
@@ -96,9 +98,8 @@ template <class T, std::size_t B, bool Accumulate>
 // the block (no separate zero fill) unless accumulating.
 template <class T, std::size_t B>
 [[gnu::always_inline]] inline void combine_block(T* __restrict out, std::size_t len,
-                                                 const std::int64_t* src_rows, const T* coefs,
-                                                 std::size_t n, const T* src, std::size_t ld,
-                                                 bool accumulate) {
+                                                 const std::int64_t* src_rows, const T* coefs, std::size_t n,
+                                                 const T* src, std::size_t ld, bool accumulate) {
     std::size_t e = 0;
     if (!accumulate) {
         if (n == 0) {
@@ -125,15 +126,17 @@ constexpr std::size_t shared_tile_rows = 4;
 template <class T, std::size_t B, int Rows, int Vectors>
 [[gnu::always_inline]] inline void shared_tile_full(T* const* out, std::size_t c0,
                                                     const std::int64_t* src_rows, std::size_t n,
-                                                    const T* const* coefs, const T* src,
-                                                    std::size_t ld, bool accumulate) {
+                                                    const T* const* coefs, const T* src, std::size_t ld,
+                                                    bool accumulate) {
     using V = typename Wide<T, B>::type;
     constexpr int lanes = sizeof(V) / sizeof(T);
     V acc[Rows][Vectors];
     for (int r = 0; r < Rows; ++r) {
         for (int v = 0; v < Vectors; ++v) {
-            if (accumulate) std::memcpy(&acc[r][v], out[r] + c0 + v * lanes, sizeof(V));
-            else acc[r][v] = V{};
+            if (accumulate)
+                std::memcpy(&acc[r][v], out[r] + c0 + v * lanes, sizeof(V));
+            else
+                acc[r][v] = V{};
         }
     }
     for (std::size_t e = 0; e < n; ++e) {
@@ -154,8 +157,8 @@ template <class T, std::size_t B, int Rows, int Vectors>
 template <class T>
 [[gnu::always_inline]] inline void shared_tile_edge(T* const* out, std::size_t rows, std::size_t c0,
                                                     std::size_t len, const std::int64_t* src_rows,
-                                                    std::size_t n, const T* const* coefs,
-                                                    const T* src, std::size_t ld, bool accumulate) {
+                                                    std::size_t n, const T* const* coefs, const T* src,
+                                                    std::size_t ld, bool accumulate) {
     for (std::size_t r = 0; r < rows; ++r) {
         for (std::size_t c = c0; c < c0 + len; ++c) {
             T acc = accumulate ? out[r][c] : T(0);
@@ -168,8 +171,8 @@ template <class T>
 template <class T, std::size_t B, int Vectors>
 [[gnu::always_inline]] inline void shared_tile_rows_any(T* const* out, std::size_t rows, std::size_t c0,
                                                         const std::int64_t* src_rows, std::size_t n,
-                                                        const T* const* coefs, const T* src,
-                                                        std::size_t ld, bool accumulate) {
+                                                        const T* const* coefs, const T* src, std::size_t ld,
+                                                        bool accumulate) {
     switch (rows) {
         case 4: shared_tile_full<T, B, 4, Vectors>(out, c0, src_rows, n, coefs, src, ld, accumulate); break;
         case 3: shared_tile_full<T, B, 3, Vectors>(out, c0, src_rows, n, coefs, src, ld, accumulate); break;
@@ -183,8 +186,8 @@ template <class T, std::size_t B, int Vectors>
 template <class T, std::size_t B>
 [[gnu::always_inline]] inline void shared_tile_any(T* const* out, std::size_t rows, std::size_t c0,
                                                    std::size_t len, const std::int64_t* src_rows,
-                                                   std::size_t n, const T* const* coefs,
-                                                   const T* src, std::size_t ld, bool accumulate) {
+                                                   std::size_t n, const T* const* coefs, const T* src,
+                                                   std::size_t ld, bool accumulate) {
     constexpr std::size_t lanes = sizeof(typename Wide<T, B>::type) / sizeof(T);
     if (len == tile_vectors * lanes) {
         shared_tile_rows_any<T, B, tile_vectors>(out, rows, c0, src_rows, n, coefs, src, ld, accumulate);
@@ -224,15 +227,15 @@ template <class T, std::size_t B>
             coef_ptrs[r] = plan.coefs + plan.row_begin[r0 + r];
         }
         shared_tile_any<T, B>(out_ptrs, rows, c0, std::min(C, cols - c0), plan.src_rows, n, coef_ptrs,
-                        src.data, cols, accumulate);
+                              src.data, cols, accumulate);
     }
 }
 
 // Tasks [first, last) of the general case: (output row, column block) pairs.
 template <class T, std::size_t B>
-[[gnu::always_inline]] inline void row_tasks(const RowCombination<T>& plan, ConstMatrix<T> src,
-                                             Matrix<T> out, const std::int64_t* out_row_ids,
-                                             bool accumulate, std::size_t first, std::size_t last) {
+[[gnu::always_inline]] inline void row_tasks(const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> out,
+                                             const std::int64_t* out_row_ids, bool accumulate,
+                                             std::size_t first, std::size_t last) {
     const std::size_t cols = src.cols;
     const std::size_t blocks = (cols + column_block - 1) / column_block;
     for (std::size_t task = first; task < last; ++task) {
@@ -242,24 +245,23 @@ template <class T, std::size_t B>
         const std::size_t out_row = out_row_ids ? static_cast<std::size_t>(out_row_ids[r]) : r;
         const std::size_t e0 = plan.row_begin[r];
         combine_block<T, B>(out.row(out_row) + c0, len, plan.src_rows + e0, plan.coefs + e0,
-                      plan.row_begin[r + 1] - e0, src.data + c0, cols, accumulate);
+                            plan.row_begin[r + 1] - e0, src.data + c0, cols, accumulate);
     }
 }
 
 // The per-ISA builds take a range of tasks, not one: at batch 10 a task is a
 // few hundred multiply-adds, and a call through the dispatcher per task cost
 // as much as the arithmetic.
-#define MEPROP_TASK_BUILDS(name, T)                                                              \
-    MEPROP_AVX512_TARGET void name##_wide_##T(const RowCombination<T>& plan, ConstMatrix<T> src, \
-                                              Matrix<T> out, const std::int64_t* ids,            \
-                                              bool accumulate, std::size_t first,                \
-                                              std::size_t last) {                                \
-        name<T, 64>(plan, src, out, ids, accumulate, first, last);                               \
-    }                                                                                            \
-    MEPROP_CLONES void name##_narrow_##T(const RowCombination<T>& plan, ConstMatrix<T> src,      \
-                                         Matrix<T> out, const std::int64_t* ids, bool accumulate, \
-                                         std::size_t first, std::size_t last) {                  \
-        name<T, 32>(plan, src, out, ids, accumulate, first, last);                               \
+#define MEPROP_TASK_BUILDS(name, T)                                                                        \
+    MEPROP_AVX512_TARGET void name##_wide_##T(const RowCombination<T>& plan, ConstMatrix<T> src,           \
+                                              Matrix<T> out, const std::int64_t* ids, bool accumulate,     \
+                                              std::size_t first, std::size_t last) {                       \
+        name<T, 64>(plan, src, out, ids, accumulate, first, last);                                         \
+    }                                                                                                      \
+    MEPROP_CLONES void name##_narrow_##T(const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> out, \
+                                         const std::int64_t* ids, bool accumulate, std::size_t first,      \
+                                         std::size_t last) {                                               \
+        name<T, 32>(plan, src, out, ids, accumulate, first, last);                                         \
     }
 MEPROP_TASK_BUILDS(shared_tasks, float)
 MEPROP_TASK_BUILDS(shared_tasks, double)
@@ -267,15 +269,18 @@ MEPROP_TASK_BUILDS(row_tasks, float)
 MEPROP_TASK_BUILDS(row_tasks, double)
 #undef MEPROP_TASK_BUILDS
 
-#define MEPROP_RUN_TASKS(T)                                                                      \
-    void run_tasks(bool shared, const RowCombination<T>& plan, ConstMatrix<T> src,               \
-                   Matrix<T> out, const std::int64_t* ids, bool acc, std::size_t first,          \
-                   std::size_t last) {                                                           \
-        const bool wide = avx512_runs();                                                         \
-        if (shared && wide) shared_tasks_wide_##T(plan, src, out, ids, acc, first, last);        \
-        else if (shared) shared_tasks_narrow_##T(plan, src, out, ids, acc, first, last);         \
-        else if (wide) row_tasks_wide_##T(plan, src, out, ids, acc, first, last);                \
-        else row_tasks_narrow_##T(plan, src, out, ids, acc, first, last);                        \
+#define MEPROP_RUN_TASKS(T)                                                                       \
+    void run_tasks(bool shared, const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> out, \
+                   const std::int64_t* ids, bool acc, std::size_t first, std::size_t last) {      \
+        const bool wide = avx512_runs();                                                          \
+        if (shared && wide)                                                                       \
+            shared_tasks_wide_##T(plan, src, out, ids, acc, first, last);                         \
+        else if (shared)                                                                          \
+            shared_tasks_narrow_##T(plan, src, out, ids, acc, first, last);                       \
+        else if (wide)                                                                            \
+            row_tasks_wide_##T(plan, src, out, ids, acc, first, last);                            \
+        else                                                                                      \
+            row_tasks_narrow_##T(plan, src, out, ids, acc, first, last);                          \
     }
 MEPROP_RUN_TASKS(float)
 MEPROP_RUN_TASKS(double)
@@ -314,9 +319,9 @@ void combine_rows(const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> o
     }
 }
 
-template void combine_rows<float>(const RowCombination<float>&, ConstMatrix<float>,
-                                  Matrix<float>, const std::int64_t*, bool);
-template void combine_rows<double>(const RowCombination<double>&, ConstMatrix<double>,
-                                   Matrix<double>, const std::int64_t*, bool);
+template void combine_rows<float>(const RowCombination<float>&, ConstMatrix<float>, Matrix<float>,
+                                  const std::int64_t*, bool);
+template void combine_rows<double>(const RowCombination<double>&, ConstMatrix<double>, Matrix<double>,
+                                   const std::int64_t*, bool);
 
 }  // namespace meprop::detail

@@ -62,10 +62,9 @@ void update_error_memory(ConstMatrix<T> corrected, IndexSets sets, ErrorMemory<T
 }
 
 template <class T>
-std::vector<std::int64_t> select_with_error_memory(ConstMatrix<T> dy, BackwardMode mode,
-                                                   std::size_t k, ErrorMemory<T>& memory,
-                                                   Matrix<T> corrected, IndexSets& sets,
-                                                   SelectMethod method) {
+std::vector<std::int64_t> select_with_error_memory(ConstMatrix<T> dy, BackwardMode mode, std::size_t k,
+                                                   ErrorMemory<T>& memory, Matrix<T> corrected,
+                                                   IndexSets& sets, SelectMethod method) {
     add_error_memory(dy, memory, corrected);
     const ConstMatrix<T> u{corrected.data, corrected.rows, corrected.cols};
     auto ids = select_index_sets(u, mode, k, sets, method);
@@ -73,13 +72,12 @@ std::vector<std::int64_t> select_with_error_memory(ConstMatrix<T> dy, BackwardMo
     return ids;
 }
 
-#define MEPROP_INSTANTIATE_ERROR_FEEDBACK(T)                                                        \
-    template void validate_error_memory<T>(const ErrorMemory<T>&, std::size_t);                     \
-    template void add_error_memory<T>(ConstMatrix<T>, const ErrorMemory<T>&, Matrix<T>);            \
-    template void update_error_memory<T>(ConstMatrix<T>, IndexSets, ErrorMemory<T>&);               \
-    template std::vector<std::int64_t> select_with_error_memory<T>(                                 \
-        ConstMatrix<T>, BackwardMode, std::size_t, ErrorMemory<T>&, Matrix<T>, IndexSets&,          \
-        SelectMethod);
+#define MEPROP_INSTANTIATE_ERROR_FEEDBACK(T)                                             \
+    template void validate_error_memory<T>(const ErrorMemory<T>&, std::size_t);          \
+    template void add_error_memory<T>(ConstMatrix<T>, const ErrorMemory<T>&, Matrix<T>); \
+    template void update_error_memory<T>(ConstMatrix<T>, IndexSets, ErrorMemory<T>&);    \
+    template std::vector<std::int64_t> select_with_error_memory<T>(                      \
+        ConstMatrix<T>, BackwardMode, std::size_t, ErrorMemory<T>&, Matrix<T>, IndexSets&, SelectMethod);
 
 MEPROP_INSTANTIATE_ERROR_FEEDBACK(float)
 MEPROP_INSTANTIATE_ERROR_FEEDBACK(double)

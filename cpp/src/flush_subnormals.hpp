@@ -43,7 +43,7 @@ inline unsigned mxcsr_flush_bits() {
 }
 
 class FlushSubnormals {
-public:
+  public:
     FlushSubnormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | mxcsr_flush_bits()); }
     // The control bits go back as they were; exception flags raised meanwhile
     // (bits 0-5, sticky) stay raised for the caller to see.
@@ -51,14 +51,14 @@ public:
     FlushSubnormals(const FlushSubnormals&) = delete;
     FlushSubnormals& operator=(const FlushSubnormals&) = delete;
 
-private:
+  private:
     unsigned saved_;
 };
 #else
 inline constexpr bool flushes_subnormals = false;
 
 class FlushSubnormals {
-public:
+  public:
     FlushSubnormals() = default;
     FlushSubnormals(const FlushSubnormals&) = delete;
     FlushSubnormals& operator=(const FlushSubnormals&) = delete;

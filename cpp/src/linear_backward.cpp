@@ -84,8 +84,8 @@ void sparse_input_grad(ConstMatrix<T> dy, ConstMatrix<T> W, IndexSets s, Matrix<
     validate_index_sets(s, dy.rows, dy.cols);
     if (dy.rows == 0 || W.cols == 0) return;
     const auto e = entries_by_example(dy, s);
-    const detail::RowCombination<T> plan{dy.rows, e.row_begin.data(), e.cols.data(),
-                                         e.values.data(), s.sets == 1};
+    const detail::RowCombination<T> plan{dy.rows, e.row_begin.data(), e.cols.data(), e.values.data(),
+                                         s.sets == 1};
     detail::combine_rows(plan, W, dx, nullptr, false);
 }
 
@@ -144,12 +144,12 @@ void WeightGradPlan<T>::compute(ConstMatrix<T> x, Matrix<T> out) const {
     detail::check_view(out, "gradient rows");
     if (x.rows != batch_) detail::fail("x has ", x.rows, " rows but dy has ", batch_);
     if (out.rows != units_.size() || out.cols != x.cols) {
-        detail::fail("gradient rows must be ", units_.size(), " x ", x.cols, ", got ", out.rows,
-                     " x ", out.cols);
+        detail::fail("gradient rows must be ", units_.size(), " x ", x.cols, ", got ", out.rows, " x ",
+                     out.cols);
     }
     if (units_.empty() || x.cols == 0) return;
-    const detail::RowCombination<T> plan{units_.size(), row_begin_.data(), examples_.data(),
-                                         values_.data(), shared_};
+    const detail::RowCombination<T> plan{units_.size(), row_begin_.data(), examples_.data(), values_.data(),
+                                         shared_};
     detail::combine_rows(plan, x, out, nullptr, false);
 }
 
@@ -162,8 +162,8 @@ void WeightGradPlan<T>::accumulate(ConstMatrix<T> x, Matrix<T> dW) const {
         detail::fail("dW must have ", x.cols, " columns and a row for every touched unit");
     }
     if (units_.empty() || x.cols == 0) return;
-    const detail::RowCombination<T> plan{units_.size(), row_begin_.data(), examples_.data(),
-                                         values_.data(), shared_};
+    const detail::RowCombination<T> plan{units_.size(), row_begin_.data(), examples_.data(), values_.data(),
+                                         shared_};
     detail::combine_rows(plan, x, dW, units_.data(), true);
 }
 
@@ -179,8 +179,7 @@ RowGradients<T> sparse_weight_grad(ConstMatrix<T> dy, ConstMatrix<T> x, IndexSet
 }
 
 template <class T>
-void sparse_weight_grad_accumulate(ConstMatrix<T> dy, ConstMatrix<T> x, IndexSets s,
-                                   Matrix<T> dW) {
+void sparse_weight_grad_accumulate(ConstMatrix<T> dy, ConstMatrix<T> x, IndexSets s, Matrix<T> dW) {
     if (dW.rows != dy.cols || dW.cols != x.cols) {
         detail::fail("dW must be ", dy.cols, " x ", x.cols, ", got ", dW.rows, " x ", dW.cols);
     }
@@ -234,15 +233,14 @@ std::vector<std::int64_t> select_index_sets(ConstMatrix<T> dy, BackwardMode mode
             std::iota(ids.begin(), ids.end(), std::int64_t{0});
             sets = {ids.data(), 1, dy.cols};
             break;
-        default:
-            detail::fail("unknown backward mode ", static_cast<int>(mode));
+        default: detail::fail("unknown backward mode ", static_cast<int>(mode));
     }
     return ids;
 }
 
 template <class T>
-LinearGradients<T> linear_backward(ConstMatrix<T> dy, ConstMatrix<T> x, ConstMatrix<T> W,
-                                   std::size_t k, BackwardMode mode, BiasGradient bias) {
+LinearGradients<T> linear_backward(ConstMatrix<T> dy, ConstMatrix<T> x, ConstMatrix<T> W, std::size_t k,
+                                   BackwardMode mode, BiasGradient bias) {
     detail::check_view(dy, "dy");
     detail::check_view(x, "x");
     detail::check_view(W, "W");
@@ -261,19 +259,16 @@ LinearGradients<T> linear_backward(ConstMatrix<T> dy, ConstMatrix<T> x, ConstMat
     return g;
 }
 
-#define MEPROP_INSTANTIATE_BACKWARD(T)                                                          \
-    template class WeightGradPlan<T>;                                                           \
-    template void sparse_input_grad<T>(ConstMatrix<T>, ConstMatrix<T>, IndexSets, Matrix<T>);   \
-    template RowGradients<T> sparse_weight_grad<T>(ConstMatrix<T>, ConstMatrix<T>, IndexSets);  \
-    template void sparse_weight_grad_accumulate<T>(ConstMatrix<T>, ConstMatrix<T>, IndexSets,   \
-                                                   Matrix<T>);                                  \
-    template void bias_grad<T>(ConstMatrix<T>, const IndexSets*, BiasGradient, T*, bool);       \
-    template std::vector<std::int64_t> select_index_sets<T>(ConstMatrix<T>, BackwardMode,       \
-                                                            std::size_t, IndexSets&,            \
-                                                            SelectMethod);                      \
-    template LinearGradients<T> linear_backward<T>(ConstMatrix<T>, ConstMatrix<T>,              \
-                                                   ConstMatrix<T>, std::size_t, BackwardMode,   \
-                                                   BiasGradient);
+#define MEPROP_INSTANTIATE_BACKWARD(T)                                                                    \
+    template class WeightGradPlan<T>;                                                                     \
+    template void sparse_input_grad<T>(ConstMatrix<T>, ConstMatrix<T>, IndexSets, Matrix<T>);             \
+    template RowGradients<T> sparse_weight_grad<T>(ConstMatrix<T>, ConstMatrix<T>, IndexSets);            \
+    template void sparse_weight_grad_accumulate<T>(ConstMatrix<T>, ConstMatrix<T>, IndexSets, Matrix<T>); \
+    template void bias_grad<T>(ConstMatrix<T>, const IndexSets*, BiasGradient, T*, bool);                 \
+    template std::vector<std::int64_t> select_index_sets<T>(ConstMatrix<T>, BackwardMode, std::size_t,    \
+                                                            IndexSets&, SelectMethod);                    \
+    template LinearGradients<T> linear_backward<T>(ConstMatrix<T>, ConstMatrix<T>, ConstMatrix<T>,        \
+                                                   std::size_t, BackwardMode, BiasGradient);
 
 MEPROP_INSTANTIATE_BACKWARD(float)
 MEPROP_INSTANTIATE_BACKWARD(double)

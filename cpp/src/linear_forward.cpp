@@ -91,8 +91,8 @@ template <class T, class Tile, int Ex>
 // W short of a full tile repeat the last one, and the duplicates are dropped.
 template <class T, class Tile>
 [[gnu::always_inline]] inline void forward_block(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias,
-                                                 Matrix<T> y, std::size_t b0, std::size_t b1,
-                                                 std::size_t w0, std::size_t w1) {
+                                                 Matrix<T> y, std::size_t b0, std::size_t b1, std::size_t w0,
+                                                 std::size_t w1) {
     constexpr std::size_t Wr = Tile::weights, MaxEx = Tile::max_examples;
     const std::size_t examples = b1 - b0;
     const std::size_t tiles = (examples + MaxEx - 1) / MaxEx;
@@ -108,8 +108,12 @@ template <class T, class Tile>
             for (std::size_t e = 0; e < ne; ++e) xs[e] = x.row(b + e);
             T out[MaxEx][Wr];
             switch (ne) {
-                case 6: if constexpr (MaxEx >= 6) dot_tile<T, Tile, 6>(xs, ws, x.cols, out); break;
-                case 5: if constexpr (MaxEx >= 5) dot_tile<T, Tile, 5>(xs, ws, x.cols, out); break;
+                case 6:
+                    if constexpr (MaxEx >= 6) dot_tile<T, Tile, 6>(xs, ws, x.cols, out);
+                    break;
+                case 5:
+                    if constexpr (MaxEx >= 5) dot_tile<T, Tile, 5>(xs, ws, x.cols, out);
+                    break;
                 case 4: dot_tile<T, Tile, 4>(xs, ws, x.cols, out); break;
                 case 3: dot_tile<T, Tile, 3>(xs, ws, x.cols, out); break;
                 case 2: dot_tile<T, Tile, 2>(xs, ws, x.cols, out); break;
@@ -125,23 +129,23 @@ template <class T, class Tile>
 
 // The wide tile is compiled for AVX-512 alone and taken when the processor
 // has it; the narrow one gets the usual per-ISA clones (multiversion.hpp).
-#define MEPROP_FORWARD_BLOCKS(T, suffix)                                                          \
-    MEPROP_AVX512_TARGET void forward_block_wide_##suffix(                                     \
-        ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T> y, std::size_t b0,           \
-        std::size_t b1, std::size_t w0, std::size_t w1) {                                         \
-        forward_block<T, WideTile>(x, W, bias, y, b0, b1, w0, w1);                                \
-    }                                                                                             \
-    MEPROP_CLONES void forward_block_narrow_##suffix(ConstMatrix<T> x, ConstMatrix<T> W,          \
-                                                     const T* bias, Matrix<T> y, std::size_t b0,  \
-                                                     std::size_t b1, std::size_t w0,              \
-                                                     std::size_t w1) {                            \
-        forward_block<T, NarrowTile>(x, W, bias, y, b0, b1, w0, w1);                              \
-    }                                                                                             \
-    inline void forward_block_any(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T> y, \
-                                  std::size_t b0, std::size_t b1, std::size_t w0,                 \
-                                  std::size_t w1) {                                               \
-        if (detail::avx512_runs()) forward_block_wide_##suffix(x, W, bias, y, b0, b1, w0, w1);         \
-        else forward_block_narrow_##suffix(x, W, bias, y, b0, b1, w0, w1);                        \
+#define MEPROP_FORWARD_BLOCKS(T, suffix)                                                                     \
+    MEPROP_AVX512_TARGET void forward_block_wide_##suffix(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, \
+                                                          Matrix<T> y, std::size_t b0, std::size_t b1,       \
+                                                          std::size_t w0, std::size_t w1) {                  \
+        forward_block<T, WideTile>(x, W, bias, y, b0, b1, w0, w1);                                           \
+    }                                                                                                        \
+    MEPROP_CLONES void forward_block_narrow_##suffix(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias,      \
+                                                     Matrix<T> y, std::size_t b0, std::size_t b1,            \
+                                                     std::size_t w0, std::size_t w1) {                       \
+        forward_block<T, NarrowTile>(x, W, bias, y, b0, b1, w0, w1);                                         \
+    }                                                                                                        \
+    inline void forward_block_any(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T> y,            \
+                                  std::size_t b0, std::size_t b1, std::size_t w0, std::size_t w1) {          \
+        if (detail::avx512_runs())                                                                           \
+            forward_block_wide_##suffix(x, W, bias, y, b0, b1, w0, w1);                                      \
+        else                                                                                                 \
+            forward_block_narrow_##suffix(x, W, bias, y, b0, b1, w0, w1);                                    \
     }
 MEPROP_FORWARD_BLOCKS(float, f32)
 MEPROP_FORWARD_BLOCKS(double, f64)
@@ -155,8 +159,7 @@ void linear_forward(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T>
         detail::fail("linear_forward: x has ", x.cols, " columns but W has ", W.cols,
                      " (W must be n_out x n_in)");
     if (y.rows != x.rows || y.cols != W.rows)
-        detail::fail("linear_forward: y must be ", x.rows, " x ", W.rows, ", got ", y.rows, " x ",
-                     y.cols);
+        detail::fail("linear_forward: y must be ", x.rows, " x ", W.rows, ", got ", y.rows, " x ", y.cols);
     if (x.rows == 0 || W.rows == 0) return;
     // Tasks: (example block, chunk of W rows). A chunk of 16 rows keeps tasks
     // numerous enough to balance and each W row is read once per block.
@@ -176,11 +179,11 @@ void linear_forward(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T>
     }
 }
 
-bool linear_forward_uses_avx512() { return detail::avx512_runs(); }
+bool linear_forward_uses_avx512() {
+    return detail::avx512_runs();
+}
 
-template void linear_forward<float>(ConstMatrix<float>, ConstMatrix<float>, const float*,
-                                    Matrix<float>);
-template void linear_forward<double>(ConstMatrix<double>, ConstMatrix<double>, const double*,
-                                     Matrix<double>);
+template void linear_forward<float>(ConstMatrix<float>, ConstMatrix<float>, const float*, Matrix<float>);
+template void linear_forward<double>(ConstMatrix<double>, ConstMatrix<double>, const double*, Matrix<double>);
 
 }  // namespace meprop

@@ -33,9 +33,8 @@ namespace {
 // simd reduction lets the compiler vectorise the sums in a fixed lane order,
 // so results do not depend on threads (only on the ISA clone chosen).
 template <class T>
-[[gnu::always_inline]] inline void gemv_add(const T* __restrict W, std::size_t rows,
-                                            std::size_t cols, const T* __restrict v,
-                                            T* __restrict out) {
+[[gnu::always_inline]] inline void gemv_add(const T* __restrict W, std::size_t rows, std::size_t cols,
+                                            const T* __restrict v, T* __restrict out) {
     std::size_t j = 0;
     for (; j + 4 <= rows; j += 4) {
         const T* w0 = W + j * cols;
@@ -67,9 +66,8 @@ template <class T>
 // out = sum_e coefs[e] * src[rows[e], :] (n >= 1 terms), four rows per pass
 // over out: one load and store of out per four multiply-adds.
 template <class T>
-[[gnu::always_inline]] inline void combine_into(T* __restrict out, std::size_t len,
-                                                const std::int64_t* rows, const T* coefs,
-                                                std::size_t n, const T* src) {
+[[gnu::always_inline]] inline void combine_into(T* __restrict out, std::size_t len, const std::int64_t* rows,
+                                                const T* coefs, std::size_t n, const T* src) {
     std::fill(out, out + len, T(0));
     std::size_t e = 0;
     for (; e + 4 <= n; e += 4) {
@@ -89,36 +87,33 @@ template <class T>
     }
 }
 
-MEPROP_CLONES void gemv_add_f32(const float* W, std::size_t r, std::size_t c, const float* v,
-                                float* out) {
+MEPROP_CLONES void gemv_add_f32(const float* W, std::size_t r, std::size_t c, const float* v, float* out) {
     gemv_add(W, r, c, v, out);
 }
-MEPROP_CLONES void gemv_add_f64(const double* W, std::size_t r, std::size_t c, const double* v,
-                                double* out) {
+MEPROP_CLONES void gemv_add_f64(const double* W, std::size_t r, std::size_t c, const double* v, double* out) {
     gemv_add(W, r, c, v, out);
 }
 inline void gemv_add_any(const float* W, std::size_t r, std::size_t c, const float* v, float* o) {
     gemv_add_f32(W, r, c, v, o);
 }
-inline void gemv_add_any(const double* W, std::size_t r, std::size_t c, const double* v,
-                         double* o) {
+inline void gemv_add_any(const double* W, std::size_t r, std::size_t c, const double* v, double* o) {
     gemv_add_f64(W, r, c, v, o);
 }
 
-MEPROP_CLONES void combine_f32(float* out, std::size_t len, const std::int64_t* rows,
-                               const float* coefs, std::size_t n, const float* src) {
+MEPROP_CLONES void combine_f32(float* out, std::size_t len, const std::int64_t* rows, const float* coefs,
+                               std::size_t n, const float* src) {
     combine_into(out, len, rows, coefs, n, src);
 }
-MEPROP_CLONES void combine_f64(double* out, std::size_t len, const std::int64_t* rows,
-                               const double* coefs, std::size_t n, const double* src) {
+MEPROP_CLONES void combine_f64(double* out, std::size_t len, const std::int64_t* rows, const double* coefs,
+                               std::size_t n, const double* src) {
     combine_into(out, len, rows, coefs, n, src);
 }
 inline void combine_any(float* out, std::size_t len, const std::int64_t* rows, const float* coefs,
                         std::size_t n, const float* src) {
     combine_f32(out, len, rows, coefs, n, src);
 }
-inline void combine_any(double* out, std::size_t len, const std::int64_t* rows,
-                        const double* coefs, std::size_t n, const double* src) {
+inline void combine_any(double* out, std::size_t len, const std::int64_t* rows, const double* coefs,
+                        std::size_t n, const double* src) {
     combine_f64(out, len, rows, coefs, n, src);
 }
 
@@ -130,8 +125,8 @@ T sigmoid(T z) {
 // One thread per sequence when there are several; a single sequence runs
 // alone, since its steps depend on each other.
 int sequence_threads(Sequences seqs) {
-    return static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(num_threads()),
-                                                   std::max<std::size_t>(seqs.count, 1)));
+    return static_cast<int>(
+        std::min<std::size_t>(static_cast<std::size_t>(num_threads()), std::max<std::size_t>(seqs.count, 1)));
 }
 
 template <class T>
@@ -199,9 +194,8 @@ void lstm_forward(ConstMatrix<T> input_gates, ConstMatrix<T> W_hh, Sequences seq
 
 template <class T>
 double lstm_backward_through_time(ConstMatrix<T> W_hh, Sequences seqs, ConstMatrix<T> gates,
-                                  ConstMatrix<T> cells, ConstMatrix<T> cell_tanh,
-                                  ConstMatrix<T> dhidden, std::size_t k, Matrix<T> dz,
-                                  std::int64_t* kept, SelectMethod method,
+                                  ConstMatrix<T> cells, ConstMatrix<T> cell_tanh, ConstMatrix<T> dhidden,
+                                  std::size_t k, Matrix<T> dz, std::int64_t* kept, SelectMethod method,
                                   GateSelection selection, T memory_decay) {
     const std::size_t h = hidden_size(W_hh), G = 4 * h, N = gates.rows;
     if (!(memory_decay >= T(0) && memory_decay <= T(1))) {
@@ -273,7 +267,8 @@ double lstm_backward_through_time(ConstMatrix<T> W_hh, Sequences seqs, ConstMatr
                         for (std::size_t gate = 0; gate < 4; ++gate) {
                             std::int64_t* block = ids + gate * per;
                             topk(d + gate * h, h, per, block, method);
-                            for (std::size_t e = 0; e < per; ++e) block[e] += static_cast<std::int64_t>(gate * h);
+                            for (std::size_t e = 0; e < per; ++e)
+                                block[e] += static_cast<std::int64_t>(gate * h);
                         }
                     } else {
                         topk(d, G, k, ids, method);
@@ -306,25 +301,27 @@ void lstm_previous_hidden(ConstMatrix<T> hidden, Sequences seqs, Matrix<T> out) 
     check_rows<T>(out, hidden.rows, hidden.cols, "previous hidden");
     for (std::size_t b = 0; b < seqs.count; ++b) {
         for (std::size_t t = seqs.begin(b); t < seqs.end(b); ++t) {
-            if (t == seqs.begin(b)) std::fill(out.row(t), out.row(t) + out.cols, T(0));
-            else std::copy(hidden.row(t - 1), hidden.row(t - 1) + out.cols, out.row(t));
+            if (t == seqs.begin(b))
+                std::fill(out.row(t), out.row(t) + out.cols, T(0));
+            else
+                std::copy(hidden.row(t - 1), hidden.row(t - 1) + out.cols, out.row(t));
         }
     }
 }
 
 template <class T>
-LstmGradients<T> lstm_backward(ConstMatrix<T> x, ConstMatrix<T> W_ih, ConstMatrix<T> W_hh,
-                               Sequences seqs, const LstmCache<T>& cache,
-                               ConstMatrix<T> dhidden, std::size_t k, GateSelection selection) {
+LstmGradients<T> lstm_backward(ConstMatrix<T> x, ConstMatrix<T> W_ih, ConstMatrix<T> W_hh, Sequences seqs,
+                               const LstmCache<T>& cache, ConstMatrix<T> dhidden, std::size_t k,
+                               GateSelection selection) {
     const std::size_t h = hidden_size(W_hh), G = 4 * h, N = x.rows;
     check_rows(W_ih, G, x.cols, "W_ih");
     const bool dense = k == G;
     LstmGradients<T> g;
     std::vector<T> dz(N * G);
     if (!dense && k >= 1 && k <= G) g.kept.resize(N * k);
-    lstm_backward_through_time<T>(W_hh, seqs, cache.gates, cache.cells, cache.cell_tanh, dhidden,
-                                  k, Matrix<T>{dz.data(), N, G}, g.kept.data(),
-                                  SelectMethod::automatic, selection);
+    lstm_backward_through_time<T>(W_hh, seqs, cache.gates, cache.cells, cache.cell_tanh, dhidden, k,
+                                  Matrix<T>{dz.data(), N, G}, g.kept.data(), SelectMethod::automatic,
+                                  selection);
     std::vector<std::int64_t> all_rows(G);
     std::iota(all_rows.begin(), all_rows.end(), std::int64_t{0});
     const IndexSets sets = dense ? IndexSets{all_rows.data(), 1, G} : IndexSets{g.kept.data(), N, k};
@@ -334,7 +331,8 @@ LstmGradients<T> lstm_backward(ConstMatrix<T> x, ConstMatrix<T> W_ih, ConstMatri
     std::vector<T> h_prev(N * h);
     lstm_previous_hidden<T>(cache.hidden, seqs, Matrix<T>{h_prev.data(), N, h});
     const WeightGradPlan<T> plan(dzv, sets);
-    for (auto [grads, src] : {std::pair{&g.dW_ih, x}, std::pair{&g.dW_hh, ConstMatrix<T>{h_prev.data(), N, h}}}) {
+    for (auto [grads, src] :
+         {std::pair{&g.dW_ih, x}, std::pair{&g.dW_hh, ConstMatrix<T>{h_prev.data(), N, h}}}) {
         grads->rows = plan.rows();
         grads->cols = src.cols;
         grads->grads.resize(grads->rows.size() * src.cols);
@@ -345,18 +343,15 @@ LstmGradients<T> lstm_backward(ConstMatrix<T> x, ConstMatrix<T> W_ih, ConstMatri
     return g;
 }
 
-#define MEPROP_INSTANTIATE_LSTM(T)                                                              \
-    template void lstm_forward<T>(ConstMatrix<T>, ConstMatrix<T>, Sequences,                    \
-                                  const LstmCache<T>&);                                         \
-    template double lstm_backward_through_time<T>(ConstMatrix<T>, Sequences, ConstMatrix<T>,    \
-                                                  ConstMatrix<T>, ConstMatrix<T>,               \
-                                                  ConstMatrix<T>, std::size_t, Matrix<T>,       \
-                                                  std::int64_t*, SelectMethod, GateSelection,   \
-                                                  T);                                           \
-    template void lstm_previous_hidden<T>(ConstMatrix<T>, Sequences, Matrix<T>);                \
-    template LstmGradients<T> lstm_backward<T>(ConstMatrix<T>, ConstMatrix<T>, ConstMatrix<T>,  \
-                                               Sequences, const LstmCache<T>&, ConstMatrix<T>,  \
-                                               std::size_t, GateSelection);
+#define MEPROP_INSTANTIATE_LSTM(T)                                                                           \
+    template void lstm_forward<T>(ConstMatrix<T>, ConstMatrix<T>, Sequences, const LstmCache<T>&);           \
+    template double lstm_backward_through_time<T>(ConstMatrix<T>, Sequences, ConstMatrix<T>, ConstMatrix<T>, \
+                                                  ConstMatrix<T>, ConstMatrix<T>, std::size_t, Matrix<T>,    \
+                                                  std::int64_t*, SelectMethod, GateSelection, T);            \
+    template void lstm_previous_hidden<T>(ConstMatrix<T>, Sequences, Matrix<T>);                             \
+    template LstmGradients<T> lstm_backward<T>(ConstMatrix<T>, ConstMatrix<T>, ConstMatrix<T>, Sequences,    \
+                                               const LstmCache<T>&, ConstMatrix<T>, std::size_t,             \
+                                               GateSelection);
 
 MEPROP_INSTANTIATE_LSTM(float)
 MEPROP_INSTANTIATE_LSTM(double)

@@ -39,19 +39,27 @@ inline bool cpu_has_avx512() {
     return avx512;
 }
 #if defined(MEPROP_FORCE_ISA)
-inline bool avx512_runs() { return MEPROP_FORCE_ISA == 4; }
+inline bool avx512_runs() {
+    return MEPROP_FORCE_ISA == 4;
+}
 #else
-inline bool avx512_runs() { return cpu_has_avx512(); }
+inline bool avx512_runs() {
+    return cpu_has_avx512();
+}
 #endif
 }  // namespace meprop::detail
 #elif defined(__AVX512F__)
 #define MEPROP_AVX512_TARGET
 namespace meprop::detail {
-constexpr bool avx512_runs() { return true; }
+constexpr bool avx512_runs() {
+    return true;
+}
 }  // namespace meprop::detail
 #else
 #define MEPROP_AVX512_TARGET
 namespace meprop::detail {
-constexpr bool avx512_runs() { return false; }
+constexpr bool avx512_runs() {
+    return false;
+}
 }  // namespace meprop::detail
 #endif

@@ -110,8 +110,8 @@ void for_each_row(Matrix<T> param, RowGradientView rows, const T* grad_rows, boo
 // gradient with the moments decayed in place.
 template <class T>
 [[gnu::always_inline]] inline void adam_row(T* __restrict p, T* __restrict m, T* __restrict v,
-                                            const T* __restrict g, std::size_t n, T cm, T cv, T b1,
-                                            T b2, T step_size, T inv_sqrt_bc2, T eps, T clip) {
+                                            const T* __restrict g, std::size_t n, T cm, T cv, T b1, T b2,
+                                            T step_size, T inv_sqrt_bc2, T eps, T clip) {
     if (g == nullptr) {  // zero gradient: the moments decay, the row still moves
         for (std::size_t i = 0; i < n; ++i) {
             m[i] = b1 * m[i];
@@ -133,8 +133,8 @@ template <class T>
 // scale_v that of v (its square root) into the bias correction.
 template <class T>
 [[gnu::always_inline]] inline void adam_row_deferred(T* __restrict p, const T* __restrict m,
-                                                     const T* __restrict v, std::size_t n,
-                                                     T step_m, T scale_v, T eps) {
+                                                     const T* __restrict v, std::size_t n, T step_m,
+                                                     T scale_v, T eps) {
     for (std::size_t i = 0; i < n; ++i) p[i] -= step_m * m[i] / (std::sqrt(v[i]) * scale_v + eps);
 }
 
@@ -142,18 +142,17 @@ MEPROP_CLONES void adam_row_f32(float* p, float* m, float* v, const float* g, st
                                 float cv, float b1, float b2, float s, float ib, float eps, float clip) {
     adam_row(p, m, v, g, n, cm, cv, b1, b2, s, ib, eps, clip);
 }
-MEPROP_CLONES void adam_row_f64(double* p, double* m, double* v, const double* g, std::size_t n,
-                                double cm, double cv, double b1, double b2, double s, double ib,
-                                double eps, double clip) {
+MEPROP_CLONES void adam_row_f64(double* p, double* m, double* v, const double* g, std::size_t n, double cm,
+                                double cv, double b1, double b2, double s, double ib, double eps,
+                                double clip) {
     adam_row(p, m, v, g, n, cm, cv, b1, b2, s, ib, eps, clip);
 }
-inline void adam_row_any(float* p, float* m, float* v, const float* g, std::size_t n, float cm,
-                         float cv, float b1, float b2, float s, float ib, float eps, float clip) {
+inline void adam_row_any(float* p, float* m, float* v, const float* g, std::size_t n, float cm, float cv,
+                         float b1, float b2, float s, float ib, float eps, float clip) {
     adam_row_f32(p, m, v, g, n, cm, cv, b1, b2, s, ib, eps, clip);
 }
 inline void adam_row_any(double* p, double* m, double* v, const double* g, std::size_t n, double cm,
-                         double cv, double b1, double b2, double s, double ib, double eps,
-                         double clip) {
+                         double cv, double b1, double b2, double s, double ib, double eps, double clip) {
     adam_row_f64(p, m, v, g, n, cm, cv, b1, b2, s, ib, eps, clip);
 }
 
@@ -165,39 +164,38 @@ MEPROP_CLONES void adam_row_deferred_f64(double* p, const double* m, const doubl
                                          double step_m, double scale_v, double eps) {
     adam_row_deferred(p, m, v, n, step_m, scale_v, eps);
 }
-inline void adam_row_deferred_any(float* p, const float* m, const float* v, std::size_t n,
-                                  float step_m, float scale_v, float eps) {
+inline void adam_row_deferred_any(float* p, const float* m, const float* v, std::size_t n, float step_m,
+                                  float scale_v, float eps) {
     adam_row_deferred_f32(p, m, v, n, step_m, scale_v, eps);
 }
-inline void adam_row_deferred_any(double* p, const double* m, const double* v, std::size_t n,
-                                  double step_m, double scale_v, double eps) {
+inline void adam_row_deferred_any(double* p, const double* m, const double* v, std::size_t n, double step_m,
+                                  double scale_v, double eps) {
     adam_row_deferred_f64(p, m, v, n, step_m, scale_v, eps);
 }
 
 template <class T>
-[[gnu::always_inline]] inline void adagrad_row(T* __restrict p, T* __restrict s,
-                                               const T* __restrict g, std::size_t n, T lr, T eps,
-                                               T clip) {
+[[gnu::always_inline]] inline void adagrad_row(T* __restrict p, T* __restrict s, const T* __restrict g,
+                                               std::size_t n, T lr, T eps, T clip) {
     for (std::size_t i = 0; i < n; ++i) {
         const T gi = clipped(g[i], clip);
         s[i] += gi * gi;
         p[i] -= lr * gi / (std::sqrt(s[i]) + eps);
     }
 }
-MEPROP_CLONES void adagrad_row_f32(float* p, float* s, const float* g, std::size_t n, float lr,
-                                   float eps, float clip) {
+MEPROP_CLONES void adagrad_row_f32(float* p, float* s, const float* g, std::size_t n, float lr, float eps,
+                                   float clip) {
     adagrad_row(p, s, g, n, lr, eps, clip);
 }
-MEPROP_CLONES void adagrad_row_f64(double* p, double* s, const double* g, std::size_t n,
-                                   double lr, double eps, double clip) {
+MEPROP_CLONES void adagrad_row_f64(double* p, double* s, const double* g, std::size_t n, double lr,
+                                   double eps, double clip) {
     adagrad_row(p, s, g, n, lr, eps, clip);
 }
 inline void adagrad_row_any(float* p, float* s, const float* g, std::size_t n, float lr, float eps,
                             float clip) {
     adagrad_row_f32(p, s, g, n, lr, eps, clip);
 }
-inline void adagrad_row_any(double* p, double* s, const double* g, std::size_t n, double lr,
-                            double eps, double clip) {
+inline void adagrad_row_any(double* p, double* s, const double* g, std::size_t n, double lr, double eps,
+                            double clip) {
     adagrad_row_f64(p, s, g, n, lr, eps, clip);
 }
 
@@ -230,9 +228,8 @@ void adagrad_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, M
 }
 
 template <class T>
-void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> m,
-                 Matrix<T> v, std::int64_t step, const AdamConfig& c, bool lazy,
-                 AdamRowDecay decay) {
+void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> m, Matrix<T> v,
+                 std::int64_t step, const AdamConfig& c, bool lazy, AdamRowDecay decay) {
     check_update(param, rows, grad_rows);
     check_state(param, m, "Adam first moment");
     check_state(param, v, "Adam second moment");
@@ -290,17 +287,16 @@ void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matr
         const T cm = static_cast<T>(c.beta1 * d1), cv = static_cast<T>(c.beta2 * d2);
         d1 = 1.0;
         d2 = 1.0;
-        adam_row_any(param.row(r), m.row(r), v.row(r), g, cols, cm, cv, b1, b2, step_size_t,
-                     inv_sqrt_bc2_t, eps, clip);
+        adam_row_any(param.row(r), m.row(r), v.row(r), g, cols, cm, cv, b1, b2, step_size_t, inv_sqrt_bc2_t,
+                     eps, clip);
     });
 }
 
-#define MEPROP_INSTANTIATE_OPTIMIZERS(T)                                                      \
-    template void sgd_update<T>(Matrix<T>, RowGradientView, const T*, const SgdConfig&);     \
-    template void adagrad_update<T>(Matrix<T>, RowGradientView, const T*, Matrix<T>,         \
-                                    const AdagradConfig&);                                   \
-    template void adam_update<T>(Matrix<T>, RowGradientView, const T*, Matrix<T>, Matrix<T>, \
-                                 std::int64_t, const AdamConfig&, bool, AdamRowDecay);
+#define MEPROP_INSTANTIATE_OPTIMIZERS(T)                                                                    \
+    template void sgd_update<T>(Matrix<T>, RowGradientView, const T*, const SgdConfig&);                    \
+    template void adagrad_update<T>(Matrix<T>, RowGradientView, const T*, Matrix<T>, const AdagradConfig&); \
+    template void adam_update<T>(Matrix<T>, RowGradientView, const T*, Matrix<T>, Matrix<T>, std::int64_t,  \
+                                 const AdamConfig&, bool, AdamRowDecay);
 
 MEPROP_INSTANTIATE_OPTIMIZERS(float)
 MEPROP_INSTANTIATE_OPTIMIZERS(double)

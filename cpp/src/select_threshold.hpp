@@ -69,9 +69,11 @@ template <class Key>
     for (std::size_t base = 0; base < n; base += 64) {
         const std::size_t width = std::min<std::size_t>(64, n - base);
         std::uint64_t mask = 0;
-        for (std::size_t l = 0; l < width; ++l) mask |= static_cast<std::uint64_t>(keys[base + l] >= bound) << l;
+        for (std::size_t l = 0; l < width; ++l)
+            mask |= static_cast<std::uint64_t>(keys[base + l] >= bound) << l;
         while (mask != 0) {
-            cand[n_cand++] = static_cast<std::uint32_t>(base + static_cast<std::size_t>(__builtin_ctzll(mask)));
+            cand[n_cand++] =
+                static_cast<std::uint32_t>(base + static_cast<std::size_t>(__builtin_ctzll(mask)));
             mask &= mask - 1;
         }
     }
@@ -89,7 +91,8 @@ template <class Key>
     for (std::size_t c = 0; c < n_cand; ++c) {
         const Key key = ck[c];
         std::uint32_t rank = 0;
-        for (std::size_t d = 0; d < n_cand; ++d) rank += (ck[d] > key) | ((ck[d] == key) & (d < c));  // vectorises
+        for (std::size_t d = 0; d < n_cand; ++d)
+            rank += (ck[d] > key) | ((ck[d] == key) & (d < c));  // vectorises
         cand[taken] = cand[c];
         taken += rank < k;
     }

@@ -11,11 +11,11 @@ namespace meprop::detail {
 
 template <class Key>
 struct SelectWorkspace {
-    std::vector<Key> keys;                // radix, threshold: one key per entry
+    std::vector<Key> keys;                  // radix, threshold: one key per entry
     std::vector<std::uint32_t> candidates;  // radix: entries still undecided; threshold: entries at the bound
-    std::vector<Key> candidate_keys;      // threshold: the candidates' keys
-    std::vector<Key> heap_keys;           // heap: k keys
-    std::vector<std::int64_t> heap_ids;   // heap: k indices
+    std::vector<Key> candidate_keys;        // threshold: the candidates' keys
+    std::vector<Key> heap_keys;             // heap: k keys
+    std::vector<std::int64_t> heap_ids;     // heap: k indices
 
     static SelectWorkspace& for_this_thread() {
         thread_local SelectWorkspace workspace;

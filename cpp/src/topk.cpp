@@ -116,8 +116,7 @@ void topk_rows(ConstMatrix<T> a, std::size_t k, std::int64_t* out, SelectMethod 
     const int threads = a.rows * a.cols >= parallel_min_entries ? num_threads() : 1;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (std::int64_t r = 0; r < rows; ++r) {
-        select(a.row(static_cast<std::size_t>(r)), a.cols, k, out + r * static_cast<std::int64_t>(k),
-               method);
+        select(a.row(static_cast<std::size_t>(r)), a.cols, k, out + r * static_cast<std::int64_t>(k), method);
     }
 }
 
@@ -147,9 +146,9 @@ void topk_unified(ConstMatrix<T> a, std::size_t k, std::int64_t* out, SelectMeth
     select(s, a.cols, k, out, method);
 }
 
-#define MEPROP_INSTANTIATE_TOPK(T)                                                        \
+#define MEPROP_INSTANTIATE_TOPK(T)                                                          \
     template void topk<T>(const T*, std::size_t, std::size_t, std::int64_t*, SelectMethod); \
-    template void topk_rows<T>(ConstMatrix<T>, std::size_t, std::int64_t*, SelectMethod);    \
+    template void topk_rows<T>(ConstMatrix<T>, std::size_t, std::int64_t*, SelectMethod);   \
     template void topk_unified<T>(ConstMatrix<T>, std::size_t, std::int64_t*, SelectMethod);
 
 MEPROP_INSTANTIATE_TOPK(float)

@@ -27,26 +27,26 @@ struct Register {
 
 #define MEPROP_CONCAT_(a, b) a##b
 #define MEPROP_CONCAT(a, b) MEPROP_CONCAT_(a, b)
-#define TEST(name)                                                                       \
-    static void name();                                                                  \
-    static meprop_test::Register MEPROP_CONCAT(register_, name)(#name, name);            \
+#define TEST(name)                                                            \
+    static void name();                                                       \
+    static meprop_test::Register MEPROP_CONCAT(register_, name)(#name, name); \
     static void name()
 
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            ++meprop_test::Registry::get().failures;                                     \
-            std::cerr << __FILE__ << ":" << __LINE__ << ": CHECK failed: " #cond "\n";   \
-        }                                                                                \
+#define CHECK(cond)                                                                    \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            ++meprop_test::Registry::get().failures;                                   \
+            std::cerr << __FILE__ << ":" << __LINE__ << ": CHECK failed: " #cond "\n"; \
+        }                                                                              \
     } while (0)
 
-#define CHECK_THROWS(expr)                                                               \
-    do {                                                                                 \
-        bool threw = false;                                                              \
-        try {                                                                            \
-            expr;                                                                        \
-        } catch (const std::invalid_argument&) {                                         \
-            threw = true;                                                                \
-        }                                                                                \
-        CHECK(threw && "expected std::invalid_argument from " #expr);                    \
+#define CHECK_THROWS(expr)                                            \
+    do {                                                              \
+        bool threw = false;                                           \
+        try {                                                         \
+            expr;                                                     \
+        } catch (const std::invalid_argument&) {                      \
+            threw = true;                                             \
+        }                                                             \
+        CHECK(threw && "expected std::invalid_argument from " #expr); \
     } while (0)

@@ -20,8 +20,7 @@ struct Expected {
 };
 
 Expected reference_step(const std::vector<double>& dy, std::size_t B, std::size_t n,
-                        const std::vector<double>& memory, std::size_t k, BackwardMode mode,
-                        double decay) {
+                        const std::vector<double>& memory, std::size_t k, BackwardMode mode, double decay) {
     Expected e;
     e.u = dy;
     for (std::size_t b = 0; b < B; ++b)
@@ -51,7 +50,9 @@ Expected reference_step(const std::vector<double>& dy, std::size_t B, std::size_
     return e;
 }
 
-bool close(double a, double b) { return std::fabs(a - b) <= 1e-12 * (1.0 + std::fabs(b)); }
+bool close(double a, double b) {
+    return std::fabs(a - b) <= 1e-12 * (1.0 + std::fabs(b));
+}
 
 void check_steps(std::size_t B, std::size_t n, std::size_t k, BackwardMode mode, double decay,
                  unsigned seed) {
@@ -80,8 +81,8 @@ void check_steps(std::size_t B, std::size_t n, std::size_t k, BackwardMode mode,
 
 TEST(error_feedback_matches_reference_per_example) {
     check_steps(5, 17, 3, BackwardMode::per_example, 0.8, 1);
-    check_steps(1, 9, 1, BackwardMode::per_example, 1.0, 2);   // B = 1, k = 1
-    check_steps(3, 8, 8, BackwardMode::per_example, 0.5, 3);   // k = n: nothing dropped
+    check_steps(1, 9, 1, BackwardMode::per_example, 1.0, 2);  // B = 1, k = 1
+    check_steps(3, 8, 8, BackwardMode::per_example, 0.5, 3);  // k = n: nothing dropped
 }
 
 TEST(error_feedback_matches_reference_unified) {
@@ -105,10 +106,11 @@ TEST(error_feedback_decay_zero_is_plain_topk) {
     std::vector<float> memory(12, 0.0f), corrected(4 * 12);
     meprop::ErrorMemory<float> mem{memory.data(), 12, 0.0f};
     meprop::IndexSets sets, plain;
-    const auto ids = meprop::select_with_error_memory(ConstMatrix<float>{dy.data(), 4, 12}, BackwardMode::per_example,
-                                                      3, mem, Matrix<float>{corrected.data(), 4, 12}, sets);
-    const auto plain_ids = meprop::select_index_sets(ConstMatrix<float>{dy.data(), 4, 12}, BackwardMode::per_example,
-                                                     3, plain);
+    const auto ids =
+        meprop::select_with_error_memory(ConstMatrix<float>{dy.data(), 4, 12}, BackwardMode::per_example, 3,
+                                         mem, Matrix<float>{corrected.data(), 4, 12}, sets);
+    const auto plain_ids =
+        meprop::select_index_sets(ConstMatrix<float>{dy.data(), 4, 12}, BackwardMode::per_example, 3, plain);
     CHECK(ids == plain_ids);
     for (float m : memory) CHECK(m == 0.0f);
 }
@@ -126,15 +128,19 @@ TEST(error_feedback_rejects_bad_memory) {
     std::vector<double> dy(6, 1.0), memory(3, 0.0), corrected(6);
     meprop::IndexSets sets;
     meprop::ErrorMemory<double> short_memory{memory.data(), 2, 1.0};
-    CHECK_THROWS(meprop::select_with_error_memory(ConstMatrix<double>{dy.data(), 2, 3}, BackwardMode::per_example, 1,
-                                                  short_memory, Matrix<double>{corrected.data(), 2, 3}, sets));
+    CHECK_THROWS(meprop::select_with_error_memory(ConstMatrix<double>{dy.data(), 2, 3},
+                                                  BackwardMode::per_example, 1, short_memory,
+                                                  Matrix<double>{corrected.data(), 2, 3}, sets));
     meprop::ErrorMemory<double> bad_decay{memory.data(), 3, 1.5};
-    CHECK_THROWS(meprop::select_with_error_memory(ConstMatrix<double>{dy.data(), 2, 3}, BackwardMode::per_example, 1,
-                                                  bad_decay, Matrix<double>{corrected.data(), 2, 3}, sets));
+    CHECK_THROWS(meprop::select_with_error_memory(ConstMatrix<double>{dy.data(), 2, 3},
+                                                  BackwardMode::per_example, 1, bad_decay,
+                                                  Matrix<double>{corrected.data(), 2, 3}, sets));
     meprop::ErrorMemory<double> nan_decay{memory.data(), 3, NAN};
-    CHECK_THROWS(meprop::select_with_error_memory(ConstMatrix<double>{dy.data(), 2, 3}, BackwardMode::per_example, 1,
-                                                  nan_decay, Matrix<double>{corrected.data(), 2, 3}, sets));
+    CHECK_THROWS(meprop::select_with_error_memory(ConstMatrix<double>{dy.data(), 2, 3},
+                                                  BackwardMode::per_example, 1, nan_decay,
+                                                  Matrix<double>{corrected.data(), 2, 3}, sets));
     meprop::ErrorMemory<double> ok{memory.data(), 3, 1.0};
-    CHECK_THROWS(meprop::select_with_error_memory(ConstMatrix<double>{dy.data(), 2, 3}, BackwardMode::per_example, 1,
-                                                  ok, Matrix<double>{corrected.data(), 1, 3}, sets));
+    CHECK_THROWS(meprop::select_with_error_memory(ConstMatrix<double>{dy.data(), 2, 3},
+                                                  BackwardMode::per_example, 1, ok,
+                                                  Matrix<double>{corrected.data(), 1, 3}, sets));
 }

@@ -15,10 +15,13 @@ struct Problem {
     std::vector<double> dy, x, W;
 };
 
-Problem make_problem(std::size_t B, std::size_t n_in, std::size_t n_out, std::size_t k,
-                     unsigned seed) {
+Problem make_problem(std::size_t B, std::size_t n_in, std::size_t n_out, std::size_t k, unsigned seed) {
     std::mt19937 gen(seed);
-    return {B, n_in, n_out, k, meprop_test::random_vector<double>(B * n_out, gen),
+    return {B,
+            n_in,
+            n_out,
+            k,
+            meprop_test::random_vector<double>(B * n_out, gen),
             meprop_test::random_vector<double>(B * n_in, gen),
             meprop_test::random_vector<double>(n_out * n_in, gen)};
 }
@@ -44,14 +47,15 @@ std::vector<double> masked_dy(const Problem& p, BackwardMode mode) {
     return mask;
 }
 
-bool close(double a, double b) { return std::fabs(a - b) <= 1e-10 * (1.0 + std::fabs(b)); }
+bool close(double a, double b) {
+    return std::fabs(a - b) <= 1e-10 * (1.0 + std::fabs(b));
+}
 
 void check_against_reference(const Problem& p, BackwardMode mode) {
     const auto m = masked_dy(p, mode);
-    const auto g = meprop::linear_backward(ConstMatrix<double>{p.dy.data(), p.B, p.n_out},
-                                           ConstMatrix<double>{p.x.data(), p.B, p.n_in},
-                                           ConstMatrix<double>{p.W.data(), p.n_out, p.n_in}, p.k,
-                                           mode, meprop::BiasGradient::sparse);
+    const auto g = meprop::linear_backward(
+        ConstMatrix<double>{p.dy.data(), p.B, p.n_out}, ConstMatrix<double>{p.x.data(), p.B, p.n_in},
+        ConstMatrix<double>{p.W.data(), p.n_out, p.n_in}, p.k, mode, meprop::BiasGradient::sparse);
     for (std::size_t b = 0; b < p.B; ++b) {
         for (std::size_t i = 0; i < p.n_in; ++i) {
             double expected = 0.0;

@@ -39,9 +39,8 @@ void check_shape(std::size_t B, std::size_t n_in, std::size_t n_out, bool with_b
 }  // namespace
 
 TEST(linear_forward_matches_the_reference) {
-    const std::size_t shapes[][3] = {{1, 1, 1},   {1, 784, 500}, {10, 784, 500}, {3, 7, 5},
-                                     {5, 17, 3},  {33, 100, 17}, {64, 65, 9},    {70, 9, 33},
-                                     {4, 16, 2},  {2, 31, 1}};
+    const std::size_t shapes[][3] = {{1, 1, 1},     {1, 784, 500}, {10, 784, 500}, {3, 7, 5},  {5, 17, 3},
+                                     {33, 100, 17}, {64, 65, 9},   {70, 9, 33},    {4, 16, 2}, {2, 31, 1}};
     for (const auto& s : shapes) {
         for (bool bias : {true, false}) {
             check_shape<float>(s[0], s[1], s[2], bias, 1e-5);
@@ -58,9 +57,11 @@ TEST(linear_forward_is_thread_count_independent) {
     std::vector<float> one(B * n_out), many(B * n_out);
     const int before = meprop::num_threads();
     meprop::set_num_threads(1);
-    meprop::linear_forward<float>({x.data(), B, n_in}, {W.data(), n_out, n_in}, nullptr, {one.data(), B, n_out});
+    meprop::linear_forward<float>({x.data(), B, n_in}, {W.data(), n_out, n_in}, nullptr,
+                                  {one.data(), B, n_out});
     meprop::set_num_threads(3);
-    meprop::linear_forward<float>({x.data(), B, n_in}, {W.data(), n_out, n_in}, nullptr, {many.data(), B, n_out});
+    meprop::linear_forward<float>({x.data(), B, n_in}, {W.data(), n_out, n_in}, nullptr,
+                                  {many.data(), B, n_out});
     meprop::set_num_threads(before);
     CHECK(one == many);
 }

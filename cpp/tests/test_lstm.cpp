@@ -20,8 +20,8 @@ struct LstmProblem {
     std::size_t N() const { return static_cast<std::size_t>(offsets.back()); }
 };
 
-LstmProblem make_lstm(std::vector<std::int64_t> lengths, std::size_t n_in, std::size_t h,
-                      std::size_t k, unsigned seed) {
+LstmProblem make_lstm(std::vector<std::int64_t> lengths, std::size_t n_in, std::size_t h, std::size_t k,
+                      unsigned seed) {
     std::mt19937 gen(seed);
     LstmProblem p{n_in, h, k, {0}, {}, {}, {}, {}, {}};
     for (auto n : lengths) p.offsets.push_back(p.offsets.back() + n);
@@ -36,7 +36,9 @@ LstmProblem make_lstm(std::vector<std::int64_t> lengths, std::size_t n_in, std::
     return p;
 }
 
-double sig(double z) { return 1.0 / (1.0 + std::exp(-z)); }
+double sig(double z) {
+    return 1.0 / (1.0 + std::exp(-z));
+}
 
 // Reference forward + masked backward; returns (dx, dW_ih, dW_hh, db) dense.
 struct RefGrads {
@@ -52,7 +54,8 @@ RefGrads reference(const LstmProblem& p) {
             for (std::size_t j = 0; j < G; ++j) {
                 double z = p.b[j];
                 for (std::size_t i = 0; i < n_in; ++i) z += p.W_ih[j * n_in + i] * p.x[t * n_in + i];
-                if (!first) for (std::size_t i = 0; i < h; ++i) z += p.W_hh[j * h + i] * hid[(t - 1) * h + i];
+                if (!first)
+                    for (std::size_t i = 0; i < h; ++i) z += p.W_hh[j * h + i] * hid[(t - 1) * h + i];
                 a[t * G + j] = (j >= 2 * h && j < 3 * h) ? std::tanh(z) : sig(z);
             }
             for (std::size_t u = 0; u < h; ++u) {
@@ -62,8 +65,8 @@ RefGrads reference(const LstmProblem& p) {
             }
         }
     }
-    RefGrads r{hid, std::vector<double>(N * n_in), std::vector<double>(G * n_in),
-               std::vector<double>(G * h), std::vector<double>(G)};
+    RefGrads r{hid, std::vector<double>(N * n_in), std::vector<double>(G * n_in), std::vector<double>(G * h),
+               std::vector<double>(G)};
     for (std::size_t s = 0; s + 1 < p.offsets.size(); ++s) {
         std::vector<double> dh_next(h, 0.0), dc_next(h, 0.0);
         for (auto t = std::size_t(p.offsets[s + 1]); t-- > std::size_t(p.offsets[s]);) {
@@ -123,18 +126,19 @@ Run run(const LstmProblem& p) {
             in[t * G + j] = z;
         }
     const meprop::Sequences seqs{p.offsets.data(), p.offsets.size() - 1};
-    const meprop::LstmCache<double> cache{{gates.data(), N, G}, {cells.data(), N, h},
-                                          {tanhs.data(), N, h}, {hid.data(), N, h}};
+    const meprop::LstmCache<double> cache{
+        {gates.data(), N, G}, {cells.data(), N, h}, {tanhs.data(), N, h}, {hid.data(), N, h}};
     const ConstMatrix<double> W_hh{p.W_hh.data(), G, h};
     meprop::lstm_forward<double>({in.data(), N, G}, W_hh, seqs, cache);
-    auto g = meprop::lstm_backward<double>({p.x.data(), N, n_in}, {p.W_ih.data(), G, n_in}, W_hh,
-                                           seqs, cache, {p.dh.data(), N, h}, p.k,
-                                           p.per_gate ? meprop::GateSelection::per_gate
-                                                      : meprop::GateSelection::together);
+    auto g = meprop::lstm_backward<double>(
+        {p.x.data(), N, n_in}, {p.W_ih.data(), G, n_in}, W_hh, seqs, cache, {p.dh.data(), N, h}, p.k,
+        p.per_gate ? meprop::GateSelection::per_gate : meprop::GateSelection::together);
     return {hid, std::move(g)};
 }
 
-bool near(double a, double b) { return std::fabs(a - b) <= 1e-9 * (1.0 + std::fabs(b)); }
+bool near(double a, double b) {
+    return std::fabs(a - b) <= 1e-9 * (1.0 + std::fabs(b));
+}
 
 void check_rows(const meprop::RowGradients<double>& got, const std::vector<double>& ref) {
     std::vector<double> dense(ref.size(), 0.0);
@@ -172,7 +176,11 @@ TEST(lstm_per_gate_selection_matches_masked_reference) {
     auto p = make_lstm({3}, 2, 4, 6, 5);  // not a multiple of 4
     p.per_gate = true;
     bool threw = false;
-    try { run(p); } catch (const std::invalid_argument&) { threw = true; }
+    try {
+        run(p);
+    } catch (const std::invalid_argument&) {
+        threw = true;
+    }
     CHECK(threw);
 }
 
@@ -191,12 +199,20 @@ TEST(lstm_results_do_not_depend_on_threads) {
 TEST(lstm_rejects_bad_input) {
     auto p = make_lstm({3}, 2, 4, 17, 19);  // k > 4h
     bool threw = false;
-    try { run(p); } catch (const std::invalid_argument&) { threw = true; }
+    try {
+        run(p);
+    } catch (const std::invalid_argument&) {
+        threw = true;
+    }
     CHECK(threw);
     p = make_lstm({3}, 2, 4, 2, 19);
     p.offsets = {0, 2, 1, 3};  // decreasing
     threw = false;
-    try { run(p); } catch (const std::invalid_argument&) { threw = true; }
+    try {
+        run(p);
+    } catch (const std::invalid_argument&) {
+        threw = true;
+    }
     CHECK(threw);
 }
 
@@ -205,17 +221,21 @@ TEST(lstm_rejects_null_weights_and_hidden) {
     std::vector<float> input_gates(N * G), gates(N * G), cells(N * h), tanhs(N * h), hidden(N * h);
     const std::vector<std::int64_t> offsets = {0, 3};
     const meprop::Sequences seqs{offsets.data(), 1};
-    const meprop::LstmCache<float> cache{{gates.data(), N, G}, {cells.data(), N, h},
-                                         {tanhs.data(), N, h}, {hidden.data(), N, h}};
+    const meprop::LstmCache<float> cache{
+        {gates.data(), N, G}, {cells.data(), N, h}, {tanhs.data(), N, h}, {hidden.data(), N, h}};
     bool threw = false;
     try {
         meprop::lstm_forward<float>({input_gates.data(), N, G}, {nullptr, G, h}, seqs, cache);
-    } catch (const std::invalid_argument&) { threw = true; }
+    } catch (const std::invalid_argument&) {
+        threw = true;
+    }
     CHECK(threw);
     threw = false;
     std::vector<float> out(N * h);
     try {
         meprop::lstm_previous_hidden<float>({nullptr, N, h}, seqs, {out.data(), N, h});
-    } catch (const std::invalid_argument&) { threw = true; }
+    } catch (const std::invalid_argument&) {
+        threw = true;
+    }
     CHECK(threw);
 }

@@ -62,15 +62,20 @@ void deferred_matches_in_place(double tol) {
 
 }  // namespace
 
-TEST(adam_deferred_decay_matches_in_place_double) { deferred_matches_in_place<double>(1e-11); }
-TEST(adam_deferred_decay_matches_in_place_float) { deferred_matches_in_place<float>(1e-5); }
+TEST(adam_deferred_decay_matches_in_place_double) {
+    deferred_matches_in_place<double>(1e-11);
+}
+TEST(adam_deferred_decay_matches_in_place_float) {
+    deferred_matches_in_place<float>(1e-5);
+}
 
 TEST(adam_deferred_decay_needs_both_arrays) {
     std::vector<double> p(4, 0.0), m(4), v(4), d(2, 1.0), g(2, 1.0);
     const std::int64_t row[] = {1};
-    CHECK_THROWS(meprop::adam_update(Matrix<double>{p.data(), 2, 2}, meprop::RowGradientView{row, 1}, g.data(),
-                                     Matrix<double>{m.data(), 2, 2}, Matrix<double>{v.data(), 2, 2}, 1,
-                                     meprop::AdamConfig{}, false, meprop::AdamRowDecay{d.data(), nullptr}));
+    CHECK_THROWS(meprop::adam_update(Matrix<double>{p.data(), 2, 2}, meprop::RowGradientView{row, 1},
+                                     g.data(), Matrix<double>{m.data(), 2, 2}, Matrix<double>{v.data(), 2, 2},
+                                     1, meprop::AdamConfig{}, false,
+                                     meprop::AdamRowDecay{d.data(), nullptr}));
     for (const double value : p) CHECK(value == 0.0);
 }
 
@@ -82,8 +87,8 @@ TEST(adam_update_flushes_subnormal_moments) {
     std::vector<float> p = {1.0f, 1.0f}, m = {tiny, tiny}, v = {1e-4f, 1e-4f}, g = {0.0f, 0.0f};
     const std::int64_t row[] = {0};
     meprop::adam_update(Matrix<float>{p.data(), 2, 1}, meprop::RowGradientView{row, 1}, g.data(),
-                        Matrix<float>{m.data(), 2, 1}, Matrix<float>{v.data(), 2, 1}, 1,
-                        meprop::AdamConfig{}, false);
+                        Matrix<float>{m.data(), 2, 1}, Matrix<float>{v.data(), 2, 1}, 1, meprop::AdamConfig{},
+                        false);
     CHECK(m[0] == 0.0f);  // 0.9 * tiny + 0.1 * 0, flushed
     CHECK(m[1] == 0.0f);  // the row without gradient decays in place: flushed too
     CHECK(p[0] == 1.0f && p[1] == 1.0f);
@@ -98,9 +103,9 @@ TEST(adam_update_keeps_exception_flags_raised_meanwhile) {
     const std::int64_t row[] = {0};
     _mm_setcsr(_mm_getcsr() & ~0x3fu);  // clear the sticky flags
     meprop::adam_update(Matrix<float>{p.data(), 1, 1}, meprop::RowGradientView{row, 1}, g.data(),
-                        Matrix<float>{m.data(), 1, 1}, Matrix<float>{v.data(), 1, 1}, 1,
-                        meprop::AdamConfig{}, false);
-    CHECK((_mm_getcsr() & 0x20u) != 0);  // inexact: 0.1 * 0.3 is not exact in float
+                        Matrix<float>{m.data(), 1, 1}, Matrix<float>{v.data(), 1, 1}, 1, meprop::AdamConfig{},
+                        false);
+    CHECK((_mm_getcsr() & 0x20u) != 0);    // inexact: 0.1 * 0.3 is not exact in float
     CHECK((_mm_getcsr() & 0x8040u) == 0);  // and no flushing left on
 }
 #endif

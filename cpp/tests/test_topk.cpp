@@ -14,8 +14,8 @@ namespace {
 template <class T>
 void check_all_methods(const std::vector<T>& a, std::size_t k) {
     const auto expected = reference_topk(a, k);
-    for (auto method : {SelectMethod::automatic, SelectMethod::heap, SelectMethod::radix,
-                        SelectMethod::threshold}) {
+    for (auto method :
+         {SelectMethod::automatic, SelectMethod::heap, SelectMethod::radix, SelectMethod::threshold}) {
         std::vector<std::int64_t> got(k);
         meprop::topk(a.data(), a.size(), k, got.data(), method);
         CHECK(got == expected);
@@ -37,8 +37,12 @@ void random_shapes() {
 
 }  // namespace
 
-TEST(topk_matches_reference_float) { random_shapes<float>(); }
-TEST(topk_matches_reference_double) { random_shapes<double>(); }
+TEST(topk_matches_reference_float) {
+    random_shapes<float>();
+}
+TEST(topk_matches_reference_double) {
+    random_shapes<double>();
+}
 
 TEST(topk_nan_ranks_above_inf) {
     const float nan = std::numeric_limits<float>::quiet_NaN();

@@ -39,11 +39,11 @@ TEST(null_views_are_rejected) {
 
 TEST(sparse_bias_gradient_needs_index_sets) {
     std::vector<float> dy(2 * 3, 1.0f), db(3);
-    CHECK_THROWS(meprop::bias_grad(ConstMatrix<float>{dy.data(), 2, 3}, nullptr,
-                                   meprop::BiasGradient::sparse, db.data(), false));
+    CHECK_THROWS(meprop::bias_grad(ConstMatrix<float>{dy.data(), 2, 3}, nullptr, meprop::BiasGradient::sparse,
+                                   db.data(), false));
     // The dense bias gradient needs none.
-    meprop::bias_grad(ConstMatrix<float>{dy.data(), 2, 3}, nullptr, meprop::BiasGradient::dense,
-                      db.data(), false);
+    meprop::bias_grad(ConstMatrix<float>{dy.data(), 2, 3}, nullptr, meprop::BiasGradient::dense, db.data(),
+                      false);
     CHECK(db[0] == 2.0f && db[2] == 2.0f);
 }
 

@@ -98,8 +98,8 @@ Ids naive_topk(const double* v, std::size_t n) {
 }
 
 // One step's checks: the library's gradients against the naive ones.
-void check_gradients(const Vec& dy, const Vec& x, const Vec& W,
-                     const meprop::LinearGradients<double>& g, int step, Checker& check) {
+void check_gradients(const Vec& dy, const Vec& x, const Vec& W, const meprop::LinearGradients<double>& g,
+                     int step, Checker& check) {
     // Which entries of dy meProp keeps, and dy with all others set to zero.
     Vec masked(batch * n_out, 0.0);
     std::vector<bool> touched(n_out, false);
@@ -124,10 +124,10 @@ void check_gradients(const Vec& dy, const Vec& x, const Vec& W,
             db[j] += dy[b * n_out + j];  // the bias gradient stays dense (default)
         }
     }
-    check.expect(g.dx.size() == dx.size() && Checker::close(g.dx.data(), dx.data(), dx.size()),
-                 step, "dx differs from the dense product");
-    check.expect(g.db.size() == db.size() && Checker::close(g.db.data(), db.data(), db.size()),
-                 step, "db differs from the column sums of dy");
+    check.expect(g.dx.size() == dx.size() && Checker::close(g.dx.data(), dx.data(), dx.size()), step,
+                 "dx differs from the dense product");
+    check.expect(g.db.size() == db.size() && Checker::close(g.db.data(), db.data(), db.size()), step,
+                 "db differs from the column sums of dy");
     Ids want_rows;
     for (std::size_t j = 0; j < n_out; ++j) {
         if (touched[j]) want_rows.push_back(static_cast<std::int64_t>(j));
@@ -178,12 +178,11 @@ int main() {
         // SGD on the touched rows of W only, and on b (one row of n_out).
         const Vec W_before = W;
         meprop::sgd_update(meprop::Matrix<double>{W.data(), n_out, n_in},
-                           meprop::RowGradientView{g.dW.rows.data(), g.dW.rows.size()},
-                           g.dW.grads.data(), meprop::SgdConfig{lr, 0.0});
-        const std::int64_t bias_row = 0;
-        meprop::sgd_update(meprop::Matrix<double>{b.data(), 1, n_out},
-                           meprop::RowGradientView{&bias_row, 1}, g.db.data(),
+                           meprop::RowGradientView{g.dW.rows.data(), g.dW.rows.size()}, g.dW.grads.data(),
                            meprop::SgdConfig{lr, 0.0});
+        const std::int64_t bias_row = 0;
+        meprop::sgd_update(meprop::Matrix<double>{b.data(), 1, n_out}, meprop::RowGradientView{&bias_row, 1},
+                           g.db.data(), meprop::SgdConfig{lr, 0.0});
         const std::size_t first = static_cast<std::size_t>(g.dW.rows.front());
         check.expect(std::abs(W[first * n_in] - (W_before[first * n_in] - lr * g.dW.grads[0])) <=
                          1e-15 * (1.0 + std::abs(W[first * n_in])),

@@ -5,9 +5,9 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <numeric>
-#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,7 +20,9 @@ namespace {
 
 enum class Precision { f32, f64 };
 
-std::string dtype_name(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+std::string dtype_name(const py::array& a) {
+    return py::str(a.dtype()).cast<std::string>();
+}
 
 Precision precision_of(const py::array& a, const char* name) {
     // The common case first, from the descriptor's fields: comparing dtype
@@ -44,27 +46,26 @@ Precision precision_of(const py::array& a, const char* name) {
 // C-contiguous array is used as is. Other dtypes are rejected, never cast.
 py::array as_input(py::handle obj, const char* name, py::ssize_t ndim) {
     // An ndarray is taken as it is (a view of a subclass reads the same data).
-    py::array a = py::isinstance<py::array>(obj) ? py::reinterpret_borrow<py::array>(obj)
-                                                 : py::array::ensure(obj);
+    py::array a =
+        py::isinstance<py::array>(obj) ? py::reinterpret_borrow<py::array>(obj) : py::array::ensure(obj);
     if (!a) {
         PyErr_Clear();
         throw py::type_error(std::string(name) + " is not convertible to a numpy array");
     }
     precision_of(a, name);
     if (a.ndim() != ndim) {
-        throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) +
-                              "-D, got " + std::to_string(a.ndim()) + "-D");
+        throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) + "-D, got " +
+                              std::to_string(a.ndim()) + "-D");
     }
     if (!(a.flags() & py::array::c_style)) a = py::array::ensure(a, py::array::c_style);
     return a;
 }
 
 // Output buffers are never converted: a copy would silently swallow the writes.
-void check_output(const py::array& out, const char* name, Precision want,
-                  std::vector<py::ssize_t> shape) {
+void check_output(const py::array& out, const char* name, Precision want, std::vector<py::ssize_t> shape) {
     if (precision_of(out, name) != want) {
-        throw py::type_error(std::string(name) + " has dtype " + dtype_name(out) +
-                             " but the inputs are " + (want == Precision::f32 ? "float32" : "float64"));
+        throw py::type_error(std::string(name) + " has dtype " + dtype_name(out) + " but the inputs are " +
+                             (want == Precision::f32 ? "float32" : "float64"));
     }
     if (!(out.flags() & py::array::c_style)) {
         throw py::value_error(std::string(name) + " must be C-contiguous");
@@ -121,13 +122,14 @@ py::array topk(py::handle a_obj, std::int64_t k_arg, const std::string& method_n
     std::int64_t* o = out.mutable_data();
     const Precision p = precision_of(a, "a");
     py::gil_scoped_release unlocked;
-    if (p == Precision::f32) meprop::topk(static_cast<const float*>(a.data()), n, k, o, method);
-    else meprop::topk(static_cast<const double*>(a.data()), n, k, o, method);
+    if (p == Precision::f32)
+        meprop::topk(static_cast<const float*>(a.data()), n, k, o, method);
+    else
+        meprop::topk(static_cast<const double*>(a.data()), n, k, o, method);
     return std::move(out);
 }
 
-py::array topk_2d(py::handle a_obj, std::int64_t k_arg, const std::string& method_name,
-                  bool unified) {
+py::array topk_2d(py::handle a_obj, std::int64_t k_arg, const std::string& method_name, bool unified) {
     const auto method = meprop::parse_select_method(method_name);
     py::array a = as_input(a_obj, "A", 2);
     const auto rows = a.shape(0);
@@ -157,8 +159,8 @@ struct BackwardArgs {
     meprop::BackwardMode mode;
     meprop::BiasGradient bias;
     meprop::SelectMethod method;
-    std::size_t k;  // unused in dense mode
-    std::optional<py::array> memory;   // error feedback: one entry per output unit
+    std::size_t k;                    // unused in dense mode
+    std::optional<py::array> memory;  // error feedback: one entry per output unit
     double memory_decay = 1.0;
     std::optional<py::array> indices;  // given index sets instead of a selection (a private copy)
 };
@@ -209,8 +211,8 @@ template <class T>
 struct Selection {
     std::vector<std::int64_t> ids;  // what `sets` points into
     meprop::IndexSets sets;
-    std::vector<T> corrected;       // B x n_out when error feedback is on
-    meprop::ConstMatrix<T> grad;    // the gradient the kernels propagate
+    std::vector<T> corrected;     // B x n_out when error feedback is on
+    meprop::ConstMatrix<T> grad;  // the gradient the kernels propagate
 };
 
 // Runs with the GIL released.
@@ -263,9 +265,9 @@ BackwardArgs parse_backward_args(py::handle dy_obj, py::handle x_obj, py::handle
                               std::to_string(B));
     }
     if (a.W.shape(0) != n_out || a.W.shape(1) != a.x.shape(1)) {
-        throw py::value_error("W must have shape (n_out, n_in) = (" + std::to_string(n_out) +
-                              ", " + std::to_string(a.x.shape(1)) + "), got (" +
-                              std::to_string(a.W.shape(0)) + ", " + std::to_string(a.W.shape(1)) + ")");
+        throw py::value_error("W must have shape (n_out, n_in) = (" + std::to_string(n_out) + ", " +
+                              std::to_string(a.x.shape(1)) + "), got (" + std::to_string(a.W.shape(0)) +
+                              ", " + std::to_string(a.W.shape(1)) + ")");
     }
     if (B == 0) throw py::value_error("dy has no rows (empty batch)");
     if (a.mode == meprop::BackwardMode::dense) {
@@ -280,9 +282,8 @@ BackwardArgs parse_backward_args(py::handle dy_obj, py::handle x_obj, py::handle
 }
 
 template <class T>
-py::tuple backward_dense_dw(BackwardArgs& a, std::optional<py::array> dx_out,
-                            std::optional<py::array> dW_out, std::optional<py::array> db_out,
-                            bool accumulate) {
+py::tuple backward_dense_dw(BackwardArgs& a, std::optional<py::array> dx_out, std::optional<py::array> dW_out,
+                            std::optional<py::array> db_out, bool accumulate) {
     const auto B = a.dy.shape(0), n_out = a.dy.shape(1), n_in = a.x.shape(1);
     if (accumulate && (!dW_out || !db_out)) {
         throw py::value_error("accumulate=True needs dW_out and db_out to add into");
@@ -332,8 +333,8 @@ py::tuple backward_compact(BackwardArgs& a, bool input_grad) {
         if (input_grad) meprop::sparse_input_grad(sel.grad, view<T>(a.W), sel.sets, dxv);
         plan.emplace(sel.grad, sel.sets);
         // The dense bias gradient is the true one, memory or not.
-        meprop::bias_grad(a.bias == meprop::BiasGradient::dense ? view<T>(a.dy) : sel.grad, &sel.sets,
-                          a.bias, dbp, false);
+        meprop::bias_grad(a.bias == meprop::BiasGradient::dense ? view<T>(a.dy) : sel.grad, &sel.sets, a.bias,
+                          dbp, false);
     }
     // The number of touched rows is known only now; numpy owns the buffer.
     const auto m = static_cast<py::ssize_t>(plan->rows().size());
@@ -404,19 +405,18 @@ void sgd_update(py::array param, py::handle rows, py::handle grad_rows, double l
     }
 }
 
-void adagrad_update(py::array param, py::handle rows, py::handle grad_rows, py::array sum_sq,
-                    double lr, double eps, double clip) {
+void adagrad_update(py::array param, py::handle rows, py::handle grad_rows, py::array sum_sq, double lr,
+                    double eps, double clip) {
     auto u = parse_update(param, rows, grad_rows, {&sum_sq}, {"sum_sq"});
     const meprop::AdagradConfig c{lr, eps, clip};
     py::gil_scoped_release unlocked;
     if (u.precision == Precision::f32) {
         meprop::adagrad_update(mutable_view<float>(param), row_view<float>(u),
-                               static_cast<const float*>(u.grad_rows.data()),
-                               mutable_view<float>(sum_sq), c);
+                               static_cast<const float*>(u.grad_rows.data()), mutable_view<float>(sum_sq), c);
     } else {
         meprop::adagrad_update(mutable_view<double>(param), row_view<double>(u),
-                               static_cast<const double*>(u.grad_rows.data()),
-                               mutable_view<double>(sum_sq), c);
+                               static_cast<const double*>(u.grad_rows.data()), mutable_view<double>(sum_sq),
+                               c);
     }
 }
 
@@ -432,8 +432,8 @@ double* row_factors(std::optional<py::array>& a, const char* name, py::ssize_t r
 }
 
 void adam_update(py::array param, py::handle rows, py::handle grad_rows, py::array m, py::array v,
-                 std::int64_t step, double lr, double beta1, double beta2, double eps, double clip,
-                 bool lazy, std::optional<py::array> decay1, std::optional<py::array> decay2) {
+                 std::int64_t step, double lr, double beta1, double beta2, double eps, double clip, bool lazy,
+                 std::optional<py::array> decay1, std::optional<py::array> decay2) {
     auto u = parse_update(param, rows, grad_rows, {&m, &v}, {"m", "v"});
     if (overlaps(m, v)) throw py::value_error("m and v overlap");
     if (decay1.has_value() != decay2.has_value()) {
@@ -457,23 +457,21 @@ void adam_update(py::array param, py::handle rows, py::handle grad_rows, py::arr
                             mutable_view<float>(v), step, c, lazy, decay);
     } else {
         meprop::adam_update(mutable_view<double>(param), row_view<double>(u),
-                            static_cast<const double*>(u.grad_rows.data()),
-                            mutable_view<double>(m), mutable_view<double>(v), step, c, lazy, decay);
+                            static_cast<const double*>(u.grad_rows.data()), mutable_view<double>(m),
+                            mutable_view<double>(v), step, c, lazy, decay);
     }
 }
 
 // ---- linear forward -----------------------------------------------------------
 
 template <class T>
-void forward_into(const py::array& x, const py::array& W, const std::optional<py::array>& b,
-                  py::array& y) {
+void forward_into(const py::array& x, const py::array& W, const std::optional<py::array>& b, py::array& y) {
     const T* bias = b ? static_cast<const T*>(b->data()) : nullptr;
     py::gil_scoped_release release;
     meprop::linear_forward<T>(view<T>(x), view<T>(W), bias, mutable_view<T>(y));
 }
 
-py::array linear_forward(py::handle x_obj, py::handle W_obj, py::handle b_obj,
-                         std::optional<py::array> out) {
+py::array linear_forward(py::handle x_obj, py::handle W_obj, py::handle b_obj, std::optional<py::array> out) {
     py::array x = as_input(x_obj, "x", 2);
     py::array W = as_input(W_obj, "W", 2);
     const Precision p = precision_of(x, "x");
@@ -502,8 +500,10 @@ py::array linear_forward(py::handle x_obj, py::handle W_obj, py::handle b_obj,
         y = p == Precision::f32 ? py::array(py::array_t<float>({x.shape(0), W.shape(0)}))
                                 : py::array(py::array_t<double>({x.shape(0), W.shape(0)}));
     }
-    if (p == Precision::f32) forward_into<float>(x, W, b, y);
-    else forward_into<double>(x, W, b, y);
+    if (p == Precision::f32)
+        forward_into<float>(x, W, b, y);
+    else
+        forward_into<double>(x, W, b, y);
     return y;
 }
 
@@ -554,8 +554,8 @@ void backward_into(BackwardArgs& a, std::optional<py::array>& dx, std::optional<
         meprop::sparse_weight_grad_accumulate(sel.grad, view<T>(a.x), sel.sets, dWv);
     }
     if (db) {
-        meprop::bias_grad(a.bias == meprop::BiasGradient::dense ? view<T>(a.dy) : sel.grad, &sel.sets,
-                          a.bias, static_cast<T*>(db->mutable_data()), false);
+        meprop::bias_grad(a.bias == meprop::BiasGradient::dense ? view<T>(a.dy) : sel.grad, &sel.sets, a.bias,
+                          static_cast<T*>(db->mutable_data()), false);
     }
 }
 
@@ -614,8 +614,8 @@ template <class T>
 py::tuple forward(const py::array& in, const py::array& W_hh, const py::array& offsets) {
     const auto N = in.shape(0), G = W_hh.shape(0), h = W_hh.shape(1);
     py::array_t<T> gates({N, G}), cells({N, h}), tanhs({N, h}), hidden({N, h});
-    const meprop::LstmCache<T> cache{mutable_view<T>(gates), mutable_view<T>(cells),
-                                     mutable_view<T>(tanhs), mutable_view<T>(hidden)};
+    const meprop::LstmCache<T> cache{mutable_view<T>(gates), mutable_view<T>(cells), mutable_view<T>(tanhs),
+                                     mutable_view<T>(hidden)};
     {
         py::gil_scoped_release unlocked;
         meprop::lstm_forward(view<T>(in), view<T>(W_hh), sequences(offsets), cache);
@@ -649,19 +649,21 @@ py::tuple backward(const BackwardInputs& a, bool input_grad) {
     const bool dense = a.k == static_cast<std::size_t>(G);
     py::array_t<T> dx(std::vector<py::ssize_t>{input_grad ? N : 0, n_in});
     py::array_t<T> db(G);
-    py::array_t<std::int64_t> kept(std::vector<py::ssize_t>{dense ? 0 : N, dense ? 0 : static_cast<py::ssize_t>(a.k)});
+    py::array_t<std::int64_t> kept(
+        std::vector<py::ssize_t>{dense ? 0 : N, dense ? 0 : static_cast<py::ssize_t>(a.k)});
     std::vector<T> dz(static_cast<std::size_t>(N * G)), h_prev(static_cast<std::size_t>(N * h));
     std::vector<std::int64_t> all_rows(static_cast<std::size_t>(G));
     std::optional<meprop::WeightGradPlan<T>> plan;
     double gate_seconds = 0.0;
-    const auto dzv = meprop::ConstMatrix<T>{dz.data(), static_cast<std::size_t>(N), static_cast<std::size_t>(G)};
+    const auto dzv =
+        meprop::ConstMatrix<T>{dz.data(), static_cast<std::size_t>(N), static_cast<std::size_t>(G)};
     {
         py::gil_scoped_release unlocked;
         const auto seqs = sequences(a.offsets);
         gate_seconds = meprop::lstm_backward_through_time(
-            view<T>(a.W_hh), seqs, view<T>(a.gates), view<T>(a.cells), view<T>(a.tanhs),
-            view<T>(a.dhidden), a.k, meprop::Matrix<T>{dz.data(), dzv.rows, dzv.cols},
-            kept.mutable_data(), a.method, a.selection, static_cast<T>(a.memory_decay));
+            view<T>(a.W_hh), seqs, view<T>(a.gates), view<T>(a.cells), view<T>(a.tanhs), view<T>(a.dhidden),
+            a.k, meprop::Matrix<T>{dz.data(), dzv.rows, dzv.cols}, kept.mutable_data(), a.method, a.selection,
+            static_cast<T>(a.memory_decay));
         std::iota(all_rows.begin(), all_rows.end(), std::int64_t{0});
         const meprop::IndexSets sets = dense ? meprop::IndexSets{all_rows.data(), 1, dzv.cols}
                                              : meprop::IndexSets{kept.data(), dzv.rows, a.k};
@@ -681,14 +683,14 @@ py::tuple backward(const BackwardInputs& a, bool input_grad) {
         plan->compute(meprop::ConstMatrix<T>{h_prev.data(), dzv.rows, static_cast<std::size_t>(h)},
                       mutable_view<T>(dW_hh));
     }
-    return py::make_tuple(input_grad ? py::object(dx) : py::object(py::none()), rows, dW_ih, dW_hh,
-                          db, kept, gate_seconds);
+    return py::make_tuple(input_grad ? py::object(dx) : py::object(py::none()), rows, dW_ih, dW_hh, db, kept,
+                          gate_seconds);
 }
 
-py::tuple backward_any(py::handle x, py::handle W_ih, py::handle W_hh, py::handle offsets,
-                       py::handle gates, py::handle cells, py::handle cell_tanh, py::handle hidden,
-                       py::handle dhidden, std::optional<std::int64_t> k, const std::string& method,
-                       bool input_grad, bool per_gate, double memory_decay) {
+py::tuple backward_any(py::handle x, py::handle W_ih, py::handle W_hh, py::handle offsets, py::handle gates,
+                       py::handle cells, py::handle cell_tanh, py::handle hidden, py::handle dhidden,
+                       std::optional<std::int64_t> k, const std::string& method, bool input_grad,
+                       bool per_gate, double memory_decay) {
     BackwardInputs a;
     if (!(memory_decay >= 0.0 && memory_decay <= 1.0)) {
         throw py::value_error("memory_decay must be in [0, 1], got " + std::to_string(memory_decay));
@@ -705,8 +707,13 @@ py::tuple backward_any(py::handle x, py::handle W_ih, py::handle W_hh, py::handl
     a.hidden = as_input(hidden, "hidden", 2);
     a.dhidden = as_input(dhidden, "dhidden", 2);
     a.precision = precision_of(a.W_hh, "W_hh");
-    same_dtype(a.precision, {{&a.x, "x"}, {&a.W_ih, "W_ih"}, {&a.gates, "gates"}, {&a.cells, "cells"},
-                             {&a.tanhs, "cell_tanh"}, {&a.hidden, "hidden"}, {&a.dhidden, "dhidden"}});
+    same_dtype(a.precision, {{&a.x, "x"},
+                             {&a.W_ih, "W_ih"},
+                             {&a.gates, "gates"},
+                             {&a.cells, "cells"},
+                             {&a.tanhs, "cell_tanh"},
+                             {&a.hidden, "hidden"},
+                             {&a.dhidden, "dhidden"}});
     const auto h = hidden_of(a.W_hh), N = a.x.shape(0);
     if (N == 0) throw py::value_error("x has no rows (no time steps)");
     shape_is(a.W_ih, "W_ih", 4 * h, a.x.shape(1));
@@ -716,7 +723,8 @@ py::tuple backward_any(py::handle x, py::handle W_ih, py::handle W_hh, py::handl
     shape_is(a.hidden, "hidden", N, h);
     shape_is(a.dhidden, "dhidden", N, h);
     a.offsets = offsets_of(offsets, N);
-    a.k = k ? checked_k(*k, static_cast<std::size_t>(4 * h), "4 x the hidden size") : static_cast<std::size_t>(4 * h);
+    a.k = k ? checked_k(*k, static_cast<std::size_t>(4 * h), "4 x the hidden size")
+            : static_cast<std::size_t>(4 * h);
     if (per_gate && a.k % 4 != 0) {
         throw py::value_error("with per_gate=True, k (entries kept per step) must be a multiple of 4, got " +
                               std::to_string(a.k));
@@ -727,11 +735,10 @@ py::tuple backward_any(py::handle x, py::handle W_ih, py::handle W_hh, py::handl
 void register_functions(py::module_& m) {
     m.def("lstm_forward", &forward_any, py::arg("input_gates"), py::arg("W_hh"), py::arg("offsets"),
           "LSTM recurrence over packed sequences: (gates, cells, cell_tanh, hidden).");
-    m.def("lstm_backward", &backward_any, py::arg("x"), py::arg("W_ih"), py::arg("W_hh"),
-          py::arg("offsets"), py::arg("gates"), py::arg("cells"), py::arg("cell_tanh"),
-          py::arg("hidden"), py::arg("dhidden"), py::arg("k") = py::none(), py::kw_only(),
-          py::arg("method") = "auto", py::arg("input_grad") = true, py::arg("per_gate") = false,
-          py::arg("memory_decay") = 0.0,
+    m.def("lstm_backward", &backward_any, py::arg("x"), py::arg("W_ih"), py::arg("W_hh"), py::arg("offsets"),
+          py::arg("gates"), py::arg("cells"), py::arg("cell_tanh"), py::arg("hidden"), py::arg("dhidden"),
+          py::arg("k") = py::none(), py::kw_only(), py::arg("method") = "auto", py::arg("input_grad") = true,
+          py::arg("per_gate") = false, py::arg("memory_decay") = 0.0,
           "meProp backward through time: (dx, rows, dW_ih_rows, dW_hh_rows, db, kept, gate_seconds).\n\n"
           "k entries of each step's gate gradient are kept: the k largest of all 4h, or with\n"
           "per_gate=True the k/4 largest of each gate's h (k a multiple of 4).\n"
@@ -739,7 +746,6 @@ void register_functions(py::module_& m) {
 }
 
 }  // namespace lstm
-
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "meprop-native compiled core: top-k selection and sparse linear backward.";
@@ -749,33 +755,28 @@ PYBIND11_MODULE(_core, m) {
           "Indices (int64, ascending) of the k largest |a[i]| of a 1-D float array.");
     m.def(
         "topk_rows",
-        [](py::handle a, std::int64_t k, const std::string& method) {
-            return topk_2d(a, k, method, false);
-        },
+        [](py::handle a, std::int64_t k, const std::string& method) { return topk_2d(a, k, method, false); },
         py::arg("A"), py::arg("k"), py::arg("method") = "auto",
         "Per-row top-k of a 2-D float array: (B, k) int64, each row ascending.");
     m.def(
         "topk_unified",
-        [](py::handle a, std::int64_t k, const std::string& method) {
-            return topk_2d(a, k, method, true);
-        },
+        [](py::handle a, std::int64_t k, const std::string& method) { return topk_2d(a, k, method, true); },
         py::arg("A"), py::arg("k"), py::arg("method") = "auto",
         "The k columns (int64, ascending) with the largest sum over rows of |A[b, j]|.");
     m.def(
         "linear_backward",
-        [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k,
-           const std::string& mode, const std::string& bias_grad, const std::string& method,
-           std::optional<py::array> dx_out, std::optional<py::array> dW_out,
-           std::optional<py::array> db_out, bool accumulate) {
+        [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k, const std::string& mode,
+           const std::string& bias_grad, const std::string& method, std::optional<py::array> dx_out,
+           std::optional<py::array> dW_out, std::optional<py::array> db_out, bool accumulate) {
             auto a = parse_backward_args(dy, x, W, k, mode, bias_grad, method);
             return a.precision == Precision::f32
                        ? backward_dense_dw<float>(a, dx_out, dW_out, db_out, accumulate)
                        : backward_dense_dw<double>(a, dx_out, dW_out, db_out, accumulate);
         },
-        py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(),
-        py::arg("mode") = "per_example", py::kw_only(), py::arg("bias_grad") = "dense",
-        py::arg("method") = "auto", py::arg("dx_out") = py::none(), py::arg("dW_out") = py::none(),
-        py::arg("db_out") = py::none(), py::arg("accumulate") = false,
+        py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(), py::arg("mode") = "per_example",
+        py::kw_only(), py::arg("bias_grad") = "dense", py::arg("method") = "auto",
+        py::arg("dx_out") = py::none(), py::arg("dW_out") = py::none(), py::arg("db_out") = py::none(),
+        py::arg("accumulate") = false,
         "meProp backward of y = x W^T + b; returns (dx, dW, db) with dW dense.\n\n"
         "dy (B, n_out), x (B, n_in), W (n_out, n_in): all float32 or all float64.\n"
         "Returns dx (B, n_in), dW (n_out, n_in) (zero in rows no kept entry touches)\n"
@@ -783,10 +784,9 @@ PYBIND11_MODULE(_core, m) {
         "accumulate=True adds into dW_out (its touched rows only) and db_out.");
     m.def(
         "linear_backward_compact",
-        [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k,
-           const std::string& mode, bool input_grad, const std::string& bias_grad,
-           const std::string& method, std::optional<py::array> memory, double memory_decay,
-           py::handle indices) {
+        [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k, const std::string& mode,
+           bool input_grad, const std::string& bias_grad, const std::string& method,
+           std::optional<py::array> memory, double memory_decay, py::handle indices) {
             auto a = parse_backward_args(dy, x, W, k, mode, bias_grad, method, !indices.is_none());
             parse_selection_args(a, std::move(memory), memory_decay, indices);
             return a.precision == Precision::f32 ? backward_compact<float>(a, input_grad)
@@ -794,10 +794,10 @@ PYBIND11_MODULE(_core, m) {
         },
         // input_grad may come by position: keyword arguments cost about half a
         // microsecond a call, a tenth of a meProp layer's backward at batch 10.
-        py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(),
-        py::arg("mode") = "per_example", py::arg("input_grad") = true, py::kw_only(),
-        py::arg("bias_grad") = "dense", py::arg("method") = "auto", py::arg("memory") = py::none(),
-        py::arg("memory_decay") = 1.0, py::arg("indices") = py::none(),
+        py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(), py::arg("mode") = "per_example",
+        py::arg("input_grad") = true, py::kw_only(), py::arg("bias_grad") = "dense",
+        py::arg("method") = "auto", py::arg("memory") = py::none(), py::arg("memory_decay") = 1.0,
+        py::arg("indices") = py::none(),
         "meProp backward returning only the touched rows of dW: (dx, rows, dW_rows, db).\n\n"
         "dy (B, n_out), x (B, n_in), W (n_out, n_in): all float32 or all float64.\n"
         "Returns dx (B, n_in) or None (input_grad=False), rows (m,) int64 ascending,\n"
@@ -809,38 +809,38 @@ PYBIND11_MODULE(_core, m) {
           "y = x W^T + b for x (B, n_in), W (n_out, n_in), b (n_out,) or None: (B, n_out), "
           "on the library's threads; faster than BLAS from 2 examples on.");
     m.def("isa_target", &meprop::isa_target,
-          "The instruction-set build of the hot loops that runs here: x86-64-v4, x86-64-v3, baseline or native.");
+          "The instruction-set build of the hot loops that runs here: x86-64-v4, x86-64-v3, baseline or "
+          "native.");
     m.def("linear_forward_uses_avx512", &meprop::linear_forward_uses_avx512,
           "Whether linear_forward runs its AVX-512 register tile on this machine.");
-    m.def("sgd_update", &sgd_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"),
-          py::arg("lr"), py::arg("clip") = 0.0,
+    m.def("sgd_update", &sgd_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"), py::arg("lr"),
+          py::arg("clip") = 0.0,
           "In place: param[rows] -= lr * grad_rows (gradient clipped to +-clip when clip > 0).");
-    m.def("adagrad_update", &adagrad_update, py::arg("param"), py::arg("rows"),
-          py::arg("grad_rows"), py::arg("sum_sq"), py::arg("lr"), py::arg("eps") = 1e-6,
-          py::arg("clip") = 0.0, "In place AdaGrad step on the given rows.");
-    m.def("adam_update", &adam_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"),
-          py::arg("m"), py::arg("v"), py::arg("step"), py::arg("lr") = 1e-3,
-          py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("eps") = 1e-8,
-          py::arg("clip") = 0.0, py::arg("lazy") = false, py::arg("decay1") = py::none(),
-          py::arg("decay2") = py::none(),
+    m.def("adagrad_update", &adagrad_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"),
+          py::arg("sum_sq"), py::arg("lr"), py::arg("eps") = 1e-6, py::arg("clip") = 0.0,
+          "In place AdaGrad step on the given rows.");
+    m.def("adam_update", &adam_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"), py::arg("m"),
+          py::arg("v"), py::arg("step"), py::arg("lr") = 1e-3, py::arg("beta1") = 0.9,
+          py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("clip") = 0.0, py::arg("lazy") = false,
+          py::arg("decay1") = py::none(), py::arg("decay2") = py::none(),
           "In place Adam step; lazy=False also moves rows without gradient (zero gradient). "
           "decay1/decay2: float64 per-row factors for deferring the moments' decay.");
-    m.def("select_method_for",
-          [](std::size_t n, std::size_t k) {
-              return std::string(meprop::select_method_name(meprop::select_method_for(n, k)));
-          },
-          py::arg("n"), py::arg("k"), "The method 'auto' picks for a row of n entries.");
+    m.def(
+        "select_method_for",
+        [](std::size_t n, std::size_t k) {
+            return std::string(meprop::select_method_name(meprop::select_method_for(n, k)));
+        },
+        py::arg("n"), py::arg("k"), "The method 'auto' picks for a row of n entries.");
     m.def("set_num_threads", &meprop::set_num_threads, py::arg("n"),
           "Sets the number of OpenMP threads the kernels use.");
     m.def("get_num_threads", &meprop::num_threads, "The number of threads the kernels use.");
     lstm::register_functions(m);
     m.def(
         "linear_backward_into",
-        [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k,
-           const std::string& mode, const std::string& bias_grad, const std::string& method,
-           std::optional<py::array> dx_out, std::optional<py::array> dW_out,
-           std::optional<py::array> db_out, std::optional<py::array> memory, double memory_decay,
-           py::handle indices) {
+        [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k, const std::string& mode,
+           const std::string& bias_grad, const std::string& method, std::optional<py::array> dx_out,
+           std::optional<py::array> dW_out, std::optional<py::array> db_out, std::optional<py::array> memory,
+           double memory_decay, py::handle indices) {
             auto a = parse_backward_args(dy, x, W, k, mode, bias_grad, method, !indices.is_none());
             parse_selection_args(a, std::move(memory), memory_decay, indices);
             for (const auto* out : {&dx_out, &dW_out, &db_out}) {
@@ -848,14 +848,15 @@ PYBIND11_MODULE(_core, m) {
                     throw py::value_error("output buffers must not overlap memory");
                 }
             }
-            if (a.precision == Precision::f32) backward_into<float>(a, dx_out, dW_out, db_out);
-            else backward_into<double>(a, dx_out, dW_out, db_out);
+            if (a.precision == Precision::f32)
+                backward_into<float>(a, dx_out, dW_out, db_out);
+            else
+                backward_into<double>(a, dx_out, dW_out, db_out);
         },
-        py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(),
-        py::arg("mode") = "per_example", py::kw_only(), py::arg("bias_grad") = "dense",
-        py::arg("method") = "auto", py::arg("dx_out") = py::none(), py::arg("dW_out") = py::none(),
-        py::arg("db_out") = py::none(), py::arg("memory") = py::none(), py::arg("memory_decay") = 1.0,
-        py::arg("indices") = py::none(),
+        py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(), py::arg("mode") = "per_example",
+        py::kw_only(), py::arg("bias_grad") = "dense", py::arg("method") = "auto",
+        py::arg("dx_out") = py::none(), py::arg("dW_out") = py::none(), py::arg("db_out") = py::none(),
+        py::arg("memory") = py::none(), py::arg("memory_decay") = 1.0, py::arg("indices") = py::none(),
         "meProp backward written into the given buffers (each optional: a missing one is "
         "skipped); dW_out gets zeros in untouched rows.");
 }

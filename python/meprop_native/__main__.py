@@ -15,8 +15,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m meprop_native",
         description="Locations of the installed C++ library of meprop-native.",
     )
-    parser.add_argument("--cmake-dir", action="store_true",
-                        help="print the directory to pass as -Dmeprop_DIR to CMake")
+    parser.add_argument("--cmake-dir", action="store_true", help="print the directory to pass as -Dmeprop_DIR to CMake")
     parser.add_argument("--version", action="store_true", help="print the package version")
     args = parser.parse_args(argv)
     if not (args.cmake_dir or args.version):

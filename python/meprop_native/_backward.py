@@ -52,7 +52,5 @@ def linear_backward_compact(
     network's first layer needs none) and returns ``dx=None``.
     """
     return CompactGradients(
-        *_core.linear_backward_compact(
-            dy, x, W, k, mode, bias_grad=bias_grad, method=method, input_grad=input_grad
-        )
+        *_core.linear_backward_compact(dy, x, W, k, mode, bias_grad=bias_grad, method=method, input_grad=input_grad)
     )

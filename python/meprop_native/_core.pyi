@@ -12,11 +12,12 @@ from typing import Any, SupportsFloat, SupportsIndex, SupportsInt, TypeVar, over
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from typing_extensions import TypeAlias
 
 _Float = TypeVar("_Float", np.float32, np.float64)
-_Int = SupportsInt | SupportsIndex
-_Real = SupportsFloat | SupportsIndex
-_AnyFloatArray = NDArray[np.floating[Any]]
+_Int: TypeAlias = SupportsInt | SupportsIndex
+_Real: TypeAlias = SupportsFloat | SupportsIndex
+_AnyFloatArray: TypeAlias = NDArray[np.floating[Any]]
 
 __version__: str
 
@@ -104,7 +105,6 @@ def linear_backward_compact(
     memory_decay: float = 1.0,
     indices: ArrayLike | None = None,
 ) -> tuple[_AnyFloatArray | None, NDArray[np.int64], _AnyFloatArray, _AnyFloatArray]: ...
-
 def linear_backward_into(
     dy: ArrayLike,
     x: ArrayLike,
@@ -156,9 +156,7 @@ def linear_forward_uses_avx512() -> bool:
 # strictly ascending; grad_rows: (len(rows), cols) of param's dtype; the state
 # arrays (sum_sq, m, v): param's shape and dtype.
 
-def sgd_update(
-    param: _AnyFloatArray, rows: ArrayLike, grad_rows: ArrayLike, lr: _Real, clip: _Real = 0.0
-) -> None:
+def sgd_update(param: _AnyFloatArray, rows: ArrayLike, grad_rows: ArrayLike, lr: _Real, clip: _Real = 0.0) -> None:
     """In place: param[rows] -= lr * grad_rows (clipped to +-clip when clip > 0)."""
 
 def adagrad_update(

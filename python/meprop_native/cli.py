@@ -29,8 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the output gradient.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = commands.add_parser("train", help="train a model on one of the paper's tasks",
-                                description="Train a model on one of the paper's tasks.")
+    train = commands.add_parser(
+        "train",
+        help="train a model on one of the paper's tasks",
+        description="Train a model on one of the paper's tasks.",
+    )
     tasks = train.add_subparsers(dest="task", required=True, metavar="TASK")
     for name in TASKS:
         task = importlib.import_module(f".tasks.{name}", __package__)
@@ -52,7 +55,8 @@ def check_output_directory(out: Path, resume: bool, overwrite: bool) -> None:
     if not resume and not overwrite and (out / "checkpoint.npz").exists():
         raise OutputDirectoryError(
             f"{out} already holds a run (checkpoint.npz): pass --resume to continue it, --overwrite to start "
-            "over in its place, or choose another --out")
+            "over in its place, or choose another --out"
+        )
     # Probe the directory, or the nearest ancestor that exists (it would be
     # created there), with a temporary file; nothing is left behind.
     probe = out.absolute()
@@ -82,8 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"meprop: error: {error}", file=sys.stderr)
         return 2
     except MemoryError:
-        print("meprop: error: not enough memory for this model and data (try a smaller --hidden, --layers or "
-              "--batch-size)", file=sys.stderr)
+        print(
+            "meprop: error: not enough memory for this model and data (try a smaller --hidden, --layers or "
+            "--batch-size)",
+            file=sys.stderr,
+        )
         return 2
     except TrainingDiverged as error:
         print(f"meprop: error: {error}", file=sys.stderr)
@@ -94,8 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     plotted = plot_summary(summary, args.out / "curves.png")
     brief = {key: summary[key] for key in ("metric", "best_dev", "best_epoch", "test_at_best_dev", "time")}
     print(json.dumps(brief, indent=2))
-    print(f"wrote {args.out}/summary.json, metrics.jsonl, best_model.npz"
-          + (", curves.png" if plotted else " (install matplotlib for curves.png)"))
+    print(
+        f"wrote {args.out}/summary.json, metrics.jsonl, best_model.npz"
+        + (", curves.png" if plotted else " (install matplotlib for curves.png)")
+    )
     return 0
 
 

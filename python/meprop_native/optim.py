@@ -101,7 +101,7 @@ class AdaGrad(Optimizer):
             _core.adagrad_update(p.matrix(), rows, grad, self.sum_sq[i], self.lr, self.eps, self.clip)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """"sum_sq.<i>": the running sum of squared gradients of parameter i."""
+        """ "sum_sq.<i>": the running sum of squared gradients of parameter i."""
         return {f"sum_sq.{i}": a for i, a in enumerate(self.sum_sq)}
 
 
@@ -141,9 +141,20 @@ class Adam(Optimizer):
         if self.lazy and not len(rows):
             return
         _core.adam_update(
-            p.matrix(), rows, grad, self.m[i], self.v[i], step,
-            self.lr, self.beta1, self.beta2, self.eps, self.clip, self.lazy,
-            self.decay1[i], self.decay2[i],  # by position: keywords cost ~1 us a call
+            p.matrix(),
+            rows,
+            grad,
+            self.m[i],
+            self.v[i],
+            step,
+            self.lr,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.clip,
+            self.lazy,
+            self.decay1[i],
+            self.decay2[i],  # by position: keywords cost ~1 us a call
         )
 
     def moments(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -157,12 +168,18 @@ class Adam(Optimizer):
         before they existed) holds the actual moments, which factors of 1 keep."""
         names = [f"decay{j}.{i}" for j in (1, 2) for i in range(len(self.params))]
         if not any(name in state for name in names):
-            state = dict(state, **{f"decay{j}.{i}": np.ones_like(a) for j, arrays in ((1, self.decay1), (2, self.decay2))
-                                   for i, a in enumerate(arrays)})
+            state = dict(
+                state,
+                **{
+                    f"decay{j}.{i}": np.ones_like(a)
+                    for j, arrays in ((1, self.decay1), (2, self.decay2))
+                    for i, a in enumerate(arrays)
+                },
+            )
         super().load_state_dict(state)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """"m.<i>", "v.<i>": parameter i's stored moments; "decay1.<i>", "decay2.<i>": their deferred decay."""
+        """ "m.<i>", "v.<i>": parameter i's stored moments; "decay1.<i>", "decay2.<i>": their deferred decay."""
         arrays = {f"m.{i}": a for i, a in enumerate(self.m)}
         arrays.update({f"v.{i}": a for i, a in enumerate(self.v)})
         arrays.update({f"decay1.{i}": a for i, a in enumerate(self.decay1)})

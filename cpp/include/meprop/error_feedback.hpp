@@ -24,9 +24,9 @@ namespace meprop {
 
 template <class T>
 struct ErrorMemory {
-    T* values = nullptr;   // one entry per output unit (dy.cols), updated in place
+    T* values = nullptr;  // one entry per output unit (dy.cols), updated in place
     std::size_t size = 0;
-    T decay = T(1);        // in [0, 1]; 0 forgets everything (plain meProp)
+    T decay = T(1);  // in [0, 1]; 0 forgets everything (plain meProp)
 };
 
 // Throws std::invalid_argument unless memory has one entry per column of dy
@@ -46,9 +46,9 @@ void update_error_memory(ConstMatrix<T> corrected, IndexSets sets, ErrorMemory<T
 // select_index_sets) and updates the memory. Returns the index storage that
 // `sets` points into. Dense mode keeps everything and leaves memory at zero.
 template <class T>
-std::vector<std::int64_t> select_with_error_memory(ConstMatrix<T> dy, BackwardMode mode,
-                                                   std::size_t k, ErrorMemory<T>& memory,
-                                                   Matrix<T> corrected, IndexSets& sets,
+std::vector<std::int64_t> select_with_error_memory(ConstMatrix<T> dy, BackwardMode mode, std::size_t k,
+                                                   ErrorMemory<T>& memory, Matrix<T> corrected,
+                                                   IndexSets& sets,
                                                    SelectMethod method = SelectMethod::automatic);
 
 }  // namespace meprop

@@ -70,53 +70,50 @@ RowGradients<T> sparse_weight_grad(ConstMatrix<T> dy, ConstMatrix<T> x, IndexSet
 // the touched rows' gradients into a rows().size() x n_in buffer.
 template <class T>
 class WeightGradPlan {
-public:
+  public:
     WeightGradPlan(ConstMatrix<T> dy, IndexSets s);
 
     const std::vector<std::int64_t>& rows() const { return units_; }
-    void compute(ConstMatrix<T> x, Matrix<T> out) const;     // out = gradient rows
-    void accumulate(ConstMatrix<T> x, Matrix<T> dW) const;   // dW[rows] += ...
+    void compute(ConstMatrix<T> x, Matrix<T> out) const;    // out = gradient rows
+    void accumulate(ConstMatrix<T> x, Matrix<T> dW) const;  // dW[rows] += ...
 
-private:
+  private:
     std::size_t batch_ = 0;
-    bool shared_ = false;                   // one index set for all examples
-    std::vector<std::int64_t> units_;       // touched rows of W, ascending
-    std::vector<std::size_t> row_begin_;    // per unit: offset into the entries
-    std::vector<std::int64_t> examples_;    // per entry: the example b
-    std::vector<T> values_;                 // per entry: dy[b, unit]
+    bool shared_ = false;                 // one index set for all examples
+    std::vector<std::int64_t> units_;     // touched rows of W, ascending
+    std::vector<std::size_t> row_begin_;  // per unit: offset into the entries
+    std::vector<std::int64_t> examples_;  // per entry: the example b
+    std::vector<T> values_;               // per entry: dy[b, unit]
 };
 
 // dW[j] += (mask_S(dy)^T x)[j] for touched rows j; other rows are not read or
 // written, so a persistent gradient buffer costs nothing for untouched rows.
 template <class T>
-void sparse_weight_grad_accumulate(ConstMatrix<T> dy, ConstMatrix<T> x, IndexSets s,
-                                   Matrix<T> dW);
+void sparse_weight_grad_accumulate(ConstMatrix<T> dy, ConstMatrix<T> x, IndexSets s, Matrix<T> dW);
 
 // db (length n_out): dense or masked column sums of dy, summed in row order.
 // Overwrites db unless accumulate is true.
 template <class T>
-void bias_grad(ConstMatrix<T> dy, const IndexSets* s, BiasGradient kind, T* db,
-               bool accumulate);
+void bias_grad(ConstMatrix<T> dy, const IndexSets* s, BiasGradient kind, T* db, bool accumulate);
 
 // Selects the index sets for a mode: per_example -> B x k, unified -> 1 x k,
 // dense -> 1 x n_out (0..n_out-1; k is ignored).
 template <class T>
-std::vector<std::int64_t> select_index_sets(ConstMatrix<T> dy, BackwardMode mode,
-                                            std::size_t k, IndexSets& sets,
-                                            SelectMethod method = SelectMethod::automatic);
+std::vector<std::int64_t> select_index_sets(ConstMatrix<T> dy, BackwardMode mode, std::size_t k,
+                                            IndexSets& sets, SelectMethod method = SelectMethod::automatic);
 
 // Everything at once, owning its results (for C++ callers).
 template <class T>
 struct LinearGradients {
-    std::vector<T> dx;        // B x n_in
-    RowGradients<T> dW;       // touched rows of dW
-    std::vector<T> db;        // n_out
+    std::vector<T> dx;                  // B x n_in
+    RowGradients<T> dW;                 // touched rows of dW
+    std::vector<T> db;                  // n_out
     std::vector<std::int64_t> indices;  // the index sets used
 };
 
 template <class T>
-LinearGradients<T> linear_backward(ConstMatrix<T> dy, ConstMatrix<T> x, ConstMatrix<T> W,
-                                   std::size_t k, BackwardMode mode = BackwardMode::per_example,
+LinearGradients<T> linear_backward(ConstMatrix<T> dy, ConstMatrix<T> x, ConstMatrix<T> W, std::size_t k,
+                                   BackwardMode mode = BackwardMode::per_example,
                                    BiasGradient bias = BiasGradient::dense);
 
 }  // namespace meprop

@@ -55,8 +55,7 @@ struct LstmCache {
 };
 
 template <class T>
-void lstm_forward(ConstMatrix<T> input_gates, ConstMatrix<T> W_hh, Sequences seqs,
-                  const LstmCache<T>& cache);
+void lstm_forward(ConstMatrix<T> input_gates, ConstMatrix<T> W_hh, Sequences seqs, const LstmCache<T>& cache);
 
 // Which entries of a step's gate gradient dz_t (4h entries) are kept.
 enum class GateSelection {
@@ -80,12 +79,10 @@ enum class GateSelection {
 // of the thread count and needs no state between calls.
 template <class T>
 double lstm_backward_through_time(ConstMatrix<T> W_hh, Sequences seqs, ConstMatrix<T> gates,
-                                  ConstMatrix<T> cells, ConstMatrix<T> cell_tanh,
-                                  ConstMatrix<T> dhidden, std::size_t k, Matrix<T> dz,
-                                  std::int64_t* kept,
+                                  ConstMatrix<T> cells, ConstMatrix<T> cell_tanh, ConstMatrix<T> dhidden,
+                                  std::size_t k, Matrix<T> dz, std::int64_t* kept,
                                   SelectMethod method = SelectMethod::automatic,
-                                  GateSelection selection = GateSelection::together,
-                                  T memory_decay = T(0));
+                                  GateSelection selection = GateSelection::together, T memory_decay = T(0));
 
 // Row t of out = h_{t-1} of its sequence (zero at each sequence's first step):
 // the inputs of the recurrent product, for its weight gradient.
@@ -95,17 +92,16 @@ void lstm_previous_hidden(ConstMatrix<T> hidden, Sequences seqs, Matrix<T> out);
 // Everything at once, owning its results (for C++ callers and tests).
 template <class T>
 struct LstmGradients {
-    std::vector<T> dx;            // N x n_in
-    RowGradients<T> dW_ih;        // touched rows of dW_ih (the same rows as dW_hh)
-    RowGradients<T> dW_hh;        // touched rows of dW_hh
-    std::vector<T> db;            // G: dense sum of dz over steps, as the paper's bias
+    std::vector<T> dx;               // N x n_in
+    RowGradients<T> dW_ih;           // touched rows of dW_ih (the same rows as dW_hh)
+    RowGradients<T> dW_hh;           // touched rows of dW_hh
+    std::vector<T> db;               // G: dense sum of dz over steps, as the paper's bias
     std::vector<std::int64_t> kept;  // N x k kept gate rows (empty when dense)
 };
 
 template <class T>
-LstmGradients<T> lstm_backward(ConstMatrix<T> x, ConstMatrix<T> W_ih, ConstMatrix<T> W_hh,
-                               Sequences seqs, const LstmCache<T>& cache,
-                               ConstMatrix<T> dhidden, std::size_t k,
+LstmGradients<T> lstm_backward(ConstMatrix<T> x, ConstMatrix<T> W_ih, ConstMatrix<T> W_hh, Sequences seqs,
+                               const LstmCache<T>& cache, ConstMatrix<T> dhidden, std::size_t k,
                                GateSelection selection = GateSelection::together);
 
 }  // namespace meprop

@@ -79,8 +79,7 @@ struct AdamRowDecay {
 // moments' decay as described above; rows that get a gradient every step are
 // updated bit for bit as without it.
 template <class T>
-void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> m,
-                 Matrix<T> v, std::int64_t step, const AdamConfig& c, bool lazy,
-                 AdamRowDecay decay = {});
+void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> m, Matrix<T> v,
+                 std::int64_t step, const AdamConfig& c, bool lazy, AdamRowDecay decay = {});
 
 }  // namespace meprop

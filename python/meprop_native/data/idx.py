@@ -103,20 +103,17 @@ def parse_header(data: bytes, name: str) -> IdxHeader:
         raise IdxFormatError(f"{name}: empty file (an IDX file starts with a 4-byte magic number)")
     if len(data) < 4:
         raise IdxFormatError(
-            f"{name}: too short for an IDX header: the magic number needs 4 bytes, "
-            f"file has {len(data)}"
+            f"{name}: too short for an IDX header: the magic number needs 4 bytes, file has {len(data)}"
         )
     (magic,) = struct.unpack(">I", data[:4])
     if data[0] != 0 or data[1] != 0:
         raise IdxFormatError(
-            f"{name}: bad magic number 0x{magic:08X}: the first two bytes must be zero "
-            f"(not an IDX file?)"
+            f"{name}: bad magic number 0x{magic:08X}: the first two bytes must be zero (not an IDX file?)"
         )
     code, ndim = data[2], data[3]
     if code not in IDX_TYPES:
         raise IdxFormatError(
-            f"{name}: bad magic number 0x{magic:08X}: unknown type code 0x{code:02X} "
-            f"(known: {_known_types()})"
+            f"{name}: bad magic number 0x{magic:08X}: unknown type code 0x{code:02X} (known: {_known_types()})"
         )
     if ndim == 0:
         raise IdxFormatError(f"{name}: bad magic number 0x{magic:08X}: declares 0 dimensions")
@@ -166,9 +163,7 @@ def parse_idx(
             f"{name}: {have - need} unexpected trailing bytes: header says {header.describe()}, "
             f"file has {have} after the {header.header_size}-byte header"
         )
-    arr = np.frombuffer(
-        data, dtype=header.dtype, count=need // header.dtype.itemsize, offset=header.header_size
-    )
+    arr = np.frombuffer(data, dtype=header.dtype, count=need // header.dtype.itemsize, offset=header.header_size)
     # astype copies: the result owns writable memory in native byte order
     # instead of aliasing the read-only bytes object.
     return arr.astype(header.dtype.newbyteorder("="), copy=True).reshape(header.shape)
@@ -191,8 +186,7 @@ def _check_expected(
         want.append(np.dtype(expect_dtype).name)
     got = f"{len(header.shape)}-D {header.dtype.newbyteorder('=').name}"
     raise IdxFormatError(
-        f"{name}: unexpected magic number 0x{header.magic:08X}: expected a {' '.join(want)} "
-        f"IDX file, this one is {got}"
+        f"{name}: unexpected magic number 0x{header.magic:08X}: expected a {' '.join(want)} IDX file, this one is {got}"
     )
 
 

@@ -118,9 +118,7 @@ def _read_images(path: Path) -> np.ndarray:
     """(N, 28, 28) uint8 images -> (N, 784) float32 in [0, 1]."""
     images = read_idx(path, expect_dtype=np.uint8, expect_ndim=3)
     if images.shape[1:] != IMAGE_SHAPE:
-        raise IdxFormatError(
-            f"{os.fspath(path)}: expected 28x28 images, got {images.shape[1]}x{images.shape[2]}"
-        )
+        raise IdxFormatError(f"{os.fspath(path)}: expected 28x28 images, got {images.shape[1]}x{images.shape[2]}")
     x = images.reshape(images.shape[0], -1).astype(np.float32)
     x /= np.float32(255)  # in place: no second float32 copy of 188 MB
     return x
@@ -145,8 +143,7 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
     y = _read_labels(labels_path)
     if x.shape[0] != y.shape[0]:
         raise IdxFormatError(
-            f"{os.fspath(images_path)} has {x.shape[0]} images but "
-            f"{os.fspath(labels_path)} has {y.shape[0]} labels"
+            f"{os.fspath(images_path)} has {x.shape[0]} images but {os.fspath(labels_path)} has {y.shape[0]} labels"
         )
     return x, y
 

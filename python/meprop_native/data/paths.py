@@ -321,9 +321,7 @@ def locate_files(
         except DownloadError as e:
             # Stop at the first file no mirror could serve: without network
             # the others would fail the same way, only slower.
-            raise DatasetNotFoundError(
-                _not_found_message(dataset, files, missing[i:], dirs, target, e.reasons)
-            ) from e
+            raise DatasetNotFoundError(_not_found_message(dataset, files, missing[i:], dirs, target, e.reasons)) from e
     return found
 
 
@@ -343,10 +341,7 @@ def _not_found_message(
     else:
         lines.append(f"Downloading into {target} failed:")
         lines += [f"  {r}" for r in download_reasons]
-    lines.append(
-        f"To fix, put these {len(files)} files (gzipped as published, or gunzipped without "
-        f"the .gz suffix):"
-    )
+    lines.append(f"To fix, put these {len(files)} files (gzipped as published, or gunzipped without the .gz suffix):")
     width = max(len(s.name) for s in files)
     lines += [f"  {s.name:<{width}}  md5 {s.md5}" for s in files]
     lines.append(

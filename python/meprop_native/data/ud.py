@@ -30,9 +30,7 @@ __all__ = [
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: The release the md5s below belong to (tag r2.16 of the treebank's repository).
-UD_MIRRORS: tuple[str, ...] = (
-    "https://raw.githubusercontent.com/UniversalDependencies/UD_English-EWT/r2.16/",
-)
+UD_MIRRORS: tuple[str, ...] = ("https://raw.githubusercontent.com/UniversalDependencies/UD_English-EWT/r2.16/",)
 
 UD_EWT_FILES: dict[str, DataFile] = {
     "train": DataFile("en_ewt-ud-train.conllu", "fa9865539033efcf99ea90f8b93d6646"),
@@ -130,8 +128,14 @@ def locate_ud_ewt(
     each directly and in its ``ud_english_ewt/`` subdirectory.
     """
     by_name = locate_files(
-        list(UD_EWT_FILES.values()), data_dir, subdir="ud_english_ewt", mirrors=UD_MIRRORS,
-        download=download, verify=verify, timeout=timeout, dataset="UD English EWT",
+        list(UD_EWT_FILES.values()),
+        data_dir,
+        subdir="ud_english_ewt",
+        mirrors=UD_MIRRORS,
+        download=download,
+        verify=verify,
+        timeout=timeout,
+        dataset="UD English EWT",
     )
     return {split: by_name[spec.name] for split, spec in UD_EWT_FILES.items()}
 

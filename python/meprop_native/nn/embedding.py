@@ -55,8 +55,9 @@ class Embedding(Module):
     def forward(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids)
         if ids.ndim < 1 or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"ids must be an integer array of at least 1 dimension, got {ids.dtype} "
-                             f"with shape {ids.shape}")
+            raise ValueError(
+                f"ids must be an integer array of at least 1 dimension, got {ids.dtype} with shape {ids.shape}"
+            )
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
             raise ValueError(f"ids must lie in [0, {self.num_embeddings}), got {ids.min()}..{ids.max()}")
         self._ids = ids.astype(np.int64, copy=False)
@@ -73,7 +74,7 @@ class Embedding(Module):
         flat = self._ids.ravel()
         if flat.size == 0:  # no ids looked up: no row gets a gradient
             self.weight.set_grad(np.zeros(0, np.int64), np.zeros((0, self.dim), self.weight.value.dtype))
-            return None
+            return
         # Sort the ids, then sum the gradient rows of each run of equal ids in
         # one pass: no scattered read-modify-writes (np.add.at is ~10x slower).
         order = np.argsort(flat, kind="stable")

@@ -82,9 +82,7 @@ class Linear(Module):
         self.mode = mode
         shape = (out_features, in_features)
         self.weight = Parameter("weight", init_weight(rng, shape, in_features, out_features, init, dtype))
-        self.bias = (
-            Parameter("bias", init_bias(rng, out_features, in_features, init, dtype)) if bias else None
-        )
+        self.bias = Parameter("bias", init_bias(rng, out_features, in_features, init, dtype)) if bias else None
         self.backward_seconds = 0.0
         self._x: np.ndarray | None = None
         self._all_rows = np.arange(1, dtype=np.int64)
@@ -139,8 +137,15 @@ class Linear(Module):
         else:
             indices = sel.random_indices(len(dy), k) if sel.select == "random" and mode != "dense" else None
             dx, rows, dW_rows, db = _core.linear_backward_compact(
-                dy, self._x, self.weight.value, None if mode == "dense" or indices is not None else k, mode,
-                input_grad, memory=memory, memory_decay=sel.memory_decay, indices=indices,
+                dy,
+                self._x,
+                self.weight.value,
+                None if mode == "dense" or indices is not None else k,
+                mode,
+                input_grad,
+                memory=memory,
+                memory_decay=sel.memory_decay,
+                indices=indices,
             )
         sel.count(len(dy), k)
         self.backward_seconds += time.perf_counter() - start

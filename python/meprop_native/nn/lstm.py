@@ -32,8 +32,10 @@ def checked_offsets(offsets: np.ndarray | list[int] | None, rows: int) -> np.nda
         return np.array([0, rows], dtype=np.int64)
     given = np.asarray(offsets)
     if given.ndim != 1 or given.size < 2 or not np.issubdtype(given.dtype, np.integer):
-        raise ValueError(f"offsets must be a 1-D integer array of at least 2 sequence boundaries, "
-                         f"got {given.dtype} with shape {given.shape}")
+        raise ValueError(
+            f"offsets must be a 1-D integer array of at least 2 sequence boundaries, "
+            f"got {given.dtype} with shape {given.shape}"
+        )
     copy = given.astype(np.int64)
     if copy[0] != 0:
         raise ValueError(f"offsets must start at 0, got {copy[0]}")
@@ -117,7 +119,9 @@ class LSTM(Module):
         # scheme treats each gate's block as a layer from its own inputs.
         fan_in_ih = hidden_size if init == "pytorch" else input_size
         self.weight_ih = Parameter("weight_ih", init_weight(rng, (G, input_size), fan_in_ih, hidden_size, init, dtype))
-        self.weight_hh = Parameter("weight_hh", init_weight(rng, (G, hidden_size), hidden_size, hidden_size, init, dtype))
+        self.weight_hh = Parameter(
+            "weight_hh", init_weight(rng, (G, hidden_size), hidden_size, hidden_size, init, dtype)
+        )
         self.bias = Parameter("bias", init_bias(rng, G, hidden_size, init, dtype))
         self.backward_seconds = 0.0
         self.gate_seconds = 0.0
@@ -159,9 +163,20 @@ class LSTM(Module):
         dy = np.ascontiguousarray(dy, dtype=x.dtype)
         start = time.perf_counter()
         dx, rows, dW_ih, dW_hh, db, _, gate_seconds = _core.lstm_backward(
-            x, self.weight_ih.value, self.weight_hh.value, offsets, gates, cells, cell_tanh,
-            hidden, dy, self.kept_per_step, method=self.method, input_grad=input_grad,
-            per_gate=self.per_gate and not self.dense, memory_decay=self.selection.memory_decay,
+            x,
+            self.weight_ih.value,
+            self.weight_hh.value,
+            offsets,
+            gates,
+            cells,
+            cell_tanh,
+            hidden,
+            dy,
+            self.kept_per_step,
+            method=self.method,
+            input_grad=input_grad,
+            per_gate=self.per_gate and not self.dense,
+            memory_decay=self.selection.memory_decay,
         )
         self.selection.count(len(dy), self.kept_per_step or 4 * self.hidden_size)
         elapsed = time.perf_counter() - start

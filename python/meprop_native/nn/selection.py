@@ -125,7 +125,8 @@ class Selection:
                 return self.n
             # Geometric from n (step 0) towards the rule's k (step warmup_steps).
             target = self._rule_k(dy)
-            return max(target, int(round(self.n * (target / self.n) ** (step / self.warmup_steps))))
+            # float(): NumPy 1.x rounds its own floats to floats.
+            return max(target, round(float(self.n * (target / self.n) ** (step / self.warmup_steps))))
         return self._rule_k(dy)
 
     def _rule_k(self, dy: np.ndarray) -> int:
@@ -204,4 +205,4 @@ def mass_k(dy: np.ndarray, mass: float) -> int:
     total = a.sum(axis=1, keepdims=True)
     reached = np.cumsum(a, axis=1) >= mass * total
     per_row = reached.argmax(axis=1) + 1
-    return int(math.ceil(per_row.mean()))
+    return math.ceil(per_row.mean())

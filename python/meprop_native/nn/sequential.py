@@ -44,9 +44,7 @@ class Sequential(NamedState, Module):
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         """(name, parameter) pairs, named "<layer index>.<weight|bias>"."""
-        return [
-            (f"{i}.{p.name}", p) for i, layer in enumerate(self.layers) for p in layer.parameters()
-        ]
+        return [(f"{i}.{p.name}", p) for i, layer in enumerate(self.layers) for p in layer.parameters()]
 
     def random_generators(self) -> list[np.random.Generator]:
         return [rng for layer in self.layers for rng in layer.random_generators()]
@@ -120,8 +118,9 @@ def mlp(
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         last = i == len(sizes) - 2
         options = dict(selection or {}, depth=len(sizes) - 2 - i, seed=seed * 1000 + i)
-        layers.append(Linear(n_in, n_out, k_out if last else k, mode, rng=init_rng, dtype=dtype, init=init,
-                             selection=options))
+        layers.append(
+            Linear(n_in, n_out, k_out if last else k, mode, rng=init_rng, dtype=dtype, init=init, selection=options)
+        )
         if not last:
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:

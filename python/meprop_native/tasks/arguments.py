@@ -18,7 +18,7 @@ def fraction(low_open: bool) -> Callable[[str], float]:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-        if not ((0.0 < value if low_open else 0.0 <= value) and value <= 1.0):
+        if not ((value > 0.0 if low_open else value >= 0.0) and value <= 1.0):
             raise argparse.ArgumentTypeError(f"must be in {'(0' if low_open else '[0'}, 1], got {text}")
         return value
 
@@ -44,26 +44,36 @@ def count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
 
 def add_clip_argument(group: argparse._ArgumentGroup) -> None:
     """--clip: element-wise gradient clipping, on by default as in the paper's code."""
-    group.add_argument("--clip", type=float, default=5.0,
-                       help="clip each gradient element to [-clip, clip]; 0 disables (default 5, as the paper's code)")
+    group.add_argument(
+        "--clip",
+        type=float,
+        default=5.0,
+        help="clip each gradient element to [-clip, clip]; 0 disables (default 5, as the paper's code)",
+    )
 
 
 def add_init_argument(group: argparse._ArgumentGroup, default: str) -> None:
     """--init: the weight initialisation of the linear products (meprop_native.nn.init)."""
-    group.add_argument("--init", choices=INITS, default=default,
-                       help=f"weight initialisation (default {default}). paper: weights normal with sd "
-                            "sqrt(6 / (fan_in + fan_out)), biases 0, as the paper authors' code; pytorch: "
-                            "uniform in +-1/sqrt(fan_in), as torch.nn.Linear")
+    group.add_argument(
+        "--init",
+        choices=INITS,
+        default=default,
+        help=f"weight initialisation (default {default}). paper: weights normal with sd "
+        "sqrt(6 / (fan_in + fan_out)), biases 0, as the paper authors' code; pytorch: "
+        "uniform in +-1/sqrt(fan_in), as torch.nn.Linear",
+    )
 
 
 def add_lazy_argument(group: argparse._ArgumentGroup) -> None:
     """--lazy: Adam moves only the rows that received gradient."""
-    group.add_argument("--lazy", action="store_true",
-                       help="Adam: update only rows that received gradient (default: every row, as the paper)")
+    group.add_argument(
+        "--lazy",
+        action="store_true",
+        help="Adam: update only rows that received gradient (default: every row, as the paper)",
+    )
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, task: str, files: str,
-                      examples: str) -> argparse._ArgumentGroup:
+def add_run_arguments(parser: argparse.ArgumentParser, task: str, files: str, examples: str) -> argparse._ArgumentGroup:
     """The "run" group: threads, data, output, resume, progress and smoke-run limits.
 
     ``files`` says what the data directory holds and ``examples`` what one
@@ -71,25 +81,43 @@ def add_run_arguments(parser: argparse.ArgumentParser, task: str, files: str,
     task's own run options.
     """
     run = parser.add_argument_group("run")
-    run.add_argument("--threads", type=count(1, MAX_THREADS), default=None,
-                     help=f"threads for the native kernels, 1..{MAX_THREADS} (default: all cores); BLAS gets one "
-                          "while training")
-    run.add_argument("--data-dir", type=Path, default=None,
-                     help=f"directory with {files}; default: $MEPROP_DATA, then the user cache dir, "
-                          "downloading there if absent")
-    run.add_argument("--out", type=Path, default=Path("runs") / task,
-                     help=f"output directory for checkpoint, metrics, summary and plot (default runs/{task})")
+    run.add_argument(
+        "--threads",
+        type=count(1, MAX_THREADS),
+        default=None,
+        help=f"threads for the native kernels, 1..{MAX_THREADS} (default: all cores); BLAS gets one while training",
+    )
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"directory with {files}; default: $MEPROP_DATA, then the user cache dir, downloading there if absent",
+    )
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs") / task,
+        help=f"output directory for checkpoint, metrics, summary and plot (default runs/{task})",
+    )
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    run.add_argument("--overwrite", action="store_true",
-                     help="start over in an --out that holds an earlier run (default: refuse, naming --resume)")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an --out that holds an earlier run (default: refuse, naming --resume)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
-    run.add_argument("--train-limit", type=count(1), default=None,
-                     help=f"use only the first N training {examples} (smoke runs)")
+    run.add_argument(
+        "--train-limit", type=count(1), default=None, help=f"use only the first N training {examples} (smoke runs)"
+    )
     run.add_argument("--steps-per-epoch", type=count(1), default=None, help="cap steps per epoch (smoke runs)")
-    run.add_argument("--evals-per-epoch", type=count(1), default=1,
-                     help="evaluations of dev and test per epoch, evenly spaced, the last at its end; the best "
-                          "dev score over all of them picks the model (default 1; the paper authors' MNIST "
-                          "code used 11)")
+    run.add_argument(
+        "--evals-per-epoch",
+        type=count(1),
+        default=1,
+        help="evaluations of dev and test per epoch, evenly spaced, the last at its end; the best "
+        "dev score over all of them picks the model (default 1; the paper authors' MNIST "
+        "code used 11)",
+    )
     return run
 
 
@@ -110,10 +138,14 @@ def default_memory_decay(args: argparse.Namespace) -> float:
 def add_memory_decay_argument(group: argparse._ArgumentGroup) -> None:
     """--memory-decay: error feedback's decay (meprop_native.nn.Selection, nn.LSTM)."""
     defaults = ", ".join(f"{name} {decay:g}" for name, decay in DEFAULT_MEMORY_DECAY.items())
-    group.add_argument("--memory-decay", type=fraction(low_open=False), default=None,
-                       help="error feedback: what top-k drops is remembered per unit and added back before the "
-                            f"next selection, times this decay in [0, 1] (default by optimizer: {defaults}); "
-                            "0 turns it off: the paper's plain meProp")
+    group.add_argument(
+        "--memory-decay",
+        type=fraction(low_open=False),
+        default=None,
+        help="error feedback: what top-k drops is remembered per unit and added back before the "
+        f"next selection, times this decay in [0, 1] (default by optimizer: {defaults}); "
+        "0 turns it off: the paper's plain meProp",
+    )
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -124,30 +156,58 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> argparse._Argume
     """
     group = parser.add_argument_group("meProp selection")
     add_memory_decay_argument(group)
-    group.add_argument("--select", choices=["topk", "random"], default="topk",
-                       help="topk: the largest |dy| (default); random: k of n uniformly (the paper's Figure 4 "
-                            "ablation)")
-    group.add_argument("--k-rule", choices=["fixed", "tinyprop", "mass"], default="fixed",
-                       help="fixed: --k every step (default); tinyprop: TinyProp's ratio from sum |dy| against "
-                            "its running maximum; mass: the smallest k keeping --k-mass of each example's "
-                            "sum |dy|; both within --k-min .. --k-max")
+    group.add_argument(
+        "--select",
+        choices=["topk", "random"],
+        default="topk",
+        help="topk: the largest |dy| (default); random: k of n uniformly (the paper's Figure 4 ablation)",
+    )
+    group.add_argument(
+        "--k-rule",
+        choices=["fixed", "tinyprop", "mass"],
+        default="fixed",
+        help="fixed: --k every step (default); tinyprop: TinyProp's ratio from sum |dy| against "
+        "its running maximum; mass: the smallest k keeping --k-mass of each example's "
+        "sum |dy|; both within --k-min .. --k-max",
+    )
     group.add_argument("--k-min", type=count(1), default=None, help="smallest k of an adaptive rule (default 1)")
-    group.add_argument("--k-max", type=count(1), default=None, help="largest k of an adaptive rule (default: the layer size)")
-    group.add_argument("--k-mass", type=fraction(low_open=True), default=0.9,
-                       help="the share of sum |dy| the mass rule keeps (default 0.9)")
-    group.add_argument("--tinyprop-zeta", type=fraction(low_open=True), default=1.0,
-                       help="TinyProp's damping per layer from the output, in (0, 1] (default 1: none)")
-    group.add_argument("--warmup-steps", type=count(0), default=0,
-                       help="steps of warm-up before meProp's k applies (default 0)")
-    group.add_argument("--warmup", choices=["ramp", "dense"], default="ramp",
-                       help="ramp: k falls geometrically from n to k over the warm-up (default); dense: dense steps")
+    group.add_argument(
+        "--k-max", type=count(1), default=None, help="largest k of an adaptive rule (default: the layer size)"
+    )
+    group.add_argument(
+        "--k-mass",
+        type=fraction(low_open=True),
+        default=0.9,
+        help="the share of sum |dy| the mass rule keeps (default 0.9)",
+    )
+    group.add_argument(
+        "--tinyprop-zeta",
+        type=fraction(low_open=True),
+        default=1.0,
+        help="TinyProp's damping per layer from the output, in (0, 1] (default 1: none)",
+    )
+    group.add_argument(
+        "--warmup-steps", type=count(0), default=0, help="steps of warm-up before meProp's k applies (default 0)"
+    )
+    group.add_argument(
+        "--warmup",
+        choices=["ramp", "dense"],
+        default="ramp",
+        help="ramp: k falls geometrically from n to k over the warm-up (default); dense: dense steps",
+    )
     return group
 
 
 def selection_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of meprop_native.nn.Selection that the options give."""
     return {
-        "memory_decay": default_memory_decay(args), "select": args.select, "k_rule": args.k_rule,
-        "k_min": args.k_min, "k_max": args.k_max, "k_mass": args.k_mass,
-        "tinyprop_zeta": args.tinyprop_zeta, "warmup_steps": args.warmup_steps, "warmup": args.warmup,
+        "memory_decay": default_memory_decay(args),
+        "select": args.select,
+        "k_rule": args.k_rule,
+        "k_min": args.k_min,
+        "k_max": args.k_max,
+        "k_mass": args.k_mass,
+        "tinyprop_zeta": args.tinyprop_zeta,
+        "warmup_steps": args.warmup_steps,
+        "warmup": args.warmup,
     }

@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import numpy as np
-
 from .. import __version__, set_num_threads, thread_limits
 from ..data import load_mnist
 from ..nn import mlp
-from ..optim import OPTIMIZERS, Adam
+from ..optim import OPTIMIZERS, Adam, Optimizer
 from ..train import ArrayDataset, Splits, TrainConfig, Trainer
-from ..train.atomic import write_with
+from ..train.atomic import write_arrays
 from .arguments import (
     add_clip_argument,
     add_init_argument,
@@ -38,23 +36,36 @@ DEFAULT_LR = {"adam": 0.001, "adagrad": 0.1, "sgd": 0.1}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the options of ``meprop train mnist`` to parser."""
     model = parser.add_argument_group("model")
-    model.add_argument("--k", type=count(1), default=None,
-                       help="entries of dy kept per example in every hidden layer (default by optimizer: adam 25, "
-                            "5 %% of 500, which with error feedback matched dense accuracy in docs/results.md; adagrad "
-                            "10, the paper's; sgd 20; the paper's Adam setting is 20)")
-    model.add_argument("--k-out", type=count(1), default=None,
-                       help="k of the output layer (default: none, dense; with 10 classes any k >= 10 is dense)")
-    model.add_argument("--mode", choices=["per_example", "unified", "dense"], default="per_example",
-                       help="per_example: meProp (default); unified: one top-k set per mini-batch; "
-                            "dense: ordinary backprop through the same kernels (the baseline)")
+    model.add_argument(
+        "--k",
+        type=count(1),
+        default=None,
+        help="entries of dy kept per example in every hidden layer (default by optimizer: adam 25, "
+        "5 %% of 500, which with error feedback matched dense accuracy in docs/results.md; adagrad "
+        "10, the paper's; sgd 20; the paper's Adam setting is 20)",
+    )
+    model.add_argument(
+        "--k-out",
+        type=count(1),
+        default=None,
+        help="k of the output layer (default: none, dense; with 10 classes any k >= 10 is dense)",
+    )
+    model.add_argument(
+        "--mode",
+        choices=["per_example", "unified", "dense"],
+        default="per_example",
+        help="per_example: meProp (default); unified: one top-k set per mini-batch; "
+        "dense: ordinary backprop through the same kernels (the baseline)",
+    )
     model.add_argument("--hidden", type=count(1), default=500, help="units per hidden layer (default 500)")
     model.add_argument("--layers", type=count(0), default=2, help="number of hidden layers (default 2)")
-    model.add_argument("--dropout", type=float, default=0.0, help="dropout probability after each hidden layer (default 0)")
+    model.add_argument(
+        "--dropout", type=float, default=0.0, help="dropout probability after each hidden layer (default 0)"
+    )
     add_init_argument(model, default="pytorch")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam", help="default adam")
-    opt.add_argument("--lr", type=float, default=None,
-                     help="learning rate (default: adam 0.001, adagrad 0.1, sgd 0.1)")
+    opt.add_argument("--lr", type=float, default=None, help="learning rate (default: adam 0.001, adagrad 0.1, sgd 0.1)")
     add_clip_argument(opt)
     add_lazy_argument(opt)
     opt.add_argument("--batch-size", type=count(1), default=10, help="mini-batch size (default 10, the paper's)")
@@ -62,8 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling and dropout (default 0)")
     add_selection_arguments(parser)
     run = add_run_arguments(parser, "mnist", "the four MNIST IDX files (or a parent with mnist/)", "images")
-    run.add_argument("--no-verify", action="store_true",
-                     help="use local MNIST files whose md5 differs from the published one (default: refuse them)")
+    run.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="use local MNIST files whose md5 differs from the published one (default: refuse them)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -74,30 +88,57 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     train_x, train_y = splits.train_x, splits.train_y
     if args.train_limit is not None:
         train_x, train_y = train_x[: args.train_limit], train_y[: args.train_limit]
-    data = Splits(ArrayDataset(train_x, train_y), ArrayDataset(splits.dev_x, splits.dev_y),
-                  ArrayDataset(splits.test_x, splits.test_y))
+    data = Splits(
+        ArrayDataset(train_x, train_y),
+        ArrayDataset(splits.dev_x, splits.dev_y),
+        ArrayDataset(splits.test_x, splits.test_y),
+    )
 
     dense = args.mode == "dense"
     k = None if dense else (args.k if args.k is not None else DEFAULT_K[args.optimizer])
     k_out = None if dense else args.k_out
     sizes = [784] + [args.hidden] * args.layers + [10]
-    model = mlp(sizes, k=k, k_out=k_out, mode="per_example" if dense else args.mode,
-                dropout=args.dropout, seed=args.seed, init=args.init, selection=selection_options(args))
+    model = mlp(
+        sizes,
+        k=k,
+        k_out=k_out,
+        mode="per_example" if dense else args.mode,
+        dropout=args.dropout,
+        seed=args.seed,
+        init=args.init,
+        selection=selection_options(args),
+    )
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    optimizer: Optimizer
     if args.optimizer == "adam":
         optimizer = Adam(model.parameters(), lr=lr, clip=args.clip, lazy=args.lazy)
     else:
         optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=lr, clip=args.clip)
 
     run_info = {
-        "task": "mnist", "sizes": sizes, "k": k, "k_out": k_out, "mode": args.mode,
-        "optimizer": args.optimizer, "lr": lr, "clip": args.clip, "lazy": args.lazy,
-        "dropout": args.dropout, "init": args.init, "selection": selection_options(args),
-        "train_size": len(train_y), "version": __version__,
+        "task": "mnist",
+        "sizes": sizes,
+        "k": k,
+        "k_out": k_out,
+        "mode": args.mode,
+        "optimizer": args.optimizer,
+        "lr": lr,
+        "clip": args.clip,
+        "lazy": args.lazy,
+        "dropout": args.dropout,
+        "init": args.init,
+        "selection": selection_options(args),
+        "train_size": len(train_y),
+        "version": __version__,
     }
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                         progress=not args.no_progress, steps_per_epoch=args.steps_per_epoch,
-                         evals_per_epoch=args.evals_per_epoch)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=not args.no_progress,
+        steps_per_epoch=args.steps_per_epoch,
+        evals_per_epoch=args.evals_per_epoch,
+    )
     trainer = Trainer(model, optimizer, data, config, args.out, run_info)
     if args.threads is not None:
         set_num_threads(args.threads)
@@ -105,5 +146,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with thread_limits(blas=1):
         summary = trainer.fit(resume=args.resume)
     # The trainer leaves the best-dev weights in the model.
-    write_with(args.out / "best_model.npz", lambda handle: np.savez(handle, **model.state_dict()))
+    write_arrays(args.out / "best_model.npz", model.state_dict())
     return summary

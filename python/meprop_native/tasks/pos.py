@@ -17,14 +17,14 @@ from .. import __version__, set_num_threads, thread_limits
 from ..data.ud import UDSplits, load_ud_ewt
 from ..optim import OPTIMIZERS, Adam, Optimizer
 from ..train import Splits, TrainConfig, Trainer
-from ..train.atomic import write_json, write_with
+from ..train.atomic import write_arrays, write_json
 from .arguments import (
     add_clip_argument,
     add_init_argument,
     add_lazy_argument,
     add_memory_decay_argument,
-    default_memory_decay,
     add_run_arguments,
+    default_memory_decay,
 )
 from .pos_features import FeatureEncoder
 from .pos_model import TaggedSentences, Tagger
@@ -37,35 +37,52 @@ DEFAULT_LR = {"adagrad": 0.01, "adam": 0.001, "sgd": 0.1}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
-    model.add_argument("--k", type=int, default=5,
-                       help="entries of each step's 4h gate gradient kept in the LSTM backward "
-                            "(default 5, the paper's)")
-    model.add_argument("--per-gate", action="store_true",
-                       help="keep the k largest of each gate's h entries (4k a step) instead of k of all 4h: "
-                            "how an LSTM with one weight matrix per gate would apply meProp")
-    model.add_argument("--mode", choices=["meprop", "dense"], default="meprop",
-                       help="meprop: top-k backward (default); dense: ordinary backprop through the same kernels")
+    model.add_argument(
+        "--k",
+        type=int,
+        default=5,
+        help="entries of each step's 4h gate gradient kept in the LSTM backward (default 5, the paper's)",
+    )
+    model.add_argument(
+        "--per-gate",
+        action="store_true",
+        help="keep the k largest of each gate's h entries (4k a step) instead of k of all 4h: "
+        "how an LSTM with one weight matrix per gate would apply meProp",
+    )
+    model.add_argument(
+        "--mode",
+        choices=["meprop", "dense"],
+        default="meprop",
+        help="meprop: top-k backward (default); dense: ordinary backprop through the same kernels",
+    )
     model.add_argument("--hidden", type=int, default=500, help="LSTM hidden size (default 500)")
-    model.add_argument("--min-count", type=int, default=2,
-                       help="training occurrences a word or affix needs for its own embedding; "
-                            "rarer ones are UNK (default 2)")
+    model.add_argument(
+        "--min-count",
+        type=int,
+        default=2,
+        help="training occurrences a word or affix needs for its own embedding; rarer ones are UNK (default 2)",
+    )
     add_init_argument(model, default="pytorch")
     add_memory_decay_argument(model)
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adagrad", help="default adagrad")
-    opt.add_argument("--lr", type=float, default=None,
-                     help="learning rate (default: adagrad 0.01, adam 0.001, sgd 0.1)")
+    opt.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: adagrad 0.01, adam 0.001, sgd 0.1)"
+    )
     add_clip_argument(opt)
     add_lazy_argument(opt)
     opt.add_argument("--batch-size", type=int, default=1, help="sentences per mini-batch (default 1, the paper's)")
     opt.add_argument("--epochs", type=int, default=5, help="default 5 (the paper's best epochs were 2-5)")
     opt.add_argument("--seed", type=int, default=0, help="seeds initialisation and shuffling (default 0)")
-    run = add_run_arguments(parser, "pos", "en_ewt-ud-{train,dev,test}.conllu (or a parent with ud_english_ewt/)",
-                            "sentences")
-    run.add_argument("--eval-limit", type=int, default=None,
-                     help="use only the first N dev and test sentences (smoke runs)")
-    run.add_argument("--eval-batch-size", type=int, default=256,
-                     help="sentences per evaluation batch (run in parallel; default 256)")
+    run = add_run_arguments(
+        parser, "pos", "en_ewt-ud-{train,dev,test}.conllu (or a parent with ud_english_ewt/)", "sentences"
+    )
+    run.add_argument(
+        "--eval-limit", type=int, default=None, help="use only the first N dev and test sentences (smoke runs)"
+    )
+    run.add_argument(
+        "--eval-batch-size", type=int, default=256, help="sentences per evaluation batch (run in parallel; default 256)"
+    )
 
 
 def tagging_evaluator(batch_size: int):
@@ -81,8 +98,11 @@ def tagging_evaluator(batch_size: int):
             total += len(tags)
             oov_correct += int(np.count_nonzero(right & oov))
             oov_total += int(np.count_nonzero(oov))
-        return {"accuracy": correct / max(total, 1), "oov_accuracy": oov_correct / max(oov_total, 1),
-                "oov_share": oov_total / max(total, 1)}
+        return {
+            "accuracy": correct / max(total, 1),
+            "oov_accuracy": oov_correct / max(oov_total, 1),
+            "oov_share": oov_total / max(total, 1),
+        }
 
     return evaluate
 
@@ -110,14 +130,23 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
     dev = ud.dev[: args.eval_limit] if args.eval_limit is not None else ud.dev
     test = ud.test[: args.eval_limit] if args.eval_limit is not None else ud.test
     # The tag set is the annotation scheme's: every tag of the full treebank, slices or not.
-    encoder = FeatureEncoder((s.forms for s in train), (t for split in ud for s in split for t in s.xpos),
-                             min_count=args.min_count)
+    encoder = FeatureEncoder(
+        (s.forms for s in train), (t for split in ud for s in split for t in s.xpos), min_count=args.min_count
+    )
     data = Splits(*(TaggedSentences([encoder.encode(s.forms, s.xpos) for s in split]) for split in (train, dev, test)))
 
     dense = args.mode == "dense"
     k = None if dense else args.k
-    model = Tagger(encoder.sizes(), len(encoder.tags), hidden=args.hidden, k=k, seed=args.seed,
-                   per_gate=args.per_gate, init=args.init, memory_decay=default_memory_decay(args))
+    model = Tagger(
+        encoder.sizes(),
+        len(encoder.tags),
+        hidden=args.hidden,
+        k=k,
+        seed=args.seed,
+        per_gate=args.per_gate,
+        init=args.init,
+        memory_decay=default_memory_decay(args),
+    )
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     optimizer: Optimizer
     if args.optimizer == "adam":
@@ -126,25 +155,45 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
         optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=lr, clip=args.clip)
 
     run_info = {
-        "task": "pos", "hidden": args.hidden, "k": k, "per_gate": args.per_gate, "init": args.init, "mode": args.mode,
-        "memory_decay": default_memory_decay(args), "optimizer": args.optimizer,
-        "lr": lr, "clip": args.clip, "lazy": args.lazy, "min_count": args.min_count,
-        "vocabulary": encoder.sizes(), "train_sentences": len(train), "train_tokens": int(sum(len(s) for s in train)),
+        "task": "pos",
+        "hidden": args.hidden,
+        "k": k,
+        "per_gate": args.per_gate,
+        "init": args.init,
+        "mode": args.mode,
+        "memory_decay": default_memory_decay(args),
+        "optimizer": args.optimizer,
+        "lr": lr,
+        "clip": args.clip,
+        "lazy": args.lazy,
+        "min_count": args.min_count,
+        "vocabulary": encoder.sizes(),
+        "train_sentences": len(train),
+        "train_tokens": int(sum(len(s) for s in train)),
         "version": __version__,
     }
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                         eval_batch_size=args.eval_batch_size, progress=not args.no_progress,
-                         steps_per_epoch=args.steps_per_epoch, metric="accuracy",
-                         evals_per_epoch=args.evals_per_epoch)
-    trainer = Trainer(model, optimizer, data, config, args.out, run_info,
-                      evaluate=tagging_evaluator(args.eval_batch_size))
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        eval_batch_size=args.eval_batch_size,
+        progress=not args.no_progress,
+        steps_per_epoch=args.steps_per_epoch,
+        metric="accuracy",
+        evals_per_epoch=args.evals_per_epoch,
+    )
+    trainer = Trainer(
+        model, optimizer, data, config, args.out, run_info, evaluate=tagging_evaluator(args.eval_batch_size)
+    )
     if args.threads is not None:
         set_num_threads(args.threads)
     # One busy pool: the kernels own the cores, BLAS (the input projection) runs on one.
     with thread_limits(blas=1):
         summary = trainer.fit(resume=args.resume)
     # The trainer leaves the best-dev weights in the model; the vocabulary makes them usable.
-    write_with(args.out / "best_model.npz", lambda handle: np.savez(handle, **model.state_dict()))
-    write_json(args.out / "vocabulary.json", {"words": encoder.words.to_list(), "tags": encoder.tags,
-                                              "features": [v.to_list() for v in encoder.features]})
+    write_arrays(args.out / "best_model.npz", model.state_dict())
+    write_json(
+        args.out / "vocabulary.json",
+        {"words": encoder.words.to_list(), "tags": encoder.tags, "features": [v.to_list() for v in encoder.features]},
+    )
     return summary

@@ -149,4 +149,8 @@ class FeatureEncoder:
         return Encoded(words, features, labels)
 
     def sizes(self) -> dict[str, int]:
-        return {"words": len(self.words), **{n: len(v) for n, v in zip(FEATURES, self.features)}, "tags": len(self.tags)}
+        return {
+            "words": len(self.words),
+            **{n: len(v) for n, v in zip(FEATURES, self.features)},
+            "tags": len(self.tags),
+        }

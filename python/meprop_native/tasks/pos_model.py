@@ -76,8 +76,9 @@ class Tagger(NamedState):
         self.feature_embeddings = [Embedding(vocab_sizes[name], feature_dim, rng, dtype) for name in FEATURES]
         self.input_size = word_dim + feature_dim * len(FEATURES)
         self.word_dim, self.feature_dim = word_dim, feature_dim
-        self.lstm = LSTM(self.input_size, hidden, k, rng, dtype, per_gate=per_gate, init=init,
-                         memory_decay=memory_decay)
+        self.lstm = LSTM(
+            self.input_size, hidden, k, rng, dtype, per_gate=per_gate, init=init, memory_decay=memory_decay
+        )
         self.output = Linear(hidden, n_tags, None, rng=rng, dtype=dtype, init=init)
         self.training = True
 

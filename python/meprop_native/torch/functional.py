@@ -182,8 +182,10 @@ def meprop_linear(
     check_backward_support(x, weight, bias)
     if memory is not None:
         if memory.device.type != "cpu" or memory.dtype != weight.dtype or memory.shape != (weight.shape[0],):
-            raise ValueError(f"memory must be a CPU tensor of shape ({weight.shape[0]},) and dtype {weight.dtype}, "
-                             f"got {tuple(memory.shape)} {memory.dtype} on {memory.device}")
+            raise ValueError(
+                f"memory must be a CPU tensor of shape ({weight.shape[0]},) and dtype {weight.dtype}, "
+                f"got {tuple(memory.shape)} {memory.dtype} on {memory.device}"
+            )
         if not memory.is_contiguous():
             raise ValueError("memory must be contiguous: the backward updates it in place")
         if not 0.0 <= memory_decay <= 1.0:

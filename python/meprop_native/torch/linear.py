@@ -57,14 +57,16 @@ class Linear(torch.nn.Linear):
         else:
             self.error_memory = None
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):  # type: ignore[no-untyped-def]
         key = prefix + "error_memory"
         if self.error_memory is not None and key not in state_dict:
             state_dict = dict(state_dict)
             state_dict[key] = torch.zeros_like(self.error_memory)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                                      error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     @property
     def dense(self) -> bool:

@@ -111,8 +111,17 @@ class MepropLSTMFunction(torch.autograd.Function):
             dhidden = torch.zeros_like(hidden)
         gates, cells, cell_tanh = ctx.cache
         dx, rows, dW_ih_rows, dW_hh_rows, db, _, _ = _core.lstm_backward(
-            x.detach().numpy(), _numpy(weight_ih), _numpy(weight_hh), ctx.offsets, gates, cells, cell_tanh,
-            hidden.detach().numpy(), _numpy(dhidden), ctx.k, input_grad=need_dx,
+            x.detach().numpy(),
+            _numpy(weight_ih),
+            _numpy(weight_hh),
+            ctx.offsets,
+            gates,
+            cells,
+            cell_tanh,
+            hidden.detach().numpy(),
+            _numpy(dhidden),
+            ctx.k,
+            input_grad=need_dx,
         )
         rows_t = torch.from_numpy(rows)
 
@@ -198,8 +207,17 @@ class LSTM(torch.nn.LSTM):
             raise ValueError(f"meprop_native.torch.LSTM supports proj_size=0 only, got {proj_size!r}")
         if isinstance(hidden_size, numbers.Integral) and not isinstance(hidden_size, bool) and hidden_size > 0:
             resolve_mode(k, "per_example", 4 * hidden_size)  # fail at construction, not at the first step
-        super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias, batch_first=batch_first,
-                         dropout=dropout, bidirectional=bidirectional, device=device, dtype=dtype)
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers=num_layers,
+            bias=bias,
+            batch_first=batch_first,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            device=device,
+            dtype=dtype,
+        )
         self.k = k
 
     @property
@@ -244,8 +262,11 @@ class LSTM(torch.nn.LSTM):
             for suffix in ("", "_reverse")[: 2 if self.bidirectional else 1]:
                 x = rows if not suffix else rows.index_select(0, reverse)
                 weights = [getattr(self, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh")]
-                biases = ([getattr(self, f"{name}_l{layer}{suffix}") for name in ("bias_ih", "bias_hh")]
-                          if self.bias else [None, None])
+                biases = (
+                    [getattr(self, f"{name}_l{layer}{suffix}") for name in ("bias_ih", "bias_hh")]
+                    if self.bias
+                    else [None, None]
+                )
                 hidden, c_last = MepropLSTMFunction.apply(x.contiguous(), *weights, *biases, offsets, k)
                 # The last step each direction ran: the sequence's end in its own (possibly reversed) order.
                 finals_h.append(hidden.index_select(0, ends))

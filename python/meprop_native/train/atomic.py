@@ -11,9 +11,11 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -43,11 +45,10 @@ def _umask() -> int:
     # Linux reports it without changing it; elsewhere reading the umask means
     # setting it, so set it straight back (another thread creating a file in
     # that instant would get 022).
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -69,7 +70,13 @@ def write_json(path: Path, obj: Any) -> None:
         handle.write("\n")
 
 
-def write_with(path: Path, writer: Callable[[IO[bytes]], None]) -> None:
+def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Atomically writes the named arrays as an uncompressed .npz."""
+    named: dict[str, Any] = dict(arrays)  # names, never np.savez's own keywords
+    write_with(path, lambda handle: np.savez(handle, **named))
+
+
+def write_with(path: Path, writer: Callable[[IO[bytes]], object]) -> None:
     """Atomically writes whatever ``writer`` writes to the binary handle."""
     with atomic_open(path, "wb") as handle:
         writer(handle)

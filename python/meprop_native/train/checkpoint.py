@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import write_with
+from .atomic import write_arrays
 
 _META_KEY = "__meta__"
 
@@ -28,7 +28,7 @@ def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, A
         raise ValueError(f"{_META_KEY!r} is reserved")
     payload = dict(arrays)
     payload[_META_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
-    write_with(path, lambda handle: np.savez(handle, **payload))
+    write_arrays(path, payload)
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -4,13 +4,15 @@ Protocol (Sun et al. 2017): shuffled mini-batches, evaluation on dev and test
 after every epoch, and the reported test score is the one at the epoch with the
 best dev score. The trainer knows nothing of the task: it draws batches from
 :class:`Dataset` objects, and an evaluator scores the model on dev and test
-(accuracy by default; a parser reports attachment scores). Each epoch's permutation is drawn from (seed, epoch), and every
-other source of randomness (dropout) is checkpointed, so a run resumed from a
-checkpoint ends bit-identical to an uninterrupted one.
+(accuracy by default; a parser reports attachment scores). Each epoch's
+permutation is drawn from (seed, epoch), and every other source of randomness
+(dropout) is checkpointed, so a run resumed from a checkpoint ends
+bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -56,8 +58,13 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the original."""
-        return {"batch_size": self.batch_size, "seed": self.seed, "steps_per_epoch": self.steps_per_epoch,
-                "metric": self.metric, "evals_per_epoch": self.evals_per_epoch}
+        return {
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "steps_per_epoch": self.steps_per_epoch,
+            "metric": self.metric,
+            "evals_per_epoch": self.evals_per_epoch,
+        }
 
 
 @dataclass
@@ -102,12 +109,17 @@ class Trainer:
             raise ValueError("epochs, batch_size and checkpoint_every must be >= 1")
         if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
             raise ValueError("steps_per_epoch must be >= 1 (or None for whole epochs)")
-        if isinstance(config.evals_per_epoch, bool) or not isinstance(config.evals_per_epoch, int) \
-                or config.evals_per_epoch < 1:
+        if (
+            isinstance(config.evals_per_epoch, bool)
+            or not isinstance(config.evals_per_epoch, int)
+            or config.evals_per_epoch < 1
+        ):
             raise ValueError(f"evals_per_epoch must be an integer >= 1, got {config.evals_per_epoch!r}")
         for name, data in zip(Splits._fields, splits):
             if not isinstance(data, Dataset):
-                raise TypeError(f"splits.{name} must be a Dataset (len() and batch(indices)), got {type(data).__name__}")
+                raise TypeError(
+                    f"splits.{name} must be a Dataset (len() and batch(indices)), got {type(data).__name__}"
+                )
         if len(splits.train) == 0:
             raise ValueError("the training set is empty")
         self.model = model
@@ -232,15 +244,27 @@ class Trainer:
             raise ValueError(f"the evaluator gives {sorted(dev)}, not the metric {self.config.metric!r}")
         score = dev[self.config.metric]
         if self.best["dev"] is None or score > self.best["dev"]:
-            self.best = {"dev": score, "epoch": self.pos.epoch + 1, "step": self.pos.global_step,
-                         "dev_metrics": dev, "test_metrics": test}
+            self.best = {
+                "dev": score,
+                "epoch": self.pos.epoch + 1,
+                "step": self.pos.global_step,
+                "dev_metrics": dev,
+                "test_metrics": test,
+            }
             self.best_state = self.model.state_dict()
         return dev, test, time.perf_counter() - start
 
     def _interim_eval(self) -> None:
         dev, test, seconds = self._evaluate_and_keep_best()
-        self.interim.append({"epoch": self.pos.epoch + 1, "step": self.pos.global_step, "dev": dev, "test": test,
-                             "eval_seconds": seconds})
+        self.interim.append(
+            {
+                "epoch": self.pos.epoch + 1,
+                "step": self.pos.global_step,
+                "dev": dev,
+                "test": test,
+                "eval_seconds": seconds,
+            }
+        )
 
     def _end_epoch(self) -> None:
         dev, test, eval_seconds = self._evaluate_and_keep_best()
@@ -301,7 +325,8 @@ class Trainer:
             )
         if meta.get("config") != self.config.identity() or meta.get("run") != self.run_info:
             differences = _differences(meta.get("run"), self.run_info) + _differences(
-                meta.get("config"), self.config.identity())
+                meta.get("config"), self.config.identity()
+            )
             raise CheckpointError(
                 f"{self.checkpoint_path} was written by a run with other settings: {'; '.join(differences)}; "
                 "resume with the same options, start over with --overwrite, or use another --out"
@@ -326,8 +351,9 @@ class Trainer:
                 raise CheckpointError(f"{self.checkpoint_path}: layer {i}: {error}") from error
         generators = self.model.random_generators()
         if len(generators) != len(meta["rng"]):
-            raise CheckpointError(f"{self.checkpoint_path} holds {len(meta['rng'])} random generators, "
-                                  f"the model has {len(generators)}")
+            raise CheckpointError(
+                f"{self.checkpoint_path} holds {len(meta['rng'])} random generators, the model has {len(generators)}"
+            )
         for rng, state in zip(generators, meta["rng"]):
             rng.bit_generator.state = state
         pos = dict(meta["position"])
@@ -385,14 +411,23 @@ class Trainer:
         from tqdm import tqdm
 
         self._bar_start = (time.perf_counter(), self.pos.seen)
-        return tqdm(total=steps, initial=self.pos.step_in_epoch, desc=f"epoch {epoch + 1}/{self.config.epochs}",
-                    unit="step", leave=False, dynamic_ncols=True)
+        return tqdm(
+            total=steps,
+            initial=self.pos.step_in_epoch,
+            desc=f"epoch {epoch + 1}/{self.config.epochs}",
+            unit="step",
+            leave=False,
+            dynamic_ncols=True,
+        )
 
     def _show_progress(self, bar: Any) -> None:
         t0, seen0 = self._bar_start
         rate = (self.pos.seen - seen0) / max(time.perf_counter() - t0, 1e-9)
-        bar.set_postfix(loss=f"{self.pos.loss_sum / max(self.pos.seen, 1):.4f}",
-                        acc=f"{self.pos.correct / max(self.pos.seen, 1):.4f}", ex_s=f"{rate:.0f}")
+        bar.set_postfix(
+            loss=f"{self.pos.loss_sum / max(self.pos.seen, 1):.4f}",
+            acc=f"{self.pos.correct / max(self.pos.seen, 1):.4f}",
+            ex_s=f"{rate:.0f}",
+        )
 
     def _report_epoch(self, record: dict[str, Any]) -> None:
         if not self.config.progress:
@@ -411,12 +446,10 @@ class Trainer:
         def request_stop(signum: int, frame: Any) -> None:
             self._stop_signal = signum
 
-        previous = {}
+        previous: dict[int, Any] = {}
         for signum in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
                 previous[signum] = signal.signal(signum, request_stop)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
         return previous
 
 

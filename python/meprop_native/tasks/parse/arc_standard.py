@@ -45,7 +45,7 @@ def right_arc(label: int, num_labels: int) -> int:
     return 1 + num_labels + label
 
 
-def is_projective(heads: Sequence[int]) -> bool:
+def is_projective(heads: Sequence[int] | np.ndarray) -> bool:
     """Whether the tree given by ``heads`` (1-based token ids, 0 = root) has no crossing arcs.
 
     The arc from the artificial root (at position 0) counts like any other,
@@ -282,8 +282,9 @@ class BatchedConfigurations:
         self.rc2[r, h] = np.where(new_first, first, np.where(d > second_v, d, second))
         self.rc1[r, h] = np.where(new_first, d, first)
 
-    def oracle(self, rows: np.ndarray, gold_heads: np.ndarray, gold_labels: np.ndarray,
-               gold_children: np.ndarray) -> np.ndarray:
+    def oracle(
+        self, rows: np.ndarray, gold_heads: np.ndarray, gold_labels: np.ndarray, gold_children: np.ndarray
+    ) -> np.ndarray:
         """The static oracle's next transition for each given sentence.
 
         ``gold_heads``, ``gold_labels``, ``gold_children`` are (B, N + 2) int
@@ -295,8 +296,7 @@ class BatchedConfigurations:
         s1, s2 = self.top(1, rows), self.top(2, rows)
         two = self.depth[rows] >= 2
         left = two & (s2 != 0) & (s2 != self.none) & (gold_heads[rows, s2] == s1)
-        right = (two & ~left & (gold_heads[rows, s1] == s2)
-                 & (self.attached[rows, s1] == gold_children[rows, s1]))
+        right = two & ~left & (gold_heads[rows, s1] == s2) & (self.attached[rows, s1] == gold_children[rows, s1])
         shift = ~left & ~right
         if (shift & (self.next_token[rows] > self.lengths[rows])).any():
             raise ValueError("no oracle transition: the tree is not projective")

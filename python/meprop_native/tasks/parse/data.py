@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from ...train import ArrayDataset, Evaluator
+from ...train import ArrayDataset, Dataset, Evaluator
 from .decode import parse
 from .examples import oracle_examples, split_projective
 from .scoring import attachment_scores
@@ -39,11 +40,16 @@ class TreebankSplit:
 def attachment_evaluator(vocab: Vocab) -> Evaluator:
     """Parses a TreebankSplit greedily and returns {"uas", "las"} (punctuation excluded)."""
 
-    def evaluate(model, data: TreebankSplit) -> dict[str, float]:
+    def evaluate(model: Any, data: Dataset) -> dict[str, float]:
+        if not isinstance(data, TreebankSplit):
+            raise TypeError(f"attachment scores need a TreebankSplit, not {type(data).__name__}")
         predicted = parse(data.sentences, vocab, model.forward)
         scores = attachment_scores(
-            [s.heads for s in data.sentences], [s.labels for s in data.sentences],
-            [p[0] for p in predicted], [p[1] for p in predicted], [s.xpos for s in data.sentences],
+            [s.heads for s in data.sentences],
+            [s.labels for s in data.sentences],
+            [p[0] for p in predicted],
+            [p[1] for p in predicted],
+            [s.xpos for s in data.sentences],
         )
         return {"uas": scores["uas"], "las": scores["las"]}
 
@@ -62,8 +68,9 @@ class ParseData:
     skipped_non_projective: int
 
 
-def prepare(train: Sequence[TreeLike], dev: Sequence[TreeLike], test: Sequence[TreeLike],
-            min_word_count: int = 2) -> ParseData:
+def prepare(
+    train: Sequence[TreeLike], dev: Sequence[TreeLike], test: Sequence[TreeLike], min_word_count: int = 2
+) -> ParseData:
     """Vocabulary from ``train``; oracle examples of its projective trees; encoded dev and test."""
     if not train:
         raise ValueError("no training sentences")

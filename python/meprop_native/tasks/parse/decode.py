@@ -19,8 +19,9 @@ from .vocab import Encoded, Vocab
 Scorer = Callable[[np.ndarray], np.ndarray]  # (A, 48) int32 features -> (A, 2L + 1) scores
 
 
-def parse(sentences: Sequence[Encoded], vocab: Vocab, score: Scorer,
-          group_size: int = 4096) -> list[tuple[np.ndarray, np.ndarray]]:
+def parse(
+    sentences: Sequence[Encoded], vocab: Vocab, score: Scorer, group_size: int = 4096
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Predicted (heads, label ids) of each sentence, int64 arrays of length n, in input order."""
     result: list[tuple[np.ndarray, np.ndarray]] = [None] * len(sentences)  # type: ignore[list-item]
     for group in length_groups(sentences, group_size):

@@ -63,8 +63,9 @@ def feature_positions(config: BatchedConfigurations, rows: np.ndarray) -> np.nda
     return np.stack(cols, axis=1)
 
 
-def extract(config: BatchedConfigurations, rows: np.ndarray, words: np.ndarray, tags: np.ndarray,
-            vocab: Vocab) -> np.ndarray:
+def extract(
+    config: BatchedConfigurations, rows: np.ndarray, words: np.ndarray, tags: np.ndarray, vocab: Vocab
+) -> np.ndarray:
     """(len(rows), 48) int32 feature ids of the given sentences' current configurations.
 
     ``words`` and ``tags`` come from ``position_ids`` for the same sentences.

@@ -67,10 +67,22 @@ class ParserModel(NamedState):
             layers (error feedback, adaptive k, warm-up, random selection).
     """
 
-    def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 50, hidden: int = 500,
-                 layers: int = 2, k: int | None = 20, k_out: int | None = 20, mode: str = "per_example",
-                 activation: str = "relu", seed: int = 0, dtype: type = np.float32,
-                 init: str = "pytorch", selection: dict | None = None) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        embed_dim: int = 50,
+        hidden: int = 500,
+        layers: int = 2,
+        k: int | None = 20,
+        k_out: int | None = 20,
+        mode: str = "per_example",
+        activation: str = "relu",
+        seed: int = 0,
+        dtype: type = np.float32,
+        init: str = "pytorch",
+        selection: dict | None = None,
+    ) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if layers < 1 or hidden < 1:
@@ -82,8 +94,9 @@ class ParserModel(NamedState):
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             last = i == len(sizes) - 2
             options = dict(selection or {}, depth=len(sizes) - 2 - i, seed=seed * 1000 + i)
-            modules.append(Linear(n_in, n_out, k_out if last else k, mode, rng=rng, dtype=dtype, init=init,
-                                  selection=options))
+            modules.append(
+                Linear(n_in, n_out, k_out if last else k, mode, rng=rng, dtype=dtype, init=init, selection=options)
+            )
             if not last:
                 modules.append(ACTIVATIONS[activation]())
         self.mlp = Sequential(modules)
@@ -97,7 +110,9 @@ class ParserModel(NamedState):
         return self.mlp.forward(vectors.reshape(vectors.shape[0], -1))
 
     def backward(self, dlogits: np.ndarray) -> None:
-        self.embedding.backward(self.mlp.backward(dlogits, input_grad=True))
+        dvectors = self.mlp.backward(dlogits, input_grad=True)
+        assert dvectors is not None  # input_grad=True asks for it
+        self.embedding.backward(dvectors)
 
     def parameters(self) -> list[Parameter]:
         return self.embedding.parameters() + self.mlp.parameters()

@@ -20,13 +20,11 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
-
 from ... import __version__, set_num_threads, thread_limits
 from ...data.ud import load_ud_ewt
-from ...optim import OPTIMIZERS, Adam
+from ...optim import OPTIMIZERS
 from ...train import Splits, TrainConfig, Trainer
-from ...train.atomic import write_json, write_with
+from ...train.atomic import write_arrays, write_json
 from ..arguments import (
     add_clip_argument,
     add_init_argument,
@@ -38,8 +36,10 @@ from .arc_standard import num_transitions
 from .data import attachment_evaluator, prepare
 from .model import ACTIVATIONS, ParserModel
 
-HELP = ("Chen & Manning (2014) dependency parser on UD English EWT (48 features x 50 dims -> 500-500 -> "
-        "transitions, batch 10,000; default: AdaGrad lr 0.01, k=20 hidden and output)")
+HELP = (
+    "Chen & Manning (2014) dependency parser on UD English EWT (48 features x 50 dims -> 500-500 -> "
+    "transitions, batch 10,000; default: AdaGrad lr 0.01, k=20 hidden and output)"
+)
 
 # The paper's parsing settings: AdaGrad 0.01; Adam keeps its default 0.001.
 DEFAULT_LR = {"adagrad": 0.01, "adam": 0.001, "sgd": 0.1}
@@ -47,34 +47,51 @@ DEFAULT_LR = {"adagrad": 0.01, "adam": 0.001, "sgd": 0.1}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
-    model.add_argument("--k", type=int, default=20, help="entries of dy kept per example in every hidden layer "
-                       "(default 20, the paper's)")
-    model.add_argument("--k-out", type=int, default=20, help="k of the output layer (default 20, the paper's; "
-                       "0 makes it dense)")
-    model.add_argument("--mode", choices=["per_example", "unified", "dense"], default="per_example",
-                       help="per_example: meProp (default); unified: one top-k set per mini-batch; "
-                            "dense: ordinary backprop through the same kernels (the baseline)")
+    model.add_argument(
+        "--k",
+        type=int,
+        default=20,
+        help="entries of dy kept per example in every hidden layer (default 20, the paper's)",
+    )
+    model.add_argument(
+        "--k-out", type=int, default=20, help="k of the output layer (default 20, the paper's; 0 makes it dense)"
+    )
+    model.add_argument(
+        "--mode",
+        choices=["per_example", "unified", "dense"],
+        default="per_example",
+        help="per_example: meProp (default); unified: one top-k set per mini-batch; "
+        "dense: ordinary backprop through the same kernels (the baseline)",
+    )
     model.add_argument("--hidden", type=int, default=500, help="units per hidden layer (default 500)")
     model.add_argument("--layers", type=int, default=2, help="number of hidden layers (default 2)")
     model.add_argument("--embed-dim", type=int, default=50, help="embedding size per feature (default 50)")
-    model.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh",
-                       help="hidden activation (default tanh; Chen & Manning used cube)")
-    model.add_argument("--min-word-count", type=int, default=2,
-                       help="training words rarer than this become UNK (default 2)")
+    model.add_argument(
+        "--activation",
+        choices=sorted(ACTIVATIONS),
+        default="tanh",
+        help="hidden activation (default tanh; Chen & Manning used cube)",
+    )
+    model.add_argument(
+        "--min-word-count", type=int, default=2, help="training words rarer than this become UNK (default 2)"
+    )
     add_init_argument(model, default="pytorch")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adagrad", help="default adagrad")
     opt.add_argument("--lr", type=float, default=None, help="learning rate (default: adagrad 0.01, adam 0.001)")
     add_clip_argument(opt)
-    opt.add_argument("--batch-size", type=int, default=10000,
-                     help="transitions per mini-batch (default 10,000, the paper's)")
+    opt.add_argument(
+        "--batch-size", type=int, default=10000, help="transitions per mini-batch (default 10,000, the paper's)"
+    )
     opt.add_argument("--epochs", type=int, default=20, help="default 20")
     opt.add_argument("--seed", type=int, default=0, help="seeds initialisation and shuffling (default 0)")
     add_selection_arguments(parser)
-    run = add_run_arguments(parser, "parse", "the three en_ewt-ud-*.conllu files (or a parent with ud_english_ewt/)",
-                            "sentences")
-    run.add_argument("--eval-limit", type=int, default=None,
-                     help="parse only the first N dev and test sentences (smoke runs)")
+    run = add_run_arguments(
+        parser, "parse", "the three en_ewt-ud-*.conllu files (or a parent with ud_english_ewt/)", "sentences"
+    )
+    run.add_argument(
+        "--eval-limit", type=int, default=None, help="parse only the first N dev and test sentences (smoke runs)"
+    )
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -105,45 +122,83 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         set_num_threads(args.threads)
     progress = not args.no_progress
     if progress:
-        print(f"parse: {data.train_sentences} projective training trees ({data.skipped_non_projective} "
-              f"non-projective skipped) -> {len(data.train)} transitions; vocab {len(vocab.words)} words, "
-              f"{len(vocab.tags)} tags, {vocab.num_labels} labels; prepared in {prepare_seconds:.1f}s",
-              file=sys.stderr, flush=True)
+        print(
+            f"parse: {data.train_sentences} projective training trees ({data.skipped_non_projective} "
+            f"non-projective skipped) -> {len(data.train)} transitions; vocab {len(vocab.words)} words, "
+            f"{len(vocab.tags)} tags, {vocab.num_labels} labels; prepared in {prepare_seconds:.1f}s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     dense = args.mode == "dense"
     k = None if dense else args.k
     k_out = None if dense or args.k_out == 0 else args.k_out
     classes = num_transitions(vocab.num_labels)
-    model = ParserModel(vocab.size, classes, args.embed_dim, args.hidden, args.layers, k, k_out,
-                        "per_example" if dense else args.mode, args.activation, args.seed, init=args.init,
-                        selection=selection_options(args))
+    model = ParserModel(
+        vocab.size,
+        classes,
+        args.embed_dim,
+        args.hidden,
+        args.layers,
+        k,
+        k_out,
+        "per_example" if dense else args.mode,
+        args.activation,
+        args.seed,
+        init=args.init,
+        selection=selection_options(args),
+    )
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-    if args.optimizer == "adam":
-        optimizer = Adam(model.parameters(), lr=lr, clip=args.clip)
-    else:
-        optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=lr, clip=args.clip)
+    optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=lr, clip=args.clip)
 
     run_info = {
-        "task": "parse", "embed_dim": args.embed_dim, "hidden": args.hidden, "layers": args.layers,
-        "classes": classes, "k": k, "k_out": k_out, "mode": args.mode, "activation": args.activation,
-        "init": args.init, "optimizer": args.optimizer, "lr": lr, "clip": args.clip, "min_word_count": args.min_word_count,
+        "task": "parse",
+        "embed_dim": args.embed_dim,
+        "hidden": args.hidden,
+        "layers": args.layers,
+        "classes": classes,
+        "k": k,
+        "k_out": k_out,
+        "mode": args.mode,
+        "activation": args.activation,
+        "init": args.init,
+        "optimizer": args.optimizer,
+        "lr": lr,
+        "clip": args.clip,
+        "min_word_count": args.min_word_count,
         "selection": selection_options(args),
-        "train_sentences": data.train_sentences, "skipped_non_projective": data.skipped_non_projective,
-        "train_transitions": len(data.train), "dev_sentences": len(data.dev), "test_sentences": len(data.test),
+        "train_sentences": data.train_sentences,
+        "skipped_non_projective": data.skipped_non_projective,
+        "train_transitions": len(data.train),
+        "dev_sentences": len(data.dev),
+        "test_sentences": len(data.test),
         "vocab": {"words": len(vocab.words), "tags": len(vocab.tags), "labels": vocab.num_labels},
         "version": __version__,
     }
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, progress=progress,
-                         steps_per_epoch=args.steps_per_epoch, metric="uas",
-                         evals_per_epoch=args.evals_per_epoch)
-    trainer = Trainer(model, optimizer, Splits(data.train, data.dev, data.test), config, args.out, run_info,
-                      evaluate=attachment_evaluator(vocab))
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=progress,
+        steps_per_epoch=args.steps_per_epoch,
+        metric="uas",
+        evals_per_epoch=args.evals_per_epoch,
+    )
+    trainer = Trainer(
+        model,
+        optimizer,
+        Splits(data.train, data.dev, data.test),
+        config,
+        args.out,
+        run_info,
+        evaluate=attachment_evaluator(vocab),
+    )
     # One busy pool: the kernels own the cores, BLAS (the forward) runs on one.
     with thread_limits(blas=1):
         summary = trainer.fit(resume=args.resume)
     summary["prepare_seconds"] = prepare_seconds
     write_json(args.out / "summary.json", summary)
     # The trainer leaves the best-dev weights in the model.
-    write_with(args.out / "best_model.npz", lambda handle: np.savez(handle, **model.state_dict()))
+    write_arrays(args.out / "best_model.npz", model.state_dict())
     write_json(args.out / "vocab.json", vocab.to_dict())
     return summary

@@ -33,7 +33,6 @@ NULL, UNK, ROOT = "<NULL>", "<UNK>", "<ROOT>"
 SPECIALS = (NULL, UNK, ROOT)
 
 
-
 def tree_problem(heads: np.ndarray) -> str | None:
     """Why heads (1-based, 0 = root) do not form a tree over the tokens, or None."""
     roots = int((heads == 0).sum())
@@ -41,10 +40,11 @@ def tree_problem(heads: np.ndarray) -> str | None:
         return f"{roots} tokens attach to the root, a tree has exactly one"
     depth_of = np.full(len(heads), -1)
     for start in range(len(heads)):
-        path, token = [], start
+        path: list[int] = []
+        token = start
         while token >= 0 and depth_of[token] < 0:  # walk up until the root or a known token
             if token in path:
-                return f"the heads of tokens {sorted(t + 1 for t in path[path.index(token):])} form a cycle"
+                return f"the heads of tokens {sorted(t + 1 for t in path[path.index(token) :])} form a cycle"
             path.append(token)
             token = int(heads[token]) - 1
         depth = 0 if token < 0 else depth_of[token] + 1
@@ -53,13 +53,19 @@ def tree_problem(heads: np.ndarray) -> str | None:
             depth += 1
     return None
 
+
 class TreeLike(Protocol):
     """What the parser reads from a sentence (meprop_native.data.ud.Sentence has it)."""
 
-    forms: Sequence[str]
-    xpos: Sequence[str]
-    heads: Sequence[int]
-    deprels: Sequence[str]
+    # Properties: a frozen dataclass (Sentence) has read-only fields.
+    @property
+    def forms(self) -> Sequence[str]: ...
+    @property
+    def xpos(self) -> Sequence[str]: ...
+    @property
+    def heads(self) -> Sequence[int]: ...
+    @property
+    def deprels(self) -> Sequence[str]: ...
 
 
 def universal_label(deprel: str) -> str:
@@ -175,4 +181,3 @@ class Vocab:
 
     def to_dict(self) -> dict[str, list[str]]:
         return {"words": self.words, "tags": self.tags, "labels": self.labels}
-
