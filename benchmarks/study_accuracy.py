@@ -50,6 +50,8 @@ METHODS: dict[str, list[str]] = {
     "warm-up ramp 2000 steps": PLAIN + ["--warmup-steps", "2000"],
     "error feedback 0.8 + warm-up ramp 2000 steps": ["--memory-decay", "0.8", "--warmup-steps", "2000"],
     "warm-up dense 500 steps": PLAIN + ["--warmup-steps", "500", "--warmup", "dense"],
+    # The parser takes about 40 steps an epoch (batches of 10,000).
+    "warm-up ramp 40 steps": PLAIN + ["--warmup-steps", "40"],
     "adaptive k, mass 0.5": PLAIN + ["--k-rule", "mass", "--k-mass", "0.5", "--k-min", "5", "--k-max", "40"],
     "adaptive k, TinyProp": PLAIN + ["--k-rule", "tinyprop", "--k-min", "5", "--k-max", "40"],
     "unified top-k": PLAIN + ["--mode", "unified"],
@@ -98,7 +100,7 @@ STUDIES = {
     "parse-adam": Study(
         "parse",
         ["--optimizer", "adam", "--k", "20", "--epochs", "8"],
-        ["dense", "plain meProp", TASK_DEFAULT],
+        ["dense", "plain meProp", "error feedback 0.8", "warm-up ramp 40 steps"],
         TASK_DEFAULT,
         epochs=8,
     ),
