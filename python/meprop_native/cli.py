@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .data import DatasetNotFoundError, IdxFormatError
 from .data.paths import ChecksumError
-from .train import CheckpointError, TrainingDiverged, TrainingInterrupted
+from .train import CheckpointError, OutputWriteError, TrainingDiverged, TrainingInterrupted
 from .train.plots import plot_summary
 
 # Each task is a module meprop_native.tasks.<name> with HELP, add_arguments(parser)
@@ -75,7 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``meprop`` with argv (default: sys.argv[1:]); returns the exit code.
 
     0: trained; 2: bad data, checkpoint or option (message on stderr); 3: the
-    loss diverged; 130: stopped by SIGINT/SIGTERM after saving a checkpoint.
+    loss diverged; 4: an output could not be written (no space, I/O error; the
+    last checkpoint is intact); 130: stopped by SIGINT/SIGTERM after saving a
+    checkpoint.
     Options argparse rejects exit with 2 through SystemExit.
     """
     args = build_parser().parse_args(argv)
@@ -95,6 +97,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDiverged as error:
         print(f"meprop: error: {error}", file=sys.stderr)
         return 3
+    except OutputWriteError as error:
+        print(
+            f"meprop: error: {error}. Mend the cause, then run again with --resume to continue from the last "
+            "checkpoint written",
+            file=sys.stderr,
+        )
+        return 4
     except TrainingInterrupted as error:
         print(f"meprop: {error}", file=sys.stderr)
         return 130

@@ -255,7 +255,8 @@ class LSTM(torch.nn.LSTM):
         """
         k, _ = resolve_mode(self.k, "per_example", 4 * self.hidden_size)
         ends = torch.from_numpy(offsets[1:] - 1)  # every sequence has a step here
-        reverse = torch.from_numpy(reversal_index(offsets)) if self.bidirectional else None
+        # Unused (and cheap) when the layer is one-directional.
+        reverse = torch.from_numpy(reversal_index(offsets))
         finals_h, finals_c = [], []
         for layer in range(self.num_layers):
             outputs = []

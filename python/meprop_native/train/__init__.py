@@ -1,5 +1,6 @@
 """Training: the Trainer, its time breakdown and safe checkpoints."""
 
+from .atomic import OutputWriteError
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .dataset import ArrayDataset, Dataset, Evaluator, Splits, accuracy_evaluator
 from .timing import TimeBreakdown
@@ -10,6 +11,7 @@ __all__ = [
     "CheckpointError",
     "Dataset",
     "Evaluator",
+    "OutputWriteError",
     "Splits",
     "TimeBreakdown",
     "TrainConfig",

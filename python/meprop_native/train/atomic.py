@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -18,12 +19,52 @@ from typing import IO, Any
 import numpy as np
 
 
+class OutputWriteError(OSError):
+    """A result or checkpoint could not be written (no space, an I/O error, ...).
+
+    The file that was there before, if any, is unchanged: the error happened
+    before the rename that would have replaced it.
+    """
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror or str(error), str(path))
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return f"could not write {self.path}: {self.strerror}; the file there before, if any, is unchanged"
+
+
+# mkstemp's names: the prefix, eight characters of its alphabet, the suffix.
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temporaries(directory: Path) -> list[str]:
+    """Deletes the temporary files that writes into ``directory`` left when
+    the process was killed mid-write (they are never read); returns their names.
+    Call it only where no other process is writing to ``directory``."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in Path(directory).iterdir():
+            if _TEMPORARY.match(entry.name) and entry.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+                    removed.append(entry.name)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """A handle whose content replaces ``path`` atomically when the block ends without error."""
+    """A handle whose content replaces ``path`` atomically when the block ends without error.
+
+    A failure of the file system (ENOSPC, EIO, ...) at any point raises
+    :class:`OutputWriteError` naming ``path``; ``path`` is then unchanged.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise OutputWriteError(path, error) from error
     try:
         # mkstemp makes the file 0600; give it the mode an ordinary open()
         # would, 0666 less the umask, so results are as shareable as the
@@ -34,9 +75,11 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(error, OSError) and not isinstance(error, OutputWriteError):
+            raise OutputWriteError(path, error) from error
         raise
     _fsync_dir(path.parent)
 

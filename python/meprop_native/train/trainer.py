@@ -25,7 +25,7 @@ import numpy as np
 
 from ..nn import softmax_cross_entropy
 from ..optim import Optimizer
-from .atomic import atomic_open, write_json
+from .atomic import atomic_open, remove_stale_temporaries, write_json
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .dataset import Dataset, Evaluator, Splits, accuracy_evaluator
 from .timing import TimeBreakdown
@@ -155,6 +155,9 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Trains to the configured number of epochs and returns the summary."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        # A run killed mid-write leaves its temporary file; the file it was
+        # replacing is intact, and the temporary is of no use.
+        remove_stale_temporaries(self.out_dir)
         self._stop_signal = None
         if resume:
             self._restore()
