@@ -101,7 +101,7 @@ STUDIES = {
         "parse",
         ["--optimizer", "adam", "--k", "20", "--epochs", "8"],
         ["dense", "plain meProp", "error feedback 0.8", "warm-up ramp 40 steps"],
-        TASK_DEFAULT,
+        PAPER,
         epochs=8,
     ),
     "parse-adagrad": Study(

@@ -634,3 +634,20 @@ def test_pos_memory_decay_follows_the_optimizer(optimizer, decay):
     args = argparse.Namespace(optimizer=optimizer, memory_decay=None)
     assert default_memory_decay(args) == decay
     assert default_memory_decay(argparse.Namespace(optimizer=optimizer, memory_decay=0.5)) == 0.5
+
+
+@pytest.mark.parametrize(
+    "task, optimizer, decay",
+    [("mnist", "adam", 0.8), ("mnist", "adagrad", 0.0), ("parse", "adam", 0.0), ("parse", "adagrad", 0.0)],
+)
+def test_each_task_has_its_own_memory_decay_defaults(task, optimizer, decay):
+    """The study's evidence differs by task: error feedback helps MNIST under Adam and hurts the parser."""
+    from meprop_native.cli import build_parser
+    from meprop_native.tasks.arguments import default_memory_decay
+
+    args = build_parser().parse_args(["train", task, "--optimizer", optimizer])
+    assert default_memory_decay(args) == decay
+    args = build_parser().parse_args(["train", task, "--optimizer", optimizer, "--memory-decay", "0.3"])
+    assert default_memory_decay(args) == 0.3
+    shown = build_parser().parse_args(["train", task]).memory_decay_defaults
+    assert shown[optimizer] == decay
