@@ -107,7 +107,12 @@ def read_conllu(path: PathLike) -> list[Sentence]:
     try:
         with open(path, encoding="utf-8") as handle:
             for number, tokens in enumerate(conllu.parse_incr(handle), start=1):
-                sentences.append(_sentence(tokens, path, number))
+                try:
+                    sentences.append(_sentence(tokens, path, number))
+                except KeyError as error:  # a line with fewer than the ten columns
+                    raise ConlluFormatError(
+                        f"{os.fspath(path)}: sentence {number}: a word has no {error.args[0].strip(chr(39))} column"
+                    ) from error
     except (ParseException, UnicodeDecodeError) as error:
         raise ConlluFormatError(f"{os.fspath(path)}: not valid CoNLL-U ({error})") from error
     if not sentences:

@@ -7,7 +7,6 @@ pickle (``allow_pickle=False``): a checkpoint cannot run code.
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +38,20 @@ def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
             arrays = {name: data[name] for name in data.files}
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no checkpoint to resume from") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from error
+    except MemoryError:
+        raise
+    except Exception as error:
+        # A damaged archive fails inside zipfile, zlib or NumPy's format
+        # reader in many ways (BadZipFile, EOFError, NotImplementedError for a
+        # flipped compression byte, zlib.error, ValueError, ...): all of them
+        # mean the same to the user.
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(error).__name__}: {error})") from error
     if _META_KEY not in arrays:
         raise CheckpointError(f"{path}: not a meprop checkpoint (no metadata)")
     try:
         meta = json.loads(arrays.pop(_META_KEY).tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path}: corrupt checkpoint metadata ({error})") from error
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: corrupt checkpoint metadata (not a JSON object)")
     return arrays, meta

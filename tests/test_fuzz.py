@@ -1,0 +1,81 @@
+"""The fuzz harnesses (tests/fuzz/) on random inputs, without atheris: their
+checks run with every pytest run, and inputs that once failed stay here as
+regression tests. Coverage-guided runs: tests/fuzz/run.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fuzz import fuzz_backward, fuzz_readers, fuzz_topk
+
+HARNESSES = {"topk": fuzz_topk.check, "backward": fuzz_backward.check, "readers": fuzz_readers.check}
+
+
+@pytest.mark.parametrize("name", sorted(HARNESSES))
+def test_harness_on_random_inputs(name):
+    rng = np.random.default_rng(20261207)
+    for _ in range(300):
+        HARNESSES[name](rng.bytes(int(rng.integers(0, 400))))
+
+
+@pytest.mark.parametrize("name", sorted(HARNESSES))
+def test_harness_on_edge_inputs(name):
+    for data in (b"", b"\0" * 7, b"\xff" * 400, bytes(range(256))):
+        HARNESSES[name](data)
+
+
+def test_the_harnesses_can_fail():
+    """A harness that could not fail would prove nothing: break the kernel and it must notice."""
+    import meprop_native as mp
+
+    real = mp.topk_rows
+    try:
+        mp.topk_rows = lambda A, k, method="auto": np.tile(np.arange(k), (np.asarray(A).shape[0], 1))
+        with pytest.raises(AssertionError):
+            for seed in range(50):
+                fuzz_topk.check(np.random.default_rng(seed).bytes(300))
+    finally:
+        mp.topk_rows = real
+
+
+# ---- findings of the fuzzers, each kept as a regression test ------------------------
+
+
+def test_conllu_line_with_too_few_columns_is_a_format_error(tmp_path):
+    """Found by fuzz_readers: a word line of fewer than ten columns raised KeyError."""
+    from meprop_native.data.ud import ConlluFormatError, read_conllu
+
+    path = tmp_path / "short.conllu"
+    path.write_bytes(fuzz_readers.CONLLU.replace(b"\tNN\t_\t3\tnsubj\t_\t_", b""))
+    with pytest.raises(ConlluFormatError, match=r"short\.conllu: sentence 1: a word has no"):
+        read_conllu(path)
+
+
+def test_checkpoint_with_a_damaged_compression_field_is_a_checkpoint_error(tmp_path):
+    """Found by fuzz_readers: a flipped compression-method byte in the zip's
+    central directory raised NotImplementedError from zipfile."""
+    from meprop_native.train import CheckpointError, load_checkpoint
+
+    data = bytearray(fuzz_readers.VALID["checkpoint"])
+    central = data.find(b"PK\x01\x02")  # the first entry of the central directory
+    assert central > 0
+    data[central + 10] = 99  # its compression method: there is no method 99
+    path = tmp_path / "checkpoint.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="unreadable checkpoint"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_whose_metadata_is_not_an_object_is_a_checkpoint_error(tmp_path):
+    from meprop_native.train import CheckpointError, load_checkpoint
+    from meprop_native.train.atomic import write_arrays
+
+    path = tmp_path / "checkpoint.npz"
+    write_arrays(path, {"__meta__": np.frombuffer(b"[1, 2]", dtype=np.uint8)})
+    with pytest.raises(CheckpointError, match="not a JSON object"):
+        load_checkpoint(path)
