@@ -47,6 +47,8 @@ METHODS: dict[str, list[str]] = {
     "error feedback 0.8": ["--memory-decay", "0.8"],
     "error feedback 1.0, k 25": ["--memory-decay", "1.0", "--k", "25"],
     "error feedback 0.8, k 25": ["--memory-decay", "0.8", "--k", "25"],
+    "error feedback 0.9, k 25": ["--memory-decay", "0.9", "--k", "25"],
+    "error feedback 0.7, k 25": ["--memory-decay", "0.7", "--k", "25"],
     "warm-up ramp 2000 steps": PLAIN + ["--warmup-steps", "2000"],
     "error feedback 0.8 + warm-up ramp 2000 steps": ["--memory-decay", "0.8", "--warmup-steps", "2000"],
     "warm-up dense 500 steps": PLAIN + ["--warmup-steps", "500", "--warmup", "dense"],
