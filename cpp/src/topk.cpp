@@ -6,9 +6,11 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "check.hpp"
+#include "meprop/memory.hpp"
 #include "meprop/threading.hpp"
 #include "multiversion.hpp"
 #include "select_heap.hpp"
@@ -80,6 +82,35 @@ void check_topk_args(const void* a, std::size_t n, std::size_t k, const void* ou
     }
 }
 
+// Rows from this long on are checked against the free memory before the
+// radix and threshold passes take their scratch (a key and a candidate id per
+// entry: 2x a float32 row). Reading the free memory costs microseconds, a
+// scan of such a row tens of milliseconds.
+constexpr std::size_t scratch_check_entries = std::size_t(1) << 24;
+
+template <class T>
+std::size_t scratch_bytes(std::size_t n) {
+    return n * (sizeof(typename detail::MagnitudeKey<T>::type) + sizeof(std::uint32_t));
+}
+
+// The method to run on rows of n entries, `threads` of them at once, given
+// what fits: `auto` falls back to the heap, which needs O(k) scratch; an
+// explicit radix or threshold that cannot fit is refused. Called before any
+// parallel region (an exception must not leave one).
+template <class T>
+SelectMethod method_that_fits(std::size_t n, std::size_t k, SelectMethod asked, std::size_t threads = 1) {
+    const SelectMethod chosen = asked == SelectMethod::automatic ? select_method_for(n, k) : asked;
+    if (chosen == SelectMethod::heap || n < scratch_check_entries || k == n) return chosen;
+    const std::size_t available = available_memory_bytes();
+    const std::size_t needed = scratch_bytes<T>(n) * threads;
+    if (available == 0 || needed <= available) return chosen;
+    if (asked == SelectMethod::automatic) return SelectMethod::heap;
+    throw OutOfMemory("meprop: top-k method '" + std::string(select_method_name(chosen)) + "' needs " +
+                      std::to_string(needed) + " bytes of scratch for rows of " + std::to_string(n) +
+                      " entries, and " + std::to_string(available) +
+                      " bytes are available; use method 'heap' (scratch of k entries) or 'auto'");
+}
+
 template <class T>
 void select(const T* a, std::size_t n, std::size_t k, std::int64_t* out, SelectMethod method) {
     if (method == SelectMethod::automatic) method = select_method_for(n, k);
@@ -102,7 +133,7 @@ constexpr std::size_t parallel_min_entries = 8192;
 template <class T>
 void topk(const T* a, std::size_t n, std::size_t k, std::int64_t* out, SelectMethod method) {
     check_topk_args(a, n, k, out);
-    select(a, n, k, out, method);
+    select(a, n, k, out, method_that_fits<T>(n, k, method));
 }
 
 template <class T>
@@ -114,6 +145,8 @@ void topk_rows(ConstMatrix<T> a, std::size_t k, std::int64_t* out, SelectMethod 
     check_topk_args(a.data, a.cols, k, out);
     const auto rows = static_cast<std::int64_t>(a.rows);
     const int threads = a.rows * a.cols >= parallel_min_entries ? num_threads() : 1;
+    const std::size_t at_once = std::min<std::size_t>(static_cast<std::size_t>(threads), a.rows);
+    method = method_that_fits<T>(a.cols, k, method, at_once);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (std::int64_t r = 0; r < rows; ++r) {
         select(a.row(static_cast<std::size_t>(r)), a.cols, k, out + r * static_cast<std::int64_t>(k), method);
@@ -125,7 +158,16 @@ void topk_unified(ConstMatrix<T> a, std::size_t k, std::int64_t* out, SelectMeth
     if (a.rows == 0) detail::fail("unified top-k needs at least one row");
     check_topk_args(a.data, a.cols, k, out);
     thread_local std::vector<T> sums;
-    if (sums.size() < a.cols) sums.resize(a.cols);
+    if (sums.size() < a.cols) {
+        const std::size_t available = a.cols >= scratch_check_entries ? available_memory_bytes() : 0;
+        if (available != 0 && a.cols * sizeof(T) > available) {
+            throw OutOfMemory("meprop: unified top-k needs " + std::to_string(a.cols * sizeof(T)) +
+                              " bytes for its column sums, and " + std::to_string(available) +
+                              " bytes are available");
+        }
+        sums.resize(a.cols);
+    }
+    method = method_that_fits<T>(a.cols, k, method);
     T* s = sums.data();
 
     // Each thread owns a block of columns and sums it in row order.

@@ -7,6 +7,7 @@
 #include "meprop/linear_forward.hpp"
 #include "meprop/lstm.hpp"
 #include "meprop/matrix.hpp"
+#include "meprop/memory.hpp"
 #include "meprop/optimizers.hpp"
 #include "meprop/threading.hpp"
 #include "meprop/topk.hpp"
