@@ -33,8 +33,7 @@ from meprop_native.data import load_mnist
 from meprop_native.nn import mlp, softmax_cross_entropy
 from meprop_native.nn.init import INITS
 from meprop_native.optim import AdaGrad, Adam
-from meprop_native.tasks.arguments import DEFAULT_MEMORY_DECAY
-from meprop_native.tasks.mnist import DEFAULT_K
+from meprop_native.tasks.mnist import DEFAULT_K, MNIST_MEMORY_DECAY
 from meprop_native.train.atomic import write_json
 
 # The paper's MNIST settings: (k, learning rate) per optimizer; the learning
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-decay",
         type=float,
         default=None,
-        help=f"meProp's error feedback (default: `meprop train mnist`'s, {DEFAULT_MEMORY_DECAY}; "
+        help=f"meProp's error feedback (default: `meprop train mnist`'s, {MNIST_MEMORY_DECAY}; "
         "0: the paper's plain meProp)",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/mnist_step.json"))
@@ -75,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     k = args.k if args.k is not None else DEFAULT_K[args.optimizer]
     lr = SETTINGS[args.optimizer][1]
     if args.memory_decay is None:
-        args.memory_decay = DEFAULT_MEMORY_DECAY[args.optimizer]
+        args.memory_decay = MNIST_MEMORY_DECAY[args.optimizer]
     order = np.random.default_rng(0).permutation(len(y))
     contenders = {}
     for name, kk in (("dense", None), ("meprop", k)):

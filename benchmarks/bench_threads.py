@@ -28,8 +28,7 @@ from _timing import cpu_model, training_step_times
 import meprop_native as mp
 from meprop_native.nn import mlp, softmax_cross_entropy
 from meprop_native.optim import Adam
-from meprop_native.tasks.arguments import DEFAULT_MEMORY_DECAY
-from meprop_native.tasks.mnist import DEFAULT_K
+from meprop_native.tasks.mnist import DEFAULT_K, MNIST_MEMORY_DECAY
 from meprop_native.train.atomic import write_json
 
 BATCHES = (1, 10, 32, 128, 1000)
@@ -44,7 +43,7 @@ def time_batch(batch: int, threads: list[int], rounds: int, seconds: float) -> d
     contenders = {}
     for mode, k in (("meprop", DEFAULT_K["adam"]), ("dense", None)):
         for t in threads:
-            model = mlp([784, 500, 500, 10], k=k, seed=0, selection={"memory_decay": DEFAULT_MEMORY_DECAY["adam"]})
+            model = mlp([784, 500, 500, 10], k=k, seed=0, selection={"memory_decay": MNIST_MEMORY_DECAY["adam"]})
             contenders[(mode, t)] = (model, Adam(model.parameters(), lr=1e-3, clip=5.0))
     # Steps per block: about `seconds` of the slowest contender.
     mp.set_num_threads(1)
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = [1, default] if default > 1 else [1]
     print(
         f"CPU: {cpu_model()}; default threads {default}; whole Adam step of 784-500-500-10, meProp k="
-        f"{DEFAULT_K['adam']} (decay {DEFAULT_MEMORY_DECAY['adam']}) and dense; median over {args.rounds} rounds"
+        f"{DEFAULT_K['adam']} (decay {MNIST_MEMORY_DECAY['adam']}) and dense; median over {args.rounds} rounds"
     )
     print("| batch | mode | 1 thread (µs) | default (µs) | default / 1 thread |")
     print("|---|---|---|---|---|")

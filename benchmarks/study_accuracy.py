@@ -91,7 +91,9 @@ STUDIES = {
         ["dense", "plain meProp", "error feedback 0.8", MNIST_DEFAULT],
         PAPER,
     ),
-    "mnist-sgd": Study("mnist", ["--optimizer", "sgd", "--k", "20"], ["dense", "plain meProp", MNIST_DEFAULT], PAPER),
+    "mnist-sgd": Study(
+        "mnist", ["--optimizer", "sgd", "--k", "20"], ["dense", "plain meProp", MNIST_DEFAULT], MNIST_DEFAULT
+    ),
     "pos-adagrad": Study(
         "pos",
         ["--optimizer", "adagrad", "--k", "5", "--epochs", "5"],

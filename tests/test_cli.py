@@ -596,7 +596,7 @@ def test_a_model_too_large_for_memory_is_a_clear_error(tmp_path, generated_data,
     not (REAL_DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file(),
     reason=f"real MNIST not found in {REAL_DATA}/mnist (the shared data copy next to the repository)",
 )
-@pytest.mark.parametrize("optimizer, k, decay", [("adam", 25, 0.8), ("adagrad", 10, 0.0), ("sgd", 20, 0.0)])
+@pytest.mark.parametrize("optimizer, k, decay", [("adam", 25, 0.8), ("adagrad", 10, 0.0), ("sgd", 25, 0.8)])
 def test_defaults_follow_the_optimizer(tmp_path, capsys, optimizer, k, decay):
     """The accuracy study's defaults (docs/results.md): error feedback under Adam, the paper's meProp under AdaGrad."""
     out = tmp_path / "run"
@@ -638,7 +638,14 @@ def test_pos_memory_decay_follows_the_optimizer(optimizer, decay):
 
 @pytest.mark.parametrize(
     "task, optimizer, decay",
-    [("mnist", "adam", 0.8), ("mnist", "adagrad", 0.0), ("parse", "adam", 0.0), ("parse", "adagrad", 0.0)],
+    [
+        ("mnist", "adam", 0.8),
+        ("mnist", "adagrad", 0.0),
+        ("mnist", "sgd", 0.8),
+        ("parse", "adam", 0.0),
+        ("parse", "adagrad", 0.0),
+        ("pos", "sgd", 0.0),
+    ],
 )
 def test_each_task_has_its_own_memory_decay_defaults(task, optimizer, decay):
     """The study's evidence differs by task: error feedback helps MNIST under Adam and hurts the parser."""

@@ -126,8 +126,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, task: str, files: str, ex
 # back-propagation paper's MNIST row (arXiv 1905.10194): over 20 MNIST epochs
 # (5 seeds) it beat 1.0 and, with k=25, matched dense. Under AdaGrad the
 # paper's plain meProp already beats dense and error feedback lost accuracy
-# (MNIST, 3 seeds), so it is off; SGD, unmeasured, keeps the paper's method.
-# A task whose study says otherwise passes its own table (the parser does).
+# (MNIST, 3 seeds), so it is off; under SGD the paper's method. A task whose
+# study says otherwise passes its own table (MNIST turns it on under SGD, the
+# parser off under Adam).
 DEFAULT_MEMORY_DECAY = {"adam": 0.8, "adagrad": 0.0, "sgd": 0.0}
 
 
