@@ -77,14 +77,19 @@ def test_sigkill_at_random_points_never_corrupts_and_resume_is_bit_identical(tmp
     rng = random.Random(20261207)
     kills, inside_writes, finished = 0, 0, False
     while kills < KILLS:
-        child = _start(out, resume=(out / "checkpoint.npz").exists())
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 0.25))
-        child.send_signal(signal.SIGKILL)
-        rest = child.stdout.read()
-        child.stdout.close()
-        child.wait(timeout=60)
+        # The with block closes the pipe and reaps the child even when an
+        # assertion fails (a leaked pipe would fail a later test instead).
+        with _start(out, resume=(out / "checkpoint.npz").exists()) as child:
+            try:
+                assert child.stdout is not None
+                assert child.stdout.readline().strip() == "ready"
+                time.sleep(rng.uniform(0.0, 0.25))
+                child.send_signal(signal.SIGKILL)
+                rest = child.stdout.read()
+                child.wait(timeout=60)
+            finally:
+                if child.poll() is None:
+                    child.kill()
         if "finished" in rest:  # the run ended before the kill: nothing left to kill
             finished = True
             break
