@@ -196,3 +196,136 @@ def _restore_threads():
     before = meprop_native.get_num_threads()
     yield
     meprop_native.set_num_threads(before)
+
+
+# ---- reference LSTM ----------------------------------------------------------
+
+
+def sigmoid(z):
+    with np.errstate(over="ignore"):  # exp(-z) = inf for z << 0 gives the right limit, 0
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False, memory_decay=0.0, gaps=None):
+    """Float64 forward and backward written from the equations; k=None is dense.
+
+    per_gate: keep the k largest of each gate's H entries instead of k of all 4H.
+    memory_decay: error feedback through time: what step t drops, times the
+    decay, joins step t-1's gate gradient before its selection (per sequence).
+    gaps: a list that, when given, receives each selection's gap between the
+    smallest kept and the largest dropped magnitude (0 at an exact tie),
+    relative to the size of what dz is computed from (dz, dc and dh of the
+    step: a saturated gate's derivative rounds to zero in float32 but not in
+    float64), so that a caller comparing a kernel that rounds differently can
+    tell a clear selection from a coin toss. At a tie among exact zeros
+    (decided by the tie rule) the gap is the smallest nonzero magnitude, which
+    must not round to zero and join the tie (inf if there is none).
+    """
+    x, W_ih, W_hh, b, dh = (np.asarray(a, dtype=np.float64) for a in (x, W_ih, W_hh, b, dh))
+    N, H = x.shape[0], W_hh.shape[1]
+    G = 4 * H
+    a = np.zeros((N, G))
+    c = np.zeros((N, H))
+    h = np.zeros((N, H))
+    for s in range(len(offsets) - 1):
+        h_prev, c_prev = np.zeros(H), np.zeros(H)
+        for t in range(offsets[s], offsets[s + 1]):
+            z = W_ih @ x[t] + W_hh @ h_prev + b
+            a[t] = np.concatenate(
+                [sigmoid(z[:H]), sigmoid(z[H : 2 * H]), np.tanh(z[2 * H : 3 * H]), sigmoid(z[3 * H :])]
+            )
+            i, f, g, o = np.split(a[t], 4)
+            c[t] = f * c_prev + i * g
+            h[t] = o * np.tanh(c[t])
+            h_prev, c_prev = h[t], c[t]
+    dx = np.zeros_like(x)
+    dW_ih, dW_hh, db = np.zeros_like(W_ih), np.zeros_like(W_hh), np.zeros(G)
+    kept = np.zeros((N, G), dtype=bool)
+    for s in range(len(offsets) - 1):
+        dh_next, dc_next = np.zeros(H), np.zeros(H)
+        memory = np.zeros(G)
+        for t in range(offsets[s + 1] - 1, offsets[s] - 1, -1):
+            first = t == offsets[s]
+            i, f, g, o = np.split(a[t], 4)
+            tc = np.tanh(c[t])
+            c_prev = np.zeros(H) if first else c[t - 1]
+            h_prev = np.zeros(H) if first else h[t - 1]
+            dht = dh[t] + dh_next
+            dc = dc_next + dht * o * (1 - tc**2)
+            dz = np.concatenate(
+                [dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g**2), dht * tc * o * (1 - o)]
+            )
+            dc_next = dc * f
+            if k is not None and memory_decay > 0:
+                dz = dz + memory
+            db += dz  # the bias gradient stays dense (with error feedback: of the corrected dz)
+            if k is None:
+                rows = np.arange(G)
+            elif per_gate:
+                rows = np.concatenate(
+                    [gate * H + reference_topk(block, k) for gate, block in enumerate(np.split(dz, 4))]
+                )
+            else:
+                rows = reference_topk(dz, k)
+            kept[t, rows] = True
+            if gaps is not None and len(rows) < G:
+                blocks = np.split(np.arange(G), 4) if per_gate else [np.arange(G)]
+                for block in blocks:
+                    inside = np.isin(block, rows)
+                    if not inside.all():
+                        magnitude = np.abs(dz[block])
+                        sizes = (magnitude.max(), np.abs(dc).max(), np.abs(dht).max())
+                        scale = max(float(max(sizes)), np.finfo(np.float64).tiny)
+                        smallest_kept, largest_dropped = magnitude[inside].min(), magnitude[~inside].max()
+                        if smallest_kept == largest_dropped == 0:  # a tie among exact zeros
+                            nonzero = magnitude[magnitude > 0]
+                            gaps.append(nonzero.min() / scale if nonzero.size else np.inf)
+                        else:
+                            gaps.append((smallest_kept - largest_dropped) / scale)
+            m = np.zeros(G)
+            m[rows] = dz[rows]
+            memory = memory_decay * (dz - m)
+            dx[t] = W_ih.T @ m
+            dW_ih += np.outer(m, x[t])
+            dW_hh += np.outer(m, h_prev)
+            dh_next = W_hh.T @ m
+    return h, dx, dW_ih, dW_hh, db, kept
+
+
+# ---- reference optimizers ----------------------------------------------------
+
+B1, B2, ADAM_EPS, ADAGRAD_EPS = 0.9, 0.999, 1e-8, 1e-6
+
+
+class NumpyOptimizer:
+    """Straightforward NumPy versions of the three optimizers (dense state)."""
+
+    def __init__(self, name, shapes, lr, clip, lazy=False):
+        self.name, self.lr, self.clip, self.lazy = name, lr, clip, lazy
+        self.t = 0
+        self.s = [np.zeros(s) for s in shapes]
+        self.m = [np.zeros(s) for s in shapes]
+        self.v = [np.zeros(s) for s in shapes]
+
+    def step(self, params, grads):
+        """params: 2-D float64 arrays; grads: list of (rows, grad_rows) or None."""
+        self.t += 1
+        for i, (p, g) in enumerate(zip(params, grads)):
+            rows, gr = (np.zeros(0, np.int64), np.zeros((0, p.shape[1]))) if g is None else g
+            if self.clip > 0:
+                gr = np.clip(gr, -self.clip, self.clip)
+            if self.name == "sgd":
+                p[rows] -= self.lr * gr
+            elif self.name == "adagrad":
+                self.s[i][rows] += gr**2
+                p[rows] -= self.lr * gr / (np.sqrt(self.s[i][rows]) + ADAGRAD_EPS)
+            else:
+                upd = rows if self.lazy else np.arange(p.shape[0])
+                full = np.zeros_like(p)
+                full[rows] = gr
+                m, v = self.m[i], self.v[i]
+                m[upd] = B1 * m[upd] + (1 - B1) * full[upd]
+                v[upd] = B2 * v[upd] + (1 - B2) * full[upd] ** 2
+                mhat = m[upd] / (1 - B1**self.t)
+                vhat = v[upd] / (1 - B2**self.t)
+                p[upd] -= self.lr * mhat / (np.sqrt(vhat) + ADAM_EPS)

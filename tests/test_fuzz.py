@@ -11,9 +11,15 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fuzz import fuzz_backward, fuzz_readers, fuzz_topk
+from fuzz import fuzz_backward, fuzz_lstm, fuzz_optim, fuzz_readers, fuzz_topk
 
-HARNESSES = {"topk": fuzz_topk.check, "backward": fuzz_backward.check, "readers": fuzz_readers.check}
+HARNESSES = {
+    "topk": fuzz_topk.check,
+    "backward": fuzz_backward.check,
+    "lstm": fuzz_lstm.check,
+    "optim": fuzz_optim.check,
+    "readers": fuzz_readers.check,
+}
 
 
 @pytest.mark.parametrize("name", sorted(HARNESSES))
@@ -79,3 +85,25 @@ def test_checkpoint_whose_metadata_is_not_an_object_is_a_checkpoint_error(tmp_pa
     write_arrays(path, {"__meta__": np.frombuffer(b"[1, 2]", dtype=np.uint8)})
     with pytest.raises(CheckpointError, match="not a JSON object"):
         load_checkpoint(path)
+
+
+def test_a_bad_gradient_of_a_later_parameter_moves_no_parameter():
+    """Found by fuzz_optim: the update of parameter 0 went through before
+    parameter 1's malformed rows raised, leaving the model half a step ahead."""
+    from meprop_native.nn import Parameter
+    from meprop_native.optim import OPTIMIZERS
+
+    for name in sorted(OPTIMIZERS):
+        first = Parameter("weight", np.zeros((3, 2)))
+        second = Parameter("weight", np.zeros((3, 2)))
+        optimizer = OPTIMIZERS[name]([first, second], lr=0.1)
+        first.set_grad(np.array([0, 2]), np.ones((2, 2)))
+        second.set_grad(np.array([2, 1]), np.ones((2, 2)))
+        with pytest.raises(ValueError, match=r"parameter 1 \(weight\).*ascending"):
+            optimizer.step()
+        np.testing.assert_array_equal(first.value, 0)
+        assert optimizer.steps == 0
+        second.set_grad(np.array([1, 3]), np.ones((2, 2)))
+        with pytest.raises(ValueError, match=r"outside \[0, 3\)"):
+            optimizer.step()
+        np.testing.assert_array_equal(first.value, 0)

@@ -6,79 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import reference_topk
+from conftest import reference_lstm
 
 import meprop_native
 from meprop_native import _core
 from meprop_native.nn import LSTM, BiLSTM, Embedding, offsets_from_lengths
-
-
-def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False, memory_decay=0.0):
-    """Float64 forward and backward written from the equations; k=None is dense.
-
-    per_gate: keep the k largest of each gate's H entries instead of k of all 4H.
-    memory_decay: error feedback through time: what step t drops, times the
-    decay, joins step t-1's gate gradient before its selection (per sequence).
-    """
-    x, W_ih, W_hh, b, dh = (np.asarray(a, dtype=np.float64) for a in (x, W_ih, W_hh, b, dh))
-    N, H = x.shape[0], W_hh.shape[1]
-    G = 4 * H
-    a = np.zeros((N, G))
-    c = np.zeros((N, H))
-    h = np.zeros((N, H))
-    for s in range(len(offsets) - 1):
-        h_prev, c_prev = np.zeros(H), np.zeros(H)
-        for t in range(offsets[s], offsets[s + 1]):
-            z = W_ih @ x[t] + W_hh @ h_prev + b
-            a[t] = np.concatenate(
-                [sigmoid(z[:H]), sigmoid(z[H : 2 * H]), np.tanh(z[2 * H : 3 * H]), sigmoid(z[3 * H :])]
-            )
-            i, f, g, o = np.split(a[t], 4)
-            c[t] = f * c_prev + i * g
-            h[t] = o * np.tanh(c[t])
-            h_prev, c_prev = h[t], c[t]
-    dx = np.zeros_like(x)
-    dW_ih, dW_hh, db = np.zeros_like(W_ih), np.zeros_like(W_hh), np.zeros(G)
-    kept = np.zeros((N, G), dtype=bool)
-    for s in range(len(offsets) - 1):
-        dh_next, dc_next = np.zeros(H), np.zeros(H)
-        memory = np.zeros(G)
-        for t in range(offsets[s + 1] - 1, offsets[s] - 1, -1):
-            first = t == offsets[s]
-            i, f, g, o = np.split(a[t], 4)
-            tc = np.tanh(c[t])
-            c_prev = np.zeros(H) if first else c[t - 1]
-            h_prev = np.zeros(H) if first else h[t - 1]
-            dht = dh[t] + dh_next
-            dc = dc_next + dht * o * (1 - tc**2)
-            dz = np.concatenate(
-                [dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g**2), dht * tc * o * (1 - o)]
-            )
-            dc_next = dc * f
-            if k is not None and memory_decay > 0:
-                dz = dz + memory
-            db += dz  # the bias gradient stays dense (with error feedback: of the corrected dz)
-            if k is None:
-                rows = np.arange(G)
-            elif per_gate:
-                rows = np.concatenate(
-                    [gate * H + reference_topk(block, k) for gate, block in enumerate(np.split(dz, 4))]
-                )
-            else:
-                rows = reference_topk(dz, k)
-            kept[t, rows] = True
-            m = np.zeros(G)
-            m[rows] = dz[rows]
-            memory = memory_decay * (dz - m)
-            dx[t] = W_ih.T @ m
-            dW_ih += np.outer(m, x[t])
-            dW_hh += np.outer(m, h_prev)
-            dh_next = W_hh.T @ m
-    return h, dx, dW_ih, dW_hh, db, kept
 
 
 def make_layer(n_in, H, k, dtype, seed=0, per_gate=False):

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import ADAGRAD_EPS, ADAM_EPS, B1, B2, NumpyOptimizer
 
 from meprop_native import _core
 from meprop_native.nn import Parameter
 from meprop_native.optim import OPTIMIZERS, SGD, AdaGrad, Adam
 
-B1, B2, ADAM_EPS, ADAGRAD_EPS = 0.9, 0.999, 1e-8, 1e-6
 RTOL = {"rtol": 1e-13, "atol": 1e-15}
 
 
@@ -285,40 +285,6 @@ def test_bias_parameters(name):
 
 
 # ---- several steps against NumPy ------------------------------------------------------
-
-
-class NumpyOptimizer:
-    """Straightforward NumPy versions of the three optimizers (dense state)."""
-
-    def __init__(self, name, shapes, lr, clip, lazy=False):
-        self.name, self.lr, self.clip, self.lazy = name, lr, clip, lazy
-        self.t = 0
-        self.s = [np.zeros(s) for s in shapes]
-        self.m = [np.zeros(s) for s in shapes]
-        self.v = [np.zeros(s) for s in shapes]
-
-    def step(self, params, grads):
-        """params: 2-D float64 arrays; grads: list of (rows, grad_rows) or None."""
-        self.t += 1
-        for i, (p, g) in enumerate(zip(params, grads)):
-            rows, gr = (np.zeros(0, np.int64), np.zeros((0, p.shape[1]))) if g is None else g
-            if self.clip > 0:
-                gr = np.clip(gr, -self.clip, self.clip)
-            if self.name == "sgd":
-                p[rows] -= self.lr * gr
-            elif self.name == "adagrad":
-                self.s[i][rows] += gr**2
-                p[rows] -= self.lr * gr / (np.sqrt(self.s[i][rows]) + ADAGRAD_EPS)
-            else:
-                upd = rows if self.lazy else np.arange(p.shape[0])
-                full = np.zeros_like(p)
-                full[rows] = gr
-                m, v = self.m[i], self.v[i]
-                m[upd] = B1 * m[upd] + (1 - B1) * full[upd]
-                v[upd] = B2 * v[upd] + (1 - B2) * full[upd] ** 2
-                mhat = m[upd] / (1 - B1**self.t)
-                vhat = v[upd] / (1 - B2**self.t)
-                p[upd] -= self.lr * mhat / (np.sqrt(vhat) + ADAM_EPS)
 
 
 def random_grads(rng, params, dtype):

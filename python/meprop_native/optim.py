@@ -41,11 +41,33 @@ class Optimizer:
     def step(self) -> None:
         """Updates every parameter in place from its row-form gradient (none: zero)."""
         step = self.steps + 1  # counted only once every update went through
-        for i, p in enumerate(self.params):
-            rows = p.grad_rows if p.grad_rows is not None else _NO_ROWS
-            grad = p.grad if p.grad is not None else np.zeros((0, p.matrix().shape[1]), p.value.dtype)
-            self._update(i, p, rows, grad, step)
+        gradients = [self._gradient(i, p) for i, p in enumerate(self.params)]
+        # Every gradient is checked before any parameter moves: a bad one of a
+        # later parameter must not leave the earlier ones half a step ahead.
+        for i, (rows, grad) in enumerate(gradients):
+            self._update(i, self.params[i], rows, grad, step)
         self.steps = step
+
+    @staticmethod
+    def _gradient(i: int, p: Parameter) -> tuple[np.ndarray, np.ndarray]:
+        """Parameter i's (rows, grad rows), checked as the native update would check them."""
+        cols = p.matrix().shape[1]
+        rows = p.grad_rows if p.grad_rows is not None else _NO_ROWS
+        grad = p.grad if p.grad is not None else np.zeros((0, cols), p.value.dtype)
+        where = f"parameter {i} ({p.name})"
+        if not isinstance(rows, np.ndarray) or rows.dtype != np.int64 or rows.ndim != 1:
+            raise TypeError(f"{where}: gradient rows must be a 1-D int64 array")
+        if not isinstance(grad, np.ndarray) or grad.dtype != p.value.dtype:
+            raise TypeError(f"{where}: gradient must be an array of the parameter's dtype {p.value.dtype}")
+        if grad.shape != (rows.size, cols):
+            raise ValueError(f"{where}: gradient must be {rows.size} x {cols}, got {grad.shape}")
+        if rows.size:
+            n_rows = p.matrix().shape[0]
+            if rows.min() < 0 or rows.max() >= n_rows:
+                raise ValueError(f"{where}: a gradient row id is outside [0, {n_rows})")
+            if (np.diff(rows) <= 0).any():
+                raise ValueError(f"{where}: gradient row ids must be strictly ascending")
+        return rows, grad
 
     def zero_grad(self) -> None:
         """Forgets every parameter's gradient."""

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-HARNESSES = ("fuzz_topk", "fuzz_backward", "fuzz_readers")
+HARNESSES = ("fuzz_topk", "fuzz_backward", "fuzz_lstm", "fuzz_optim", "fuzz_readers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,12 +36,17 @@ def main(argv: list[str] | None = None) -> int:
             f"-max_total_time={args.seconds}",
             f"-artifact_prefix={args.artifacts}/{name}-",
             "-print_final_stats=1",
+            # Inputs long enough to fill a harness's largest arrays; libFuzzer
+            # would otherwise start at a few bytes and grow them slowly.
+            "-max_len=2048",
         ]
         done = subprocess.run(command, capture_output=True, text=True)
-        stats = [line for line in done.stderr.splitlines() if line.startswith(("stat::number_of_executed_units", "#"))]
-        runs = next((line.split(":")[-1].strip() for line in stats if "number_of_executed_units" in line), "?")
+        lines = done.stderr.splitlines()
+        runs = next((line.split(":")[-1].strip() for line in lines if "number_of_executed_units" in line), "?")
+        coverage = next((line.split("cov: ")[1].split()[0] for line in reversed(lines) if "cov: " in line), "?")
         verdict = "ok" if done.returncode == 0 else f"FAILED (exit {done.returncode})"
-        print(f"{name}: {verdict}, {runs} inputs in {time.monotonic() - start:.0f} s", flush=True)
+        elapsed = time.monotonic() - start
+        print(f"{name}: {verdict}, {runs} inputs, {coverage} coverage edges, in {elapsed:.0f} s", flush=True)
         if done.returncode != 0:
             failed.append(name)
             print(done.stderr[-4000:], file=sys.stderr)
