@@ -807,7 +807,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("W"), py::arg("b") = py::none(),
           py::kw_only(), py::arg("out") = py::none(),
           "y = x W^T + b for x (B, n_in), W (n_out, n_in), b (n_out,) or None: (B, n_out), "
-          "on the library's threads; faster than BLAS from 2 examples on.");
+          "on the library's threads (how it compares with BLAS: docs/benchmarks.md).");
     m.def("isa_target", &meprop::isa_target,
           "The instruction-set build of the hot loops that runs here: x86-64-v4, x86-64-v3, baseline or "
           "native.");

@@ -137,7 +137,7 @@ def linear_forward(
 ) -> NDArray[_Float]:
     """y = x W^T + b: x (B, n_in), W (n_out, n_in), b (n_out,) or None -> y (B, n_out).
 
-    Runs on the library's threads; faster than BLAS from 2 examples on. ``out``
+    Runs on the library's threads (against BLAS: docs/benchmarks.md). ``out``
     (C-contiguous, the inputs' dtype, not overlapping them) receives y.
     """
 

@@ -10,10 +10,8 @@
 // registers (up to 6 examples x 4 rows of W in 64-byte vectors on AVX-512,
 // 4 x 2 in 32-byte vectors elsewhere) and runs on the library's OpenMP
 // threads. Each y element is one thread's fixed-order sum, so results do not
-// depend on the thread count. Measured (benchmarks/bench_forward.py, one
-// thread, 784 -> 500): with AVX-512 2.3-3x faster than OpenBLAS at B=10 and
-// still 1.25-1.6x at 1,000-10,000; with AVX2 only it beats OpenBLAS up to
-// about 12 examples.
+// depend on the thread count. How it compares with OpenBLAS per ISA and
+// batch: docs/benchmarks.md ("The forward kernel against BLAS").
 #pragma once
 
 #include "meprop/matrix.hpp"

@@ -15,13 +15,9 @@ from .selection import Selection
 MODES = ("per_example", "unified")
 
 # Batch sizes whose forward runs on the library's own kernel; BLAS's
-# matrix-vector product is as fast for one example. Measured with
-# benchmarks/bench_forward.py, one thread: where the kernel has its AVX-512
-# tile, 784 -> 500 at batch 10 takes 68 us against OpenBLAS's GEMM 157 us
-# (2.3x), at 128 1.5x, at 1000 1.25x, and the parser's 2400 -> 500 at batch
-# 10,000 145 ms against 235 ms. With AVX2 only, its 4 x 2 tile beats
-# OpenBLAS's Haswell kernels up to about 12 examples (142 vs 191 us at 10,
-# 221 vs 166 us at 16).
+# matrix-vector product is as fast for one example. With AVX-512 the kernel's
+# tile beats OpenBLAS at every batch measured; with AVX2 only, up to about 12
+# examples (docs/benchmarks.md, "The forward kernel against BLAS").
 NATIVE_FORWARD_MIN_BATCH = 2
 NATIVE_FORWARD_MAX_BATCH: int | None = None if _core.linear_forward_uses_avx512() else 12
 
