@@ -1,7 +1,7 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "check.hpp"
+#include "harness.hpp"
 #include "meprop/meprop.hpp"
 #include "reference.hpp"
 

@@ -3,7 +3,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "check.hpp"
+#include "harness.hpp"
 #include "meprop/meprop.hpp"
 #include "reference.hpp"
 

@@ -2,7 +2,7 @@
 #include <set>
 #include <string>
 
-#include "check.hpp"
+#include "harness.hpp"
 
 // Runs every registered test; `-NAME` arguments skip tests by name (for a
 // build whose compiler does not keep a contract a test checks, such as the

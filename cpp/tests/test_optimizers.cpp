@@ -7,7 +7,7 @@
 #include <xmmintrin.h>
 #endif
 
-#include "check.hpp"
+#include "harness.hpp"
 #include "meprop/meprop.hpp"
 
 using meprop::Matrix;

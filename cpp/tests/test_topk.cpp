@@ -2,7 +2,7 @@
 #include <limits>
 #include <stdexcept>
 
-#include "check.hpp"
+#include "harness.hpp"
 #include "meprop/meprop.hpp"
 #include "reference.hpp"
 

@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "check.hpp"
+#include "harness.hpp"
 #include "meprop/meprop.hpp"
 
 using meprop::ConstMatrix;
