@@ -295,10 +295,10 @@ def training_step_times(model: Any, optimizer: Any, x: Any, y: Any, loss: Callab
     """One training step, timed by part (seconds).
 
     ``forward`` includes the loss; ``backprop`` is the time the model's linear
-    kernels report (``model.backward_seconds()``, the paper's "backprop time");
+    kernels report (``model.backward_seconds``, the paper's "backprop time");
     ``overall_backprop`` is all of ``model.backward``.
     """
-    kernels = model.backward_seconds()
+    kernels = model.backward_seconds
     t0 = time.perf_counter()
     _, grad = loss(model.forward(x), y)
     t1 = time.perf_counter()
@@ -308,7 +308,7 @@ def training_step_times(model: Any, optimizer: Any, x: Any, y: Any, loss: Callab
     t3 = time.perf_counter()
     return {
         "forward": t1 - t0,
-        "backprop": model.backward_seconds() - kernels,
+        "backprop": model.backward_seconds - kernels,
         "overall_backprop": t2 - t1,
         "optimizer": t3 - t2,
         "total": t3 - t0,

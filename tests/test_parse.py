@@ -527,7 +527,7 @@ def test_meprop_model_touches_at_most_k_rows_per_example(rng):
     model.backward(np.ones_like(logits))
     layers = model.linear_layers()
     assert [len(layer.weight.grad_rows) for layer in layers] == [2, 2, 3]
-    assert model.backward_seconds() > 0
+    assert model.backward_seconds > 0
 
 
 # ---- training -----------------------------------------------------------------------

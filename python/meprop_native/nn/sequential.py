@@ -69,6 +69,7 @@ class Sequential(NamedState, Module):
         for p in self.parameters():
             p.zero_grad()
 
+    @property
     def backward_seconds(self) -> float:
         """Time spent in the linear layers' backward kernels (paper: "backprop time")."""
         return sum(layer.backward_seconds for layer in self.linear_layers())

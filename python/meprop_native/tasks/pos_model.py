@@ -116,6 +116,7 @@ class Tagger(NamedState):
     def eval(self) -> Tagger:
         return self.train(False)
 
+    @property
     def backward_seconds(self) -> float:
         """Seconds in the backward of the linear parts: LSTM products and output layer."""
         return self.lstm.backward_seconds + self.output.backward_seconds

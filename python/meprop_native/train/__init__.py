@@ -3,6 +3,7 @@
 from .atomic import OutputWriteError
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .dataset import ArrayDataset, Dataset, Evaluator, Splits, accuracy_evaluator
+from .model import TrainableModel
 from .timing import TimeBreakdown
 from .trainer import TrainConfig, Trainer, TrainingDiverged, TrainingInterrupted
 
@@ -15,6 +16,7 @@ __all__ = [
     "Splits",
     "TimeBreakdown",
     "TrainConfig",
+    "TrainableModel",
     "Trainer",
     "TrainingDiverged",
     "TrainingInterrupted",

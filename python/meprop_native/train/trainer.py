@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 
 from ..nn import softmax_cross_entropy
+from ..nn.selection import Selection
 from ..optim import Optimizer
 from .atomic import atomic_open, remove_stale_temporaries, write_json
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .dataset import Dataset, Evaluator, Splits, accuracy_evaluator
+from .model import TrainableModel
 from .timing import TimeBreakdown
 
 CHECKPOINT_FORMAT = 4  # 3: Adam's deferred-decay factors, the runs' init; 4: selection state
@@ -83,7 +85,7 @@ class Trainer:
 
     The model needs ``forward(inputs) -> logits (M, C)``, ``backward(dlogits)``,
     ``parameters()``, ``state_dict()`` / ``load_state_dict()``, ``train()`` /
-    ``eval()``, ``backward_seconds()`` (cumulative time in the linear layers'
+    ``eval()``, ``backward_seconds`` (a property: cumulative time in the linear layers'
     backward kernels) and ``random_generators()`` (generators to checkpoint).
     The loss is softmax cross-entropy averaged over the M rows of a batch.
 
@@ -97,7 +99,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: Any,
+        model: TrainableModel,
         optimizer: Optimizer,
         splits: Splits,
         config: TrainConfig,
@@ -208,7 +210,7 @@ class Trainer:
 
     def _train_step(self, inputs: Any, y: np.ndarray) -> None:
         times = self.pos.times
-        kernels_before = self.model.backward_seconds()
+        kernels_before = self.model.backward_seconds
         t0 = time.perf_counter()
         logits = self.model.forward(inputs)
         loss, grad = softmax_cross_entropy(logits, y)
@@ -229,7 +231,7 @@ class Trainer:
         t3 = time.perf_counter()
         times.forward += t1 - t0
         times.overall_backprop += t2 - t1
-        times.backprop += self.model.backward_seconds() - kernels_before
+        times.backprop += self.model.backward_seconds - kernels_before
         times.optimizer += t3 - t2
         times.total += t3 - t0
         self.pos.loss_sum += loss * len(y)
@@ -383,9 +385,8 @@ class Trainer:
         seen = sum(s.seen for s in selections)
         return {"layers": [s.kept_fraction for s in selections], "all": kept / seen if seen else None}
 
-    def _selections(self) -> list[Any]:
-        # A model without meProp layers (or an older custom one) has none.
-        return self.model.selections() if hasattr(self.model, "selections") else []
+    def _selections(self) -> list[Selection]:
+        return self.model.selections()
 
     def _summary(self) -> dict[str, Any]:
         total = TimeBreakdown()

@@ -131,13 +131,14 @@ class ParserModel(NamedState):
     def eval(self) -> ParserModel:
         return self.train(False)
 
+    @property
     def backward_seconds(self) -> float:
         """Seconds in the linear layers' backward kernels (the paper's "backprop time").
 
         The embedding's gradient (a gather-sum) is not a matrix product; it is
         counted in the overall backprop time only.
         """
-        return self.mlp.backward_seconds()
+        return self.mlp.backward_seconds
 
     def random_generators(self) -> list[np.random.Generator]:
         return self.mlp.random_generators()  # no dropout; random selection's, if any
