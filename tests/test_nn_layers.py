@@ -604,13 +604,26 @@ def test_load_state_dict_wrong_shape_and_dtype():
         ({"in_features": -1, "out_features": 3}, "sizes"),
         ({"in_features": 3, "out_features": 3, "k": 0}, "k must"),
         ({"in_features": 3, "out_features": 3, "k": -2}, "k must"),
-        ({"in_features": 3, "out_features": 3, "mode": "dense"}, "mode"),
+        ({"in_features": 3, "out_features": 3, "mode": "sparse"}, "mode"),
+        ({"in_features": 3, "out_features": 3, "k": 0, "mode": "dense"}, "k must"),
         ({"in_features": 3, "out_features": 3, "mode": "Unified"}, "mode"),
     ],
 )
 def test_linear_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Linear(**kwargs)
+
+
+def test_linear_dense_mode_keeps_every_entry_whatever_k(rng):
+    """mode="dense" means what it means for the torch drop-in (meprop_native.modes)."""
+    dense = Linear(6, 5, k=2, mode="dense", rng=np.random.default_rng(0))
+    plain = Linear(6, 5, k=None, rng=np.random.default_rng(0))
+    assert dense.dense and dense.k is None
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    dy = rng.standard_normal((3, 5)).astype(np.float32)
+    dense.forward(x), plain.forward(x)
+    np.testing.assert_array_equal(dense.backward(dy), plain.backward(dy))
+    np.testing.assert_array_equal(dense.weight.dense_grad(), plain.weight.dense_grad())
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,11 @@ import time
 import numpy as np
 
 from .. import _core
+from ..modes import check_k, check_mode
 from .init import check_init, init_bias, init_weight
 from .module import Module
 from .parameter import Parameter
 from .selection import Selection
-
-MODES = ("per_example", "unified")
 
 # Batch sizes whose forward runs on the library's own kernel; BLAS's
 # matrix-vector product is as fast for one example. With AVX-512 the kernel's
@@ -35,7 +34,8 @@ class Linear(Module):
             mini-batch (``unified``). ``None`` or ``k >= out_features`` means
             dense backprop, run through the same kernels so that dense and
             meProp timings compare like with like.
-        mode: ``"per_example"`` (the paper's meProp) or ``"unified"``.
+        mode: ``"per_example"`` (the paper's meProp), ``"unified"`` or ``"dense"``
+            (every entry, whatever k; see ``meprop_native.modes``).
         bias: whether to learn a bias. Its gradient is dense, as in the paper.
         rng: the generator for initialisation.
         dtype: float32 (default) or float64.
@@ -65,12 +65,13 @@ class Linear(Module):
     ) -> None:
         if in_features < 1 or out_features < 1:
             raise ValueError(f"layer sizes must be >= 1, got {in_features} x {out_features}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        check_mode(mode)
+        check_k(k)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
         # Checks k and every selection option, naming the bad one.
-        self.selection = Selection(out_features, k, unified=mode == "unified", **(selection or {}))
+        dense = mode == "dense"
+        self.selection = Selection(out_features, None if dense else k, unified=mode == "unified", **(selection or {}))
         check_init(init)
         rng = rng if rng is not None else np.random.default_rng(0)
         self.in_features = in_features

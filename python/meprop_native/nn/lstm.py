@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import _core
 from .._threads import get_num_threads
+from ..modes import check_k
 from .init import check_init, init_bias, init_weight
 from .module import Module
 from .parameter import Parameter
@@ -101,8 +102,7 @@ class LSTM(Module):
     ) -> None:
         if input_size < 1 or hidden_size < 1:
             raise ValueError(f"sizes must be >= 1, got input {input_size}, hidden {hidden_size}")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
-            raise ValueError(f"k must be >= 1 (an integer) or None (dense), got {k!r}")
+        check_k(k)
         check_init(init)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")

@@ -29,6 +29,8 @@ import math
 
 import numpy as np
 
+from ..modes import check_k
+
 K_RULES = ("fixed", "tinyprop", "mass")
 SELECTS = ("topk", "random")
 WARMUPS = ("dense", "ramp")
@@ -69,8 +71,7 @@ class Selection:
         warmup: str = "ramp",
         seed: int = 0,
     ) -> None:
-        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
-            raise ValueError(f"k must be an integer >= 1 or None (dense), got {k!r}")
+        check_k(k)
         if not (isinstance(memory_decay, (int, float)) and 0.0 <= memory_decay <= 1.0):
             raise ValueError(f"memory_decay must be in [0, 1] (0: no error feedback), got {memory_decay!r}")
         if select not in SELECTS:

@@ -8,34 +8,18 @@ contiguous.
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .. import _core
+from .. import _core, modes
 
-MODES = ("per_example", "unified", "dense")
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
 
 def resolve_mode(k: int | None, mode: str, out_features: int) -> tuple[int | None, str]:
-    """Checks (k, mode) and returns what the kernels run: ``(None, "dense")`` when k keeps everything.
-
-    ``k=None``, ``k >= out_features`` or ``mode="dense"`` all mean dense
-    backprop through the same kernels.
-    """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if k is not None:
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-            raise TypeError(f"k must be an int or None, got {type(k).__name__}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1 or None (dense), got {k}")
-    if mode == "dense" or k is None or k >= out_features:
-        return None, "dense"
-    return int(k), mode
+    """:func:`meprop_native.modes.resolve_mode`, with torch's TypeError for a k that is no integer."""
+    return modes.resolve_mode(k, mode, out_features, wrong_type=TypeError)
 
 
 def check_backward_support(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
