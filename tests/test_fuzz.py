@@ -107,3 +107,17 @@ def test_a_bad_gradient_of_a_later_parameter_moves_no_parameter():
         with pytest.raises(ValueError, match=r"outside \[0, 3\)"):
             optimizer.step()
         np.testing.assert_array_equal(first.value, 0)
+
+
+def test_idx_header_whose_dimensions_overflow_is_a_format_error():
+    """Found by fuzz_readers: a zero dimension beside huge ones passed the size
+    check (no payload) and NumPy's reshape raised a bare ValueError."""
+    import struct
+
+    from meprop_native.data.idx import IdxFormatError, parse_idx
+
+    header = bytes([0, 0, 0x08, 4]) + struct.pack(">4I", 0, 2**32 - 1, 2**32 - 1, 2**32 - 1)
+    with pytest.raises(IdxFormatError, match="multiply past"):
+        parse_idx(header)
+    empty = parse_idx(bytes([0, 0, 0x08, 2]) + struct.pack(">2I", 0, 5))  # an empty array is fine
+    assert empty.shape == (0, 5)

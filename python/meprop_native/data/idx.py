@@ -123,8 +123,16 @@ def parse_header(data: bytes, name: str) -> IdxHeader:
             f"{name}: header truncated: magic 0x{magic:08X} declares {ndim} dimension(s), "
             f"a {header_size}-byte header, file has {len(data)} bytes"
         )
-    shape = struct.unpack(f">{ndim}I", data[4:header_size])
-    return IdxHeader(magic=magic, dtype=IDX_TYPES[code], shape=tuple(int(d) for d in shape))
+    shape = tuple(int(d) for d in struct.unpack(f">{ndim}I", data[4:header_size]))
+    # NumPy refuses a shape whose nonzero dimensions multiply past 2^63, even
+    # when a zero dimension makes the array empty.
+    nonzero_product = 1
+    for d in shape:
+        nonzero_product *= d or 1
+    if nonzero_product >= 2**63:
+        dims = "x".join(str(d) for d in shape)
+        raise IdxFormatError(f"{name}: dimensions {dims} multiply past what an array can index")
+    return IdxHeader(magic=magic, dtype=IDX_TYPES[code], shape=shape)
 
 
 def parse_idx(
