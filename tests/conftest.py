@@ -206,7 +206,7 @@ def sigmoid(z):
         return 1.0 / (1.0 + np.exp(-z))
 
 
-def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False, memory_decay=0.0, gaps=None):
+def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False, memory_decay=0.0, gaps=None, sizes=None):
     """Float64 forward and backward written from the equations; k=None is dense.
 
     per_gate: keep the k largest of each gate's H entries instead of k of all 4H.
@@ -220,6 +220,9 @@ def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False, memory_deca
     tell a clear selection from a coin toss. At a tie among exact zeros
     (decided by the tie rule) the gap is the smallest nonzero magnitude, which
     must not round to zero and join the tie (inf if there is none).
+    sizes: a dict that, when given, receives for dx, dW_ih, dW_hh and db the
+    largest sum of bounds on their terms' magnitudes: the scale of the
+    rounding error, where the result itself may cancel or vanish.
     """
     x, W_ih, W_hh, b, dh = (np.asarray(a, dtype=np.float64) for a in (x, W_ih, W_hh, b, dh))
     N, H = x.shape[0], W_hh.shape[1]
@@ -241,6 +244,7 @@ def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False, memory_deca
     dx = np.zeros_like(x)
     dW_ih, dW_hh, db = np.zeros_like(W_ih), np.zeros_like(W_hh), np.zeros(G)
     kept = np.zeros((N, G), dtype=bool)
+    abs_dx, abs_dW_ih, abs_dW_hh, abs_db = np.zeros_like(x), np.zeros_like(W_ih), np.zeros_like(W_hh), np.zeros(G)
     for s in range(len(offsets) - 1):
         dh_next, dc_next = np.zeros(H), np.zeros(H)
         memory = np.zeros(G)
@@ -274,8 +278,8 @@ def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False, memory_deca
                     inside = np.isin(block, rows)
                     if not inside.all():
                         magnitude = np.abs(dz[block])
-                        sizes = (magnitude.max(), np.abs(dc).max(), np.abs(dht).max())
-                        scale = max(float(max(sizes)), np.finfo(np.float64).tiny)
+                        behind = (magnitude.max(), np.abs(dc).max(), np.abs(dht).max())
+                        scale = max(float(max(behind)), np.finfo(np.float64).tiny)
                         smallest_kept, largest_dropped = magnitude[inside].min(), magnitude[~inside].max()
                         if smallest_kept == largest_dropped == 0:  # a tie among exact zeros
                             nonzero = magnitude[magnitude > 0]
@@ -288,7 +292,19 @@ def reference_lstm(x, W_ih, W_hh, b, offsets, dh, k, per_gate=False, memory_deca
             dx[t] = W_ih.T @ m
             dW_ih += np.outer(m, x[t])
             dW_hh += np.outer(m, h_prev)
+            # What each kept gate entry is computed from bounds it (the gate
+            # derivatives are at most 1) and sets its rounding: a saturated
+            # gate's derivative is exactly 0 in float32 and tiny in float64.
+            bound = np.tile(np.maximum(np.abs(dc) * np.maximum(1.0, np.abs(c_prev)), np.abs(dht)), 4)
+            bound = np.where(kept[t], np.maximum(bound, np.abs(dz)), 0.0)
+            abs_dx[t] = np.abs(W_ih.T) @ bound
+            abs_dW_ih += np.outer(bound, np.abs(x[t]))
+            abs_dW_hh += np.outer(bound, np.abs(h_prev))
+            abs_db += np.maximum(bound, np.abs(dz))
             dh_next = W_hh.T @ m
+    if sizes is not None:
+        for name, total in (("dx", abs_dx), ("dW_ih", abs_dW_ih), ("dW_hh", abs_dW_hh), ("db", abs_db)):
+            sizes[name] = float(total.max(initial=0.0))
     return h, dx, dW_ih, dW_hh, db, kept
 
 
