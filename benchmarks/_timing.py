@@ -25,17 +25,16 @@ from __future__ import annotations
 
 import gc
 import importlib
-import json
 import math
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -159,6 +158,28 @@ def import_torch() -> ModuleType | None:
     return torch
 
 
+def import_torch_then_meprop() -> tuple[Any, ModuleType]:
+    """torch (None when absent), then meprop_native: in that order in every benchmark,
+    so that torch's OpenMP runtime starts with its own defaults."""
+    torch = import_torch()
+    return torch, import_meprop()
+
+
+TORCH_MISSING = "torch is not installed: pip install 'meprop-native[torch]'"
+
+
+def torch_missing(torch: ModuleType | None) -> bool:
+    """Whether torch is absent; says so, for a script that cannot run without it."""
+    if torch is None:
+        print(TORCH_MISSING)
+    return torch is None
+
+
+def results_path(name: str) -> str:
+    """Where a benchmark writes its results by default: ``benchmarks/results/NAME``."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", name)
+
+
 def import_meprop(attempts: int = 5, delay_s: float = 2.0) -> ModuleType:
     """Imports meprop_native, retrying: a concurrent reinstall can make it vanish briefly."""
     last: Exception | None = None
@@ -267,23 +288,12 @@ def format_ns(ns: float) -> str:
 
 
 def write_json_atomic(path: str, payload: dict[str, Any]) -> None:
-    """Writes to a temp file in the same folder, then renames over the target."""
+    """Writes a benchmark's results as the library writes its own: atomically, into a folder made if need be."""
+    from meprop_native.train.atomic import write_json  # imported here: this module loads without the library
+
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".bench-", suffix=".json.tmp", dir=folder)
-    try:
-        # mkstemp creates 0600; give the result the permissions of a normal file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_json(Path(path), payload)
 
 
 # ---- training steps, split as the paper's Table 2 ----------------------------

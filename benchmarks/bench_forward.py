@@ -22,16 +22,7 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-from _timing import (
-    FULL,
-    QUICK,
-    format_ns,
-    idle_pause,
-    import_meprop,
-    machine_info,
-    measure,
-    write_json_atomic,
-)
+from _timing import FULL, QUICK, format_ns, idle_pause, import_meprop, machine_info, measure, write_json_atomic
 
 meprop = import_meprop()
 

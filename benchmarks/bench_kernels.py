@@ -86,22 +86,20 @@ from _timing import (
     TimingConfig,
     format_ns,
     idle_pause,
-    import_meprop,
-    import_torch,
+    import_torch_then_meprop,
     machine_info,
     measure,
     parallel_capacity,
+    results_path,
     write_json_atomic,
 )
 
-# torch first: see the module docstring.
-torch: Any = import_torch()  # Any: the module or None, checked where used
-meprop = import_meprop()
+torch, meprop = import_torch_then_meprop()  # see the module docstring
 
 DEFAULT_SHAPES = ("784x500", "500x500", "1024x4096")  # n_in x n_out
 DEFAULT_BATCHES = (1, 32, 128)
 DEFAULT_KS = (10, 20, 40)
-DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "kernels.json")
+DEFAULT_OUT = results_path("kernels.json")
 
 TORCH_DENSE_NOTE = (
     "torch dense backward = torch.mm(dy, W), torch.mm(dy.t(), x), dy.sum(0) on tensors "

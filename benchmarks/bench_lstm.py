@@ -36,16 +36,7 @@ import sys
 import time
 
 import numpy as np
-from _timing import (
-    FULL,
-    QUICK,
-    format_ns,
-    idle_pause,
-    import_meprop,
-    machine_info,
-    measure,
-    write_json_atomic,
-)
+from _timing import FULL, QUICK, format_ns, idle_pause, import_meprop, machine_info, measure, write_json_atomic
 
 
 def make_pool(rng, pool, T, n_in, h, dtype):

@@ -23,14 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _timing import (
-    STEP_PARTS,
-    idle_pause,
-    import_meprop,
-    machine_info,
-    training_step_times,
-    write_json_atomic,
-)
+from _timing import STEP_PARTS, idle_pause, import_meprop, machine_info, training_step_times, write_json_atomic
 
 
 def main() -> int:

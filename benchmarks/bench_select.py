@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ from _timing import (
     import_meprop,
     machine_info,
     measure,
+    results_path,
     write_json_atomic,
 )
 
@@ -47,7 +47,7 @@ meprop = import_meprop()
 
 DEFAULT_NS = (100, 256, 500, 1000, 4096)
 DEFAULT_KS = (1, 4, 8, 12, 16, 20, 24, 32, 64, 128)
-DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "select.json")
+DEFAULT_OUT = results_path("select.json")
 METHODS = ("heap", "radix", "threshold")
 # A pick is flagged when it is this much slower than the fastest method.
 FLAG_SLOWDOWN = 1.20

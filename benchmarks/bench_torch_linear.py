@@ -42,33 +42,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from _rounds import add_round_arguments, print_round_rows, round_rows, start_rounds, timed_round
 from _timing import (
-    FULL,
-    QUICK,
     Timing,
     TimingConfig,
     format_ns,
-    idle_pause,
-    import_meprop,
-    import_torch,
-    machine_info,
-    measure,
+    import_torch_then_meprop,
     parallel_capacity,
+    results_path,
+    torch_missing,
     write_json_atomic,
 )
 
-# torch first, as in the other benchmarks: its OpenMP runtime starts with its own defaults.
-torch: Any = import_torch()
-meprop = import_meprop()
+torch, meprop = import_torch_then_meprop()
 
-DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "torch_linear.json")
+DEFAULT_OUT = results_path("torch_linear.json")
 BAR = 2.0  # per_example backward vs torch.nn.Linear's
 CAPACITY_OK = 0.8  # as bench_kernels.py: below this, multi-threaded medians are unreliable
 # (row name, layer kind: "torch" or a meprop mode, whether the input needs a gradient)
@@ -146,66 +140,30 @@ def run_round(
     layers: dict[str, Any], pools: dict[bool, tuple[list[Any], list[Any]]], cfg: TimingConfig, reverse: bool
 ) -> dict[str, dict[str, Timing]]:
     """Every contender's backward and step, each in its own block."""
-    order = list(CONTENDERS)[::-1] if reverse else list(CONTENDERS)
-    out: dict[str, dict[str, Timing]] = {}
-    for name, _, needs_dx in order:
-        xs, dys = pools[needs_dx]
-        idle_pause()
-        backward = measure(backward_calls(layers[name], xs, dys), cfg)
-        idle_pause()
-        step = measure(step_calls(layers[name], xs, dys), cfg)
-        out[name] = {"backward": backward, "step": step}
-    return out
+    needs_dx = {name: flag for name, _, flag in CONTENDERS}
+    order = [name for name, _, _ in CONTENDERS][:: -1 if reverse else 1]
+    phases = {
+        "backward": lambda name: backward_calls(layers[name], *pools[needs_dx[name]]),
+        "step": lambda name: step_calls(layers[name], *pools[needs_dx[name]]),
+    }
+    return timed_round(order, phases, cfg)
 
 
 def summarise(rounds: list[dict[str, dict[str, Timing]]]) -> list[dict[str, Any]]:
     """Per contender and phase: median over rounds of the medians, and of the in-round ratios to torch."""
-    rows = []
-    for name, _, needs_dx in CONTENDERS:
-        base = "torch" if needs_dx else "torch, first layer"
-        for phase in ("backward", "step"):
-            medians = [r[name][phase].median_ns for r in rounds]
-            ratios = [r[base][phase].median_ns / r[name][phase].median_ns for r in rounds]
-            rows.append(
-                {
-                    "contender": name,
-                    "phase": phase,
-                    "median_ns": statistics.median(medians),
-                    "round_medians_ns": medians,
-                    "speedup_vs_torch": statistics.median(ratios),
-                    "round_speedups": ratios,
-                    "iqr_over_median": statistics.median(
-                        (r[name][phase].q3_ns - r[name][phase].q1_ns) / r[name][phase].median_ns for r in rounds
-                    ),
-                }
-            )
-    return rows
-
-
-def print_table(rows: list[dict[str, Any]], checks: dict[str, bool]) -> None:
-    print(f"\n{'contender':<32} {'phase':<9} {'median':>10} {'IQR/med':>8} {'vs torch':>9}  check")
-    for r in rows:
-        check = {True: "ok", False: "MISMATCH"}.get(checks.get(r["contender"]), "-")
-        print(
-            f"{r['contender']:<32} {r['phase']:<9} {format_ns(r['median_ns']):>10} {r['iqr_over_median']:>7.0%} "
-            f"{r['speedup_vs_torch']:>8.2f}x  {check}"
-        )
+    baselines = {name: "torch" if needs_dx else "torch, first layer" for name, _, needs_dx in CONTENDERS}
+    return round_rows(rounds, baselines, ("backward", "step"))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer samples per block (short, noisier run)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for torch and the kernels")
     p.add_argument("--meprop-threads", type=int, default=None, help="threads for the kernels alone (default --threads)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--n-in", type=int, default=784)
     p.add_argument("--n-out", type=int, default=500)
     p.add_argument("--k", type=int, default=20)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--pool", type=int, default=8, help="number of rotating (x, dy) inputs")
-    p.add_argument("--rounds", type=int, default=3, help="repeats of the whole set, alternating order")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"JSON output path (default: {DEFAULT_OUT})")
+    add_round_arguments(p, DEFAULT_OUT, "(x, dy)")
     args = p.parse_args(argv)
     if min(args.threads, args.pool, args.rounds, args.batch, args.k) < 1:
         p.error("--threads, --pool, --rounds, --batch and --k must be >= 1")
@@ -216,17 +174,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if torch is None:
-        print("torch is not installed: pip install 'meprop-native[torch]'")
+    if torch_missing(torch):
         return 2
     from threadpoolctl import threadpool_limits
 
-    cfg = QUICK if args.quick else FULL
-    dtype = getattr(torch, args.dtype)
-    torch.set_num_threads(args.threads)
-    meprop.set_num_threads(args.meprop_threads or args.threads)
+    cfg, dtype, info = start_rounds(torch, meprop, args, args.meprop_threads)
     limiter = threadpool_limits(limits=args.threads, user_api="blas")  # NumPy's BLAS is idle here anyway
-    info = machine_info(torch, meprop, args.threads)
     print(
         f"meprop-native {info['meprop_native']} | torch {info['torch']} | {info['cpu_count']} CPUs | "
         f"torch {torch.get_num_threads()} / meprop {meprop.get_num_threads()} threads | {args.dtype} | "
@@ -262,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reliable = min(capacity) >= CAPACITY_OK * args.threads
 
     rows = summarise(rounds)
-    print_table(rows, checks)
+    print_round_rows(rows, checks, width=32)
     bar_row = next(r for r in rows if r["contender"] == BAR_ROW and r["phase"] == "backward")
     ratio = bar_row["speedup_vs_torch"]
     status = "PASS" if ratio >= BAR and checks[BAR_ROW] else "FAIL"

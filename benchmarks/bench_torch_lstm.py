@@ -39,33 +39,26 @@ No bar: this is for information. Output: a table and JSON written atomically
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from _rounds import add_round_arguments, print_round_rows, round_rows, start_rounds, timed_round
 from _timing import (
-    FULL,
-    QUICK,
     Timing,
     TimingConfig,
     format_ns,
-    idle_pause,
-    import_meprop,
-    import_torch,
-    machine_info,
-    measure,
+    import_torch_then_meprop,
+    results_path,
+    torch_missing,
     write_json_atomic,
 )
 
-# torch first, as in the other benchmarks: its OpenMP runtime starts with its own defaults.
-torch: Any = import_torch()
-meprop = import_meprop()
+torch, meprop = import_torch_then_meprop()
 
-DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "torch_lstm.json")
+DEFAULT_OUT = results_path("torch_lstm.json")
 
 
 def contenders(k: int) -> tuple[tuple[str, int | str | None], ...]:
@@ -143,53 +136,30 @@ def max_relative_error(got: list[np.ndarray], want: list[np.ndarray]) -> float:
     return max(float(np.max(np.abs(g - w)) / max(1.0, float(np.max(np.abs(w))))) for g, w in zip(got, want))
 
 
-def run_round(layers: dict[str, Any], xs: list[Any], Rs: list[Any], cfg: TimingConfig, reverse: bool, k: int):
-    order = list(contenders(k))[::-1] if reverse else list(contenders(k))
-    out: dict[str, dict[str, Timing]] = {}
-    for name, _ in order:
-        idle_pause()
-        backward = measure(backward_calls(layers[name], xs, Rs), cfg)
-        idle_pause()
-        step = measure(step_calls(layers[name], xs, Rs), cfg)
-        out[name] = {"backward": backward, "step": step}
-    return out
+def run_round(
+    layers: dict[str, Any], xs: list[Any], Rs: list[Any], cfg: TimingConfig, reverse: bool, k: int
+) -> dict[str, dict[str, Timing]]:
+    """Every contender's backward and step, each in its own block."""
+    order = [name for name, _ in contenders(k)][:: -1 if reverse else 1]
+    phases = {
+        "backward": lambda name: backward_calls(layers[name], xs, Rs),
+        "step": lambda name: step_calls(layers[name], xs, Rs),
+    }
+    return timed_round(order, phases, cfg)
 
 
 def summarise(rounds: list[dict[str, dict[str, Timing]]], k: int) -> list[dict[str, Any]]:
-    rows = []
-    for name, _ in contenders(k):
-        for phase in ("backward", "step"):
-            medians = [r[name][phase].median_ns for r in rounds]
-            ratios = [r["torch"][phase].median_ns / r[name][phase].median_ns for r in rounds]
-            rows.append(
-                {
-                    "contender": name,
-                    "phase": phase,
-                    "median_ns": statistics.median(medians),
-                    "round_medians_ns": medians,
-                    "speedup_vs_torch": statistics.median(ratios),
-                    "round_speedups": ratios,
-                    "iqr_over_median": statistics.median(
-                        (r[name][phase].q3_ns - r[name][phase].q1_ns) / r[name][phase].median_ns for r in rounds
-                    ),
-                }
-            )
-    return rows
+    return round_rows(rounds, {name: "torch" for name, _ in contenders(k)}, ("backward", "step"))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer samples per block (short, noisier run)")
     p.add_argument("--threads", type=int, default=1, help="threads for torch and the kernels (default 1)")
     p.add_argument("--steps", type=int, default=20, help="sequence length T")
     p.add_argument("--n-in", type=int, default=190)
     p.add_argument("--hidden", type=int, default=500)
     p.add_argument("--k", type=int, default=5)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--pool", type=int, default=8, help="number of rotating (x, R) inputs")
-    p.add_argument("--rounds", type=int, default=3, help="repeats of the whole set, alternating order")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"JSON output path (default: {DEFAULT_OUT})")
+    add_round_arguments(p, DEFAULT_OUT, "(x, R)")
     args = p.parse_args(argv)
     if min(args.threads, args.pool, args.rounds, args.steps, args.n_in, args.hidden, args.k) < 1:
         p.error("--threads, --pool, --rounds, --steps, --n-in, --hidden and --k must be >= 1")
@@ -200,14 +170,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if torch is None:
-        print("torch is not installed: pip install 'meprop-native[torch]'")
+    if torch_missing(torch):
         return 2
-    cfg = QUICK if args.quick else FULL
-    dtype = getattr(torch, args.dtype)
-    torch.set_num_threads(args.threads)
-    meprop.set_num_threads(args.threads)
-    info = machine_info(torch, meprop, args.threads)
+    cfg, dtype, info = start_rounds(torch, meprop, args)
     print(
         f"meprop-native {info['meprop_native']} | torch {info['torch']} | {info['cpu_count']} CPUs | "
         f"torch {torch.get_num_threads()} / meprop {meprop.get_num_threads()} threads | {args.dtype} | "
@@ -239,13 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     rows = summarise(rounds, args.k)
 
-    print(f"\n{'contender':<16} {'phase':<9} {'median':>10} {'IQR/med':>8} {'vs torch':>9}  check")
-    for r in rows:
-        check = {True: "ok", False: "MISMATCH"}.get(checks.get(r["contender"]), "-")
-        print(
-            f"{r['contender']:<16} {r['phase']:<9} {format_ns(r['median_ns']):>10} {r['iqr_over_median']:>7.0%} "
-            f"{r['speedup_vs_torch']:>8.2f}x  {check}"
-        )
+    print_round_rows(rows, checks, width=16)
     head = next(r for r in rows if r["contender"] == f"meprop k={args.k}" and r["phase"] == "backward")
     print(
         f"\nmeprop k={args.k} backward {format_ns(head['median_ns'])}: {head['speedup_vs_torch']:.2f}x "

@@ -12,12 +12,12 @@ like.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
-from meprop_native.cli import main as meprop_main
+from _runs import paper_run
+
 from meprop_native.train.atomic import write_json
 
 # The paper's settings: Adam k=20 (lr 0.001), AdaGrad k=10 (lr 0.1); batch 10.
@@ -25,44 +25,15 @@ SETTINGS = {"adam": 20, "adagrad": 10}
 
 
 def run_one(optimizer: str, mode: str, seed: int, args: argparse.Namespace) -> dict:
-    out = args.out / f"{optimizer}-{mode}-seed{seed}"
-    summary_path = out / "summary.json"
-    if not summary_path.exists() or args.rerun:
-        argv = [
-            "train",
-            "mnist",
-            "--optimizer",
-            optimizer,
-            "--mode",
-            mode,
-            "--k",
-            str(SETTINGS[optimizer]),
-            "--epochs",
-            str(args.epochs),
-            "--seed",
-            str(seed),
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-        if args.data_dir:
-            argv += ["--data-dir", str(args.data_dir)]
-        # The paper's plain meProp (no error feedback, the tasks' default);
-        # an interrupted run continues, --rerun starts over.
-        argv += ["--memory-decay", "0"]
-        argv += ["--overwrite"] if args.rerun else ["--resume"] if (out / "checkpoint.npz").exists() else []
-        if args.threads:
-            argv += ["--threads", str(args.threads)]
-        if args.dropout:
-            argv += ["--dropout", str(args.dropout)]
-        if args.init:
-            argv += ["--init", args.init]
-        if args.evals_per_epoch != 1:
-            argv += ["--evals-per-epoch", str(args.evals_per_epoch)]
-        code = meprop_main(argv)
-        if code != 0:
-            raise SystemExit(f"run {out} failed with exit code {code}")
-    return json.loads(summary_path.read_text())
+    options = ["--optimizer", optimizer, "--mode", mode, "--k", str(SETTINGS[optimizer])]
+    options += ["--epochs", str(args.epochs), "--seed", str(seed)]
+    if args.dropout:
+        options += ["--dropout", str(args.dropout)]
+    if args.init:
+        options += ["--init", args.init]
+    if args.evals_per_epoch != 1:
+        options += ["--evals-per-epoch", str(args.evals_per_epoch)]
+    return paper_run("mnist", options, args.out / f"{optimizer}-{mode}-seed{seed}", args)
 
 
 def main() -> int:

@@ -21,7 +21,8 @@ import json
 import sys
 from pathlib import Path
 
-from meprop_native.cli import main as meprop_main
+from _runs import paper_run
+
 from meprop_native.train.atomic import write_json, write_with
 
 K = 20  # the paper's k for parsing, hidden and output layers
@@ -55,42 +56,9 @@ PAPER = {  # Table 1 (backprop seconds, test UAS, dev UAS, best iteration) and T
 
 
 def run_one(optimizer: str, mode: str, args: argparse.Namespace) -> dict:
-    out = args.out / f"{optimizer}-{mode}-seed{args.seed}"
-    summary_path = out / "summary.json"
-    if not summary_path.exists() or args.rerun:
-        argv = [
-            "train",
-            "parse",
-            "--optimizer",
-            optimizer,
-            "--mode",
-            mode,
-            "--k",
-            str(K),
-            "--k-out",
-            str(K),
-            "--epochs",
-            str(args.epochs),
-            "--seed",
-            str(args.seed),
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-        if args.data_dir:
-            argv += ["--data-dir", str(args.data_dir)]
-        # The paper's plain meProp (no error feedback, the tasks' default);
-        # an interrupted run continues, --rerun starts over.
-        argv += ["--memory-decay", "0"]
-        argv += ["--overwrite"] if args.rerun else ["--resume"] if (out / "checkpoint.npz").exists() else []
-        if args.threads:
-            argv += ["--threads", str(args.threads)]
-        if args.train_limit:
-            argv += ["--train-limit", str(args.train_limit)]
-        code = meprop_main(argv)
-        if code != 0:
-            raise SystemExit(f"run {out} failed with exit code {code}")
-    return json.loads(summary_path.read_text())
+    options = ["--optimizer", optimizer, "--mode", mode, "--k", str(K), "--k-out", str(K)]
+    options += ["--epochs", str(args.epochs), "--seed", str(args.seed)]
+    return paper_run("parse", options, args.out / f"{optimizer}-{mode}-seed{args.seed}", args)
 
 
 def row(optimizer: str, name: str, s: dict) -> dict:

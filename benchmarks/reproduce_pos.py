@@ -12,11 +12,11 @@ kernels (dense is k = 4h), so the ratios compare like with like.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from meprop_native.cli import main as meprop_main
+from _runs import paper_run
+
 from meprop_native.train.atomic import atomic_open, write_json
 
 K = 5  # the paper's k for POS tagging (LSTM only; the output layer stays dense)
@@ -32,40 +32,9 @@ PAPER_TABLE2 = (
 
 
 def run_one(optimizer: str, mode: str, args: argparse.Namespace) -> dict:
-    out = args.out / f"{optimizer}-{mode}"
-    summary_path = out / "summary.json"
-    if not summary_path.exists() or args.rerun:
-        argv = [
-            "train",
-            "pos",
-            "--optimizer",
-            optimizer,
-            "--mode",
-            mode,
-            "--k",
-            str(K),
-            "--epochs",
-            str(args.epochs),
-            "--seed",
-            str(args.seed),
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-        if args.data_dir:
-            argv += ["--data-dir", str(args.data_dir)]
-        # The paper's plain meProp (no error feedback, the tasks' default);
-        # an interrupted run continues, --rerun starts over.
-        argv += ["--memory-decay", "0"]
-        argv += ["--overwrite"] if args.rerun else ["--resume"] if (out / "checkpoint.npz").exists() else []
-        if args.threads:
-            argv += ["--threads", str(args.threads)]
-        if args.train_limit:
-            argv += ["--train-limit", str(args.train_limit)]
-        code = meprop_main(argv)
-        if code != 0:
-            raise SystemExit(f"run {out} failed with exit code {code}")
-    return json.loads(summary_path.read_text())
+    options = ["--optimizer", optimizer, "--mode", mode, "--k", str(K)]
+    options += ["--epochs", str(args.epochs), "--seed", str(args.seed)]
+    return paper_run("pos", options, args.out / f"{optimizer}-{mode}", args)
 
 
 def markdown(rows: list[dict], epochs: int) -> str:

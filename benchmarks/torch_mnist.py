@@ -33,7 +33,6 @@ Prints a table per seed and the mean; writes JSON atomically (default
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -41,13 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _timing import import_meprop, import_torch, write_json_atomic
+from _timing import import_torch_then_meprop, results_path, torch_missing, write_json_atomic
 
-torch: Any = import_torch()  # first, as in the other benchmarks
-meprop = import_meprop()
+torch, meprop = import_torch_then_meprop()
 
 BAR_POINTS = 0.2
-DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "torch_mnist.json")
+DEFAULT_OUT = results_path("torch_mnist.json")
 
 
 def build_model(k: int | None, mode: str | None, hidden: int, seed: int, memory_decay: float = 0.0) -> Any:
@@ -167,8 +165,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if torch is None:
-        print("torch is not installed: pip install 'meprop-native[torch]'")
+    if torch_missing(torch):
         return 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)
