@@ -41,8 +41,8 @@ def main() -> int:
     from meprop_native.data.ud import load_ud_ewt
     from meprop_native.nn import softmax_cross_entropy
     from meprop_native.optim import AdaGrad, Adam
-    from meprop_native.tasks.pos_features import FeatureEncoder
-    from meprop_native.tasks.pos_model import TaggedSentences, Tagger
+    from meprop_native.tasks.pos.features import FeatureEncoder
+    from meprop_native.tasks.pos.model import TaggedSentences, Tagger
 
     ud = load_ud_ewt(args.data_dir)
     encoder = FeatureEncoder((s.forms for s in ud.train), (t for split in ud for s in split for t in s.xpos))

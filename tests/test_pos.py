@@ -15,7 +15,7 @@ from meprop_native.cli import main as meprop_main
 from meprop_native.data.ud import UDSplits, read_conllu
 from meprop_native.nn import softmax_cross_entropy
 from meprop_native.tasks import pos
-from meprop_native.tasks.pos_features import (
+from meprop_native.tasks.pos.features import (
     FEATURES,
     FeatureEncoder,
     Vocabulary,
@@ -24,7 +24,7 @@ from meprop_native.tasks.pos_features import (
     normalise,
     token_features,
 )
-from meprop_native.tasks.pos_model import TaggedSentences, Tagger
+from meprop_native.tasks.pos.model import TaggedSentences, Tagger
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HAVE_EWT = (REAL_DATA / "ud_english_ewt" / "en_ewt-ud-train.conllu").exists()

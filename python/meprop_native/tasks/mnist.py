@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import __version__, set_num_threads, thread_limits
+from .. import __version__
 from ..data import load_mnist
 from ..nn import mlp
-from ..optim import OPTIMIZERS, Adam, Optimizer
-from ..train import ArrayDataset, Splits, TrainConfig, Trainer
-from ..train.atomic import write_arrays
+from ..optim import OPTIMIZERS
+from ..train import ArrayDataset, Splits, Trainer
 from .arguments import (
     add_clip_argument,
     add_init_argument,
@@ -20,6 +19,7 @@ from .arguments import (
     count,
     selection_options,
 )
+from .training import build_optimizer, fit_and_save, learning_rate, train_config
 
 HELP = "MLP on MNIST (the paper's 784-500-500-10, batch 10; default: Adam, k=25 with error feedback)"
 
@@ -113,12 +113,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         init=args.init,
         selection=selection_options(args),
     )
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-    optimizer: Optimizer
-    if args.optimizer == "adam":
-        optimizer = Adam(model.parameters(), lr=lr, clip=args.clip, lazy=args.lazy)
-    else:
-        optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=lr, clip=args.clip)
+    lr = learning_rate(args, DEFAULT_LR)
+    optimizer = build_optimizer(args, model.parameters(), lr)
 
     run_info = {
         "task": "mnist",
@@ -136,20 +132,4 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "train_size": len(train_y),
         "version": __version__,
     }
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=not args.no_progress,
-        steps_per_epoch=args.steps_per_epoch,
-        evals_per_epoch=args.evals_per_epoch,
-    )
-    trainer = Trainer(model, optimizer, data, config, args.out, run_info)
-    if args.threads is not None:
-        set_num_threads(args.threads)
-    # One busy pool: the kernels own the cores, BLAS (the forward) runs on one.
-    with thread_limits(blas=1):
-        summary = trainer.fit(resume=args.resume)
-    # The trainer leaves the best-dev weights in the model.
-    write_arrays(args.out / "best_model.npz", model.state_dict())
-    return summary
+    return fit_and_save(Trainer(model, optimizer, data, train_config(args), args.out, run_info), args)

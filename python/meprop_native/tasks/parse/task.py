@@ -20,11 +20,11 @@ import sys
 import time
 from typing import Any
 
-from ... import __version__, set_num_threads, thread_limits
+from ... import __version__
 from ...data.ud import load_ud_ewt
 from ...optim import OPTIMIZERS
-from ...train import Splits, TrainConfig, Trainer
-from ...train.atomic import write_arrays, write_json
+from ...train import Splits, Trainer
+from ...train.atomic import write_json
 from ..arguments import (
     add_clip_argument,
     add_init_argument,
@@ -32,6 +32,7 @@ from ..arguments import (
     add_selection_arguments,
     selection_options,
 )
+from ..training import build_optimizer, fit_and_save, learning_rate, train_config
 from .arc_standard import num_transitions
 from .data import attachment_evaluator, prepare
 from .model import ACTIVATIONS, ParserModel
@@ -123,10 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data = prepare(train, dev, test, args.min_word_count)
     prepare_seconds = time.perf_counter() - start
     vocab = data.vocab
-    if args.threads is not None:
-        set_num_threads(args.threads)
-    progress = not args.no_progress
-    if progress:
+    if not args.no_progress:
         print(
             f"parse: {data.train_sentences} projective training trees ({data.skipped_non_projective} "
             f"non-projective skipped) -> {len(data.train)} transitions; vocab {len(vocab.words)} words, "
@@ -153,8 +151,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         init=args.init,
         selection=selection_options(args),
     )
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-    optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=lr, clip=args.clip)
+    lr = learning_rate(args, DEFAULT_LR)
+    optimizer = build_optimizer(args, model.parameters(), lr)
 
     run_info = {
         "task": "parse",
@@ -180,30 +178,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "vocab": {"words": len(vocab.words), "tags": len(vocab.tags), "labels": vocab.num_labels},
         "version": __version__,
     }
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=progress,
-        steps_per_epoch=args.steps_per_epoch,
-        metric="uas",
-        evals_per_epoch=args.evals_per_epoch,
-    )
-    trainer = Trainer(
-        model,
-        optimizer,
-        Splits(data.train, data.dev, data.test),
-        config,
-        args.out,
-        run_info,
-        evaluate=attachment_evaluator(vocab),
-    )
-    # One busy pool: the kernels own the cores, BLAS (the forward) runs on one.
-    with thread_limits(blas=1):
-        summary = trainer.fit(resume=args.resume)
+    datasets = Splits(data.train, data.dev, data.test)
+    config = train_config(args, metric="uas")
+    trainer = Trainer(model, optimizer, datasets, config, args.out, run_info, evaluate=attachment_evaluator(vocab))
+    summary = fit_and_save(trainer, args)
     summary["prepare_seconds"] = prepare_seconds
     write_json(args.out / "summary.json", summary)
-    # The trainer leaves the best-dev weights in the model.
-    write_arrays(args.out / "best_model.npz", model.state_dict())
     write_json(args.out / "vocab.json", vocab.to_dict())
     return summary

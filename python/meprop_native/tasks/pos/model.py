@@ -6,11 +6,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..nn import LSTM, Embedding, Linear, Parameter
-from ..nn.lstm import offsets_from_lengths
-from ..nn.selection import Selection
-from ..nn.state import NamedState
-from .pos_features import FEATURES, Encoded
+from ...nn import LSTM, Embedding, Linear, Parameter
+from ...nn.lstm import offsets_from_lengths
+from ...nn.selection import Selection
+from ...nn.state import NamedState
+from .features import FEATURES, Encoded
 
 
 class TaggerInput(NamedTuple):

@@ -3,7 +3,7 @@
 The paper's setting: word embedding 50 + 7 word-shape/affix features x 20 ->
 LSTM h=500 -> tags; one sentence per mini-batch; AdaGrad lr 0.01 (Adam
 0.001); meProp k=5 on the LSTM, dense output layer. Features and unknown-word
-handling: see pos_features.py.
+handling: see features.py.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__, set_num_threads, thread_limits
-from ..data.ud import UDSplits, load_ud_ewt
-from ..optim import OPTIMIZERS, Adam, Optimizer
-from ..train import Splits, TrainConfig, Trainer
-from ..train.atomic import write_arrays, write_json
-from .arguments import (
+from ... import __version__
+from ...data.ud import UDSplits, load_ud_ewt
+from ...optim import OPTIMIZERS
+from ...train import Splits, Trainer
+from ...train.atomic import write_json
+from ..arguments import (
     add_clip_argument,
     add_init_argument,
     add_lazy_argument,
@@ -26,8 +26,9 @@ from .arguments import (
     add_run_arguments,
     default_memory_decay,
 )
-from .pos_features import FeatureEncoder
-from .pos_model import TaggedSentences, Tagger
+from ..training import build_optimizer, fit_and_save, learning_rate, train_config
+from .features import FeatureEncoder
+from .model import TaggedSentences, Tagger
 
 HELP = "LSTM POS tagger on UD English EWT (the paper's 190-500-tags, 1 sentence per batch; default: AdaGrad, k=5)"
 
@@ -147,12 +148,8 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
         init=args.init,
         memory_decay=default_memory_decay(args),
     )
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-    optimizer: Optimizer
-    if args.optimizer == "adam":
-        optimizer = Adam(model.parameters(), lr=lr, clip=args.clip, lazy=args.lazy)
-    else:
-        optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=lr, clip=args.clip)
+    lr = learning_rate(args, DEFAULT_LR)
+    optimizer = build_optimizer(args, model.parameters(), lr)
 
     run_info = {
         "task": "pos",
@@ -172,26 +169,10 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
         "train_tokens": int(sum(len(s) for s in train)),
         "version": __version__,
     }
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        eval_batch_size=args.eval_batch_size,
-        progress=not args.no_progress,
-        steps_per_epoch=args.steps_per_epoch,
-        metric="accuracy",
-        evals_per_epoch=args.evals_per_epoch,
-    )
-    trainer = Trainer(
-        model, optimizer, data, config, args.out, run_info, evaluate=tagging_evaluator(args.eval_batch_size)
-    )
-    if args.threads is not None:
-        set_num_threads(args.threads)
-    # One busy pool: the kernels own the cores, BLAS (the input projection) runs on one.
-    with thread_limits(blas=1):
-        summary = trainer.fit(resume=args.resume)
-    # The trainer leaves the best-dev weights in the model; the vocabulary makes them usable.
-    write_arrays(args.out / "best_model.npz", model.state_dict())
+    config = train_config(args, eval_batch_size=args.eval_batch_size, metric="accuracy")
+    evaluate = tagging_evaluator(args.eval_batch_size)
+    summary = fit_and_save(Trainer(model, optimizer, data, config, args.out, run_info, evaluate=evaluate), args)
+    # The vocabulary makes the saved weights usable.
     write_json(
         args.out / "vocabulary.json",
         {"words": encoder.words.to_list(), "tags": encoder.tags, "features": [v.to_list() for v in encoder.features]},
