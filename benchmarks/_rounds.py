@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-from _timing import FULL, QUICK, Timing, TimingConfig, format_ns, idle_pause, machine_info, measure
+from _timing import FULL, QUICK, Timing, TimingConfig, format_ns, idle_pause, machine_info, measure, write_json_atomic
 
 
 def add_round_arguments(p: Any, default_out: str, pooled: str) -> None:
@@ -80,3 +80,20 @@ def print_round_rows(rows: list[dict[str, Any]], checks: dict[str, bool], width:
             f"{r['contender']:<{width}} {r['phase']:<9} {format_ns(r['median_ns']):>10} {r['iqr_over_median']:>7.0%} "
             f"{r['speedup_vs_torch']:>8.2f}x  {check}"
         )
+
+
+def write_results(
+    args: Any, info: dict[str, Any], cfg: TimingConfig, elapsed: float, rows: list, checks: dict, **extra: Any
+) -> int:
+    """Writes the run's results to ``args.out``; the exit code: 1 where a contender failed its check."""
+    payload = {
+        "machine": info,
+        "config": {k: v for k, v in vars(args).items() if k != "out"} | {"timing": cfg.__dict__},
+        "elapsed_s": elapsed,
+        "rows": rows,
+        "checks": checks,
+        **extra,
+    }
+    write_json_atomic(args.out, payload)
+    print(f"wrote {args.out}")
+    return 0 if all(checks.values()) else 1

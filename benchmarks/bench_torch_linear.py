@@ -48,7 +48,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from _rounds import add_round_arguments, print_round_rows, round_rows, start_rounds, timed_round
+from _rounds import add_round_arguments, print_round_rows, round_rows, start_rounds, timed_round, write_results
 from _timing import (
     Timing,
     TimingConfig,
@@ -57,7 +57,6 @@ from _timing import (
     parallel_capacity,
     results_path,
     torch_missing,
-    write_json_atomic,
 )
 
 torch, meprop = import_torch_then_meprop()
@@ -233,23 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"measured in {elapsed:.1f} s")
 
     info["parallel_capacity"] = capacity
-    payload = {
-        "machine": info,
-        "config": {k: v for k, v in vars(args).items() if k != "out"} | {"timing": cfg.__dict__},
-        "elapsed_s": elapsed,
-        "rows": rows,
-        "checks": checks,
-        "bar": {
-            "name": f"{BAR_ROW} backward vs torch.nn.Linear",
-            "threshold": BAR,
-            "ratio": ratio,
-            "status": status,
-            "reliable": reliable,
-        },
+    bar = {
+        "name": f"{BAR_ROW} backward vs torch.nn.Linear",
+        "threshold": BAR,
+        "ratio": ratio,
+        "status": status,
+        "reliable": reliable,
     }
-    write_json_atomic(args.out, payload)
-    print(f"wrote {args.out}")
-    return 0 if all(checks.values()) else 1
+    return write_results(args, info, cfg, elapsed, rows, checks, bar=bar)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from _rounds import add_round_arguments, print_round_rows, round_rows, start_rounds, timed_round
+from _rounds import add_round_arguments, print_round_rows, round_rows, start_rounds, timed_round, write_results
 from _timing import (
     Timing,
     TimingConfig,
@@ -53,7 +53,6 @@ from _timing import (
     import_torch_then_meprop,
     results_path,
     torch_missing,
-    write_json_atomic,
 )
 
 torch, meprop = import_torch_then_meprop()
@@ -212,17 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"measured in {elapsed:.1f} s")
 
-    payload = {
-        "machine": info,
-        "config": {k: v for k, v in vars(args).items() if k != "out"} | {"timing": cfg.__dict__},
-        "elapsed_s": elapsed,
-        "rows": rows,
-        "checks": checks,
-        "check_errors": errors,
-    }
-    write_json_atomic(args.out, payload)
-    print(f"wrote {args.out}")
-    return 0 if all(checks.values()) else 1
+    return write_results(args, info, cfg, elapsed, rows, checks, check_errors=errors)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,12 @@ def check_output_directory(out: Path, resume: bool, overwrite: bool) -> None:
         raise OutputDirectoryError(f"cannot write to --out {out}: {error.strerror or error}") from error
 
 
+def fail(message: str, code: int) -> int:
+    """Says what went wrong on stderr, as argparse does; the exit code."""
+    print(f"meprop: error: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``meprop`` with argv (default: sys.argv[1:]); returns the exit code.
 
@@ -85,25 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_directory(args.out, resume=args.resume, overwrite=args.overwrite)
         summary = args.run(args)
     except (DatasetNotFoundError, ChecksumError, IdxFormatError, CheckpointError, ValueError) as error:
-        print(f"meprop: error: {error}", file=sys.stderr)
-        return 2
+        return fail(str(error), 2)
     except MemoryError:
-        print(
-            "meprop: error: not enough memory for this model and data (try a smaller --hidden, --layers or "
-            "--batch-size)",
-            file=sys.stderr,
-        )
-        return 2
+        return fail("not enough memory for this model and data (try a smaller --hidden, --layers or --batch-size)", 2)
     except TrainingDiverged as error:
-        print(f"meprop: error: {error}", file=sys.stderr)
-        return 3
+        return fail(str(error), 3)
     except OutputWriteError as error:
-        print(
-            f"meprop: error: {error}. Mend the cause, then run again with --resume to continue from the last "
-            "checkpoint written",
-            file=sys.stderr,
+        return fail(
+            f"{error}. Mend the cause, then run again with --resume to continue from the last checkpoint written", 4
         )
-        return 4
     except TrainingInterrupted as error:
         print(f"meprop: {error}", file=sys.stderr)
         return 130

@@ -10,7 +10,7 @@ from .. import _core
 from ..modes import check_k, check_mode
 from .init import check_init, init_bias, init_weight
 from .module import Module
-from .parameter import Parameter
+from .parameter import Parameter, check_dtype
 from .selection import Selection
 
 # Batch sizes whose forward runs on the library's own kernel; BLAS's
@@ -67,8 +67,7 @@ class Linear(Module):
             raise ValueError(f"layer sizes must be >= 1, got {in_features} x {out_features}")
         check_mode(mode)
         check_k(k)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
+        check_dtype(dtype)
         # Checks k and every selection option, naming the bad one.
         dense = mode == "dense"
         self.selection = Selection(out_features, None if dense else k, unified=mode == "unified", **(selection or {}))

@@ -11,7 +11,7 @@ from .._threads import get_num_threads
 from ..modes import check_k
 from .init import check_init, init_bias, init_weight
 from .module import Module
-from .parameter import Parameter
+from .parameter import Parameter, check_dtype
 from .selection import Selection
 
 
@@ -104,8 +104,7 @@ class LSTM(Module):
             raise ValueError(f"sizes must be >= 1, got input {input_size}, hidden {hidden_size}")
         check_k(k)
         check_init(init)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
+        check_dtype(dtype)
         if method not in ("auto", "heap", "radix", "threshold"):
             raise ValueError(f"method must be one of auto, heap, radix, threshold; got {method!r}")
         rng = rng if rng is not None else np.random.default_rng(0)

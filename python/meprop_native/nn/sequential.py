@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -113,17 +114,41 @@ def mlp(
         raise ValueError(f"dropout probability must be in [0, 1), got {dropout}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    init_rng = np.random.default_rng(seed)
     drop_rng = np.random.default_rng(seed + 1)
-    layers: list[Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        last = i == len(sizes) - 2
-        options = dict(selection or {}, depth=len(sizes) - 2 - i, seed=seed * 1000 + i)
-        layers.append(
-            Linear(n_in, n_out, k_out if last else k, mode, rng=init_rng, dtype=dtype, init=init, selection=options)
-        )
-        if not last:
-            layers.append(ACTIVATIONS[activation]())
-            if dropout > 0:
-                layers.append(Dropout(dropout, drop_rng))
-    return Sequential(layers)
+    after_hidden: list[Callable[[], Module]] = [ACTIVATIONS[activation]]
+    if dropout > 0:
+        after_hidden.append(lambda: Dropout(dropout, drop_rng))
+    stack = LinearStack(k, k_out, mode, seed, dtype, init, selection)
+    return Sequential(stack.layers(sizes, np.random.default_rng(seed), after_hidden))
+
+
+@dataclass(frozen=True)
+class LinearStack:
+    """How to build a stack of meProp Linear layers: ``k`` in the hidden layers,
+    ``k_out`` in the output layer; each layer's selection gets its depth (distance
+    from the output) and its own random stream from ``seed``."""
+
+    k: int | None
+    k_out: int | None
+    mode: str
+    seed: int
+    dtype: type
+    init: str
+    selection: dict | None
+
+    def layers(
+        self, sizes: list[int], rng: np.random.Generator, after_hidden: list[Callable[[], Module]]
+    ) -> list[Module]:
+        """Linear layers ``sizes[0] -> ... -> sizes[-1]`` with weights from ``rng``,
+        each hidden one followed by a fresh module from every factory in ``after_hidden``."""
+        modules: list[Module] = []
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            last = i == len(sizes) - 2
+            options = dict(self.selection or {}, depth=len(sizes) - 2 - i, seed=self.seed * 1000 + i)
+            k = self.k_out if last else self.k
+            modules.append(
+                Linear(n_in, n_out, k, self.mode, rng=rng, dtype=self.dtype, init=self.init, selection=options)
+            )
+            if not last:
+                modules.extend(make() for make in after_hidden)
+        return modules

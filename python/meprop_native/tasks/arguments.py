@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .._threads import MAX_THREADS
 from ..nn.init import INITS
+from ..optim import OPTIMIZERS
 
 
 def fraction(low_open: bool) -> Callable[[str], float]:
@@ -62,6 +63,45 @@ def add_init_argument(group: argparse._ArgumentGroup, default: str) -> None:
         "sqrt(6 / (fan_in + fan_out)), biases 0, as the paper authors' code; pytorch: "
         "uniform in +-1/sqrt(fan_in), as torch.nn.Linear",
     )
+
+
+def add_mode_argument(group: argparse._ArgumentGroup) -> None:
+    """--mode of the MLP tasks: how the Linear layers back-propagate."""
+    group.add_argument(
+        "--mode",
+        choices=["per_example", "unified", "dense"],
+        default="per_example",
+        help="per_example: meProp (default); unified: one top-k set per mini-batch; "
+        "dense: ordinary backprop through the same kernels (the baseline)",
+    )
+
+
+def add_optimisation_arguments(
+    parser: argparse.ArgumentParser,
+    default_optimizer: str,
+    default_lr: dict[str, float],
+    batch: tuple[int, str],
+    epochs: tuple[int, str],
+    lazy: bool = True,
+) -> argparse._ArgumentGroup:
+    """The "optimisation" group every task shares: optimizer, learning rate, clipping,
+    (lazy Adam), mini-batch size, epochs and seed. ``batch`` and ``epochs`` are each a
+    default and the help text that says what it is."""
+    group = parser.add_argument_group("optimisation")
+    group.add_argument(
+        "--optimizer", choices=sorted(OPTIMIZERS), default=default_optimizer, help=f"default {default_optimizer}"
+    )
+    rates = ", ".join(f"{name} {rate:g}" for name, rate in sorted(default_lr.items()))
+    group.add_argument("--lr", type=float, default=None, help=f"learning rate (default: {rates})")
+    add_clip_argument(group)
+    if lazy:
+        add_lazy_argument(group)
+    group.add_argument("--batch-size", type=count(1), default=batch[0], help=batch[1])
+    group.add_argument("--epochs", type=count(1), default=epochs[0], help=epochs[1])
+    group.add_argument(
+        "--seed", type=int, default=0, help="seeds initialisation, shuffling and any dropout (default 0)"
+    )
+    return group
 
 
 def add_lazy_argument(group: argparse._ArgumentGroup) -> None:

@@ -8,12 +8,11 @@ from typing import Any
 from .. import __version__
 from ..data import load_mnist
 from ..nn import mlp
-from ..optim import OPTIMIZERS
 from ..train import ArrayDataset, Splits, Trainer
 from .arguments import (
-    add_clip_argument,
     add_init_argument,
-    add_lazy_argument,
+    add_mode_argument,
+    add_optimisation_arguments,
     add_run_arguments,
     add_selection_arguments,
     count,
@@ -55,27 +54,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="k of the output layer (default: none, dense; with 10 classes any k >= 10 is dense)",
     )
-    model.add_argument(
-        "--mode",
-        choices=["per_example", "unified", "dense"],
-        default="per_example",
-        help="per_example: meProp (default); unified: one top-k set per mini-batch; "
-        "dense: ordinary backprop through the same kernels (the baseline)",
-    )
+    add_mode_argument(model)
     model.add_argument("--hidden", type=count(1), default=500, help="units per hidden layer (default 500)")
     model.add_argument("--layers", type=count(0), default=2, help="number of hidden layers (default 2)")
     model.add_argument(
         "--dropout", type=float, default=0.0, help="dropout probability after each hidden layer (default 0)"
     )
     add_init_argument(model, default="pytorch")
-    opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam", help="default adam")
-    opt.add_argument("--lr", type=float, default=None, help="learning rate (default: adam 0.001, adagrad 0.1, sgd 0.1)")
-    add_clip_argument(opt)
-    add_lazy_argument(opt)
-    opt.add_argument("--batch-size", type=count(1), default=10, help="mini-batch size (default 10, the paper's)")
-    opt.add_argument("--epochs", type=count(1), default=20, help="default 20")
-    opt.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling and dropout (default 0)")
+    add_optimisation_arguments(
+        parser, "adam", DEFAULT_LR, (10, "mini-batch size (default 10, the paper's)"), (20, "default 20")
+    )
     add_selection_arguments(parser, MNIST_MEMORY_DECAY)
     run = add_run_arguments(parser, "mnist", "the four MNIST IDX files (or a parent with mnist/)", "images")
     run.add_argument(

@@ -22,26 +22,32 @@ def resolve_mode(k: int | None, mode: str, out_features: int) -> tuple[int | Non
     return modes.resolve_mode(k, mode, out_features, wrong_type=TypeError)
 
 
-def check_backward_support(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-    """Raises unless the native backward can run on these tensors (CPU, float32/float64, one dtype)."""
-    for name, t in (("input", x), ("weight", weight), ("bias", bias)):
-        if t is None:
-            continue
+def check_native_support(tensors: dict[str, torch.Tensor | None], layer: str, alternative: str) -> None:
+    """Raises unless the native kernels can run on these tensors (CPU, float32/float64,
+    dense, one dtype). ``layer`` names the layer in the message, ``alternative`` the
+    torch module to use where they cannot."""
+    present = {name: t for name, t in tensors.items() if t is not None}
+    for name, t in present.items():
         if t.device.type != "cpu":
             raise ValueError(
-                f"meprop_native.torch runs its backward on the CPU only; {name} is on {t.device}"
-                " (use torch.nn.Linear there, or move the model to the CPU)"
+                f"{layer} runs its native kernels on the CPU only; {name} is on {t.device}"
+                f" (use {alternative} there, or move the model to the CPU)"
             )
         if t.dtype not in SUPPORTED_DTYPES:
             raise TypeError(
-                f"meprop_native.torch supports float32 and float64; {name} has dtype {t.dtype}"
+                f"{layer} supports float32 and float64; {name} has dtype {t.dtype}"
                 " (float16/bfloat16 and other dtypes have no native kernels)"
             )
         if t.layout != torch.strided:
             raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
-    dtypes = {t.dtype for t in (x, weight, bias) if t is not None}
+    dtypes = {t.dtype for t in present.values()}
     if len(dtypes) > 1:
-        raise TypeError(f"input, weight and bias must share one dtype, got {sorted(map(str, dtypes))}")
+        raise TypeError(f"{', '.join(present)} must share one dtype, got {sorted(map(str, dtypes))}")
+
+
+def check_backward_support(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """Raises unless the native backward can run on these tensors."""
+    check_native_support({"input": x, "weight": weight, "bias": bias}, "meprop_native.torch", "torch.nn.Linear")
 
 
 def as_rows(t: torch.Tensor, cols: int) -> torch.Tensor:

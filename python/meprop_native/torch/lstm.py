@@ -20,28 +20,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from .. import _core
 from ..nn.lstm import reversal_index
-from .functional import SUPPORTED_DTYPES, resolve_mode
-
-
-def check_lstm_support(tensors: dict[str, torch.Tensor | None]) -> None:
-    """Raises unless the native kernels can run on these tensors (CPU, float32/float64, one dtype)."""
-    present = {name: t for name, t in tensors.items() if t is not None}
-    for name, t in present.items():
-        if t.device.type != "cpu":
-            raise ValueError(
-                f"meprop_native.torch.LSTM runs on the CPU only; {name} is on {t.device}"
-                " (use torch.nn.LSTM there, or move the model to the CPU)"
-            )
-        if t.dtype not in SUPPORTED_DTYPES:
-            raise TypeError(
-                f"meprop_native.torch.LSTM supports float32 and float64; {name} has dtype {t.dtype}"
-                " (float16/bfloat16 and other dtypes have no native kernels)"
-            )
-        if t.layout != torch.strided:
-            raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
-    dtypes = {t.dtype for t in present.values()}
-    if len(dtypes) > 1:
-        raise TypeError(f"the input and the LSTM's parameters must share one dtype, got {sorted(map(str, dtypes))}")
+from .functional import check_native_support, resolve_mode
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -235,7 +214,7 @@ class LSTM(torch.nn.LSTM):
                 "meprop_native.torch.LSTM starts every sequence from the zero state when training:"
                 " hx must be None (the native kernels have no initial state)"
             )
-        check_lstm_support({"input": data, **named})
+        check_native_support({"input": data, **named}, "meprop_native.torch.LSTM", "torch.nn.LSTM")
         if isinstance(input, PackedSequence):
             return self._forward_packed(input)
         return self._forward_padded(input)

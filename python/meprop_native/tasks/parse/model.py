@@ -21,6 +21,7 @@ import numpy as np
 
 from ...nn import Embedding, Linear, Module, Parameter, ReLU, Sequential, Tanh
 from ...nn.selection import Selection
+from ...nn.sequential import LinearStack
 from ...nn.state import NamedState
 from .features import NUM_FEATURES
 
@@ -90,16 +91,8 @@ class ParserModel(NamedState):
         rng = np.random.default_rng(seed)
         self.embedding = Embedding(vocab_size, embed_dim, rng, dtype, scale=INIT_RANGE, init="uniform")
         sizes = [NUM_FEATURES * embed_dim] + [hidden] * layers + [num_classes]
-        modules: list[Module] = []
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            last = i == len(sizes) - 2
-            options = dict(selection or {}, depth=len(sizes) - 2 - i, seed=seed * 1000 + i)
-            modules.append(
-                Linear(n_in, n_out, k_out if last else k, mode, rng=rng, dtype=dtype, init=init, selection=options)
-            )
-            if not last:
-                modules.append(ACTIVATIONS[activation]())
-        self.mlp = Sequential(modules)
+        stack = LinearStack(k, k_out, mode, seed, dtype, init, selection)
+        self.mlp = Sequential(stack.layers(sizes, rng, [ACTIVATIONS[activation]]))
         self.training = True
 
     # ---- the trainer's model protocol --------------------------------------

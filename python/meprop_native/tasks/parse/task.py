@@ -22,12 +22,12 @@ from typing import Any
 
 from ... import __version__
 from ...data.ud import load_ud_ewt
-from ...optim import OPTIMIZERS
 from ...train import Splits, Trainer
 from ...train.atomic import write_json
 from ..arguments import (
-    add_clip_argument,
     add_init_argument,
+    add_mode_argument,
+    add_optimisation_arguments,
     add_run_arguments,
     add_selection_arguments,
     selection_options,
@@ -62,13 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--k-out", type=int, default=20, help="k of the output layer (default 20, the paper's; 0 makes it dense)"
     )
-    model.add_argument(
-        "--mode",
-        choices=["per_example", "unified", "dense"],
-        default="per_example",
-        help="per_example: meProp (default); unified: one top-k set per mini-batch; "
-        "dense: ordinary backprop through the same kernels (the baseline)",
-    )
+    add_mode_argument(model)
     model.add_argument("--hidden", type=int, default=500, help="units per hidden layer (default 500)")
     model.add_argument("--layers", type=int, default=2, help="number of hidden layers (default 2)")
     model.add_argument("--embed-dim", type=int, default=50, help="embedding size per feature (default 50)")
@@ -82,15 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-word-count", type=int, default=2, help="training words rarer than this become UNK (default 2)"
     )
     add_init_argument(model, default="pytorch")
-    opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adagrad", help="default adagrad")
-    opt.add_argument("--lr", type=float, default=None, help="learning rate (default: adagrad 0.01, adam 0.001)")
-    add_clip_argument(opt)
-    opt.add_argument(
-        "--batch-size", type=int, default=10000, help="transitions per mini-batch (default 10,000, the paper's)"
-    )
-    opt.add_argument("--epochs", type=int, default=20, help="default 20")
-    opt.add_argument("--seed", type=int, default=0, help="seeds initialisation and shuffling (default 0)")
+    batch = (10000, "transitions per mini-batch (default 10,000, the paper's)")
+    add_optimisation_arguments(parser, "adagrad", DEFAULT_LR, batch, (20, "default 20"), lazy=False)
     add_selection_arguments(parser, PARSE_MEMORY_DECAY)
     run = add_run_arguments(
         parser, "parse", "the three en_ewt-ud-*.conllu files (or a parent with ud_english_ewt/)", "sentences"

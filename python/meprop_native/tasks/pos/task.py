@@ -15,14 +15,12 @@ import numpy as np
 
 from ... import __version__
 from ...data.ud import UDSplits, load_ud_ewt
-from ...optim import OPTIMIZERS
 from ...train import Splits, Trainer
 from ...train.atomic import write_json
 from ..arguments import (
-    add_clip_argument,
     add_init_argument,
-    add_lazy_argument,
     add_memory_decay_argument,
+    add_optimisation_arguments,
     add_run_arguments,
     default_memory_decay,
 )
@@ -65,16 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_init_argument(model, default="pytorch")
     add_memory_decay_argument(model)
-    opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adagrad", help="default adagrad")
-    opt.add_argument(
-        "--lr", type=float, default=None, help="learning rate (default: adagrad 0.01, adam 0.001, sgd 0.1)"
+    batch = (1, "sentences per mini-batch (default 1, the paper's)")
+    add_optimisation_arguments(
+        parser, "adagrad", DEFAULT_LR, batch, (5, "default 5 (the paper's best epochs were 2-5)")
     )
-    add_clip_argument(opt)
-    add_lazy_argument(opt)
-    opt.add_argument("--batch-size", type=int, default=1, help="sentences per mini-batch (default 1, the paper's)")
-    opt.add_argument("--epochs", type=int, default=5, help="default 5 (the paper's best epochs were 2-5)")
-    opt.add_argument("--seed", type=int, default=0, help="seeds initialisation and shuffling (default 0)")
     run = add_run_arguments(
         parser, "pos", "en_ewt-ud-{train,dev,test}.conllu (or a parent with ud_english_ewt/)", "sentences"
     )
