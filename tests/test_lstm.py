@@ -10,7 +10,7 @@ from conftest import reference_lstm
 
 import meprop_native
 from meprop_native import _core
-from meprop_native.nn import LSTM, BiLSTM, Embedding, offsets_from_lengths
+from meprop_native.nn import LSTM, BiLSTM, Embedding, Selection, offsets_from_lengths
 
 
 def make_layer(n_in, H, k, dtype, seed=0, per_gate=False):
@@ -396,3 +396,44 @@ def test_bad_method_and_dtype_are_refused_at_construction():
         LSTM(3, 4, 2, method="xx")
     with pytest.raises(TypeError, match="dtype"):
         LSTM(3, 4, 2, dtype=np.int32)
+
+
+def layer_gradients(layer, x, offsets, dh):
+    dx = layer.backward(dh) if layer.forward(x, offsets) is not None else None
+    return [dx, layer.weight_ih.dense_grad(), layer.weight_hh.dense_grad(), layer.bias.dense_grad()]
+
+
+@pytest.mark.parametrize("per_gate", [False, True])
+def test_dense_warm_up_steps_are_dense_then_k_applies(rng, per_gate):
+    n_in, H, k, warm = 4, 5, 2, 3
+    offsets = offsets_from_lengths([4, 3])
+    x = rng.standard_normal((7, n_in))
+    warming = make_layer(n_in, H, k, np.float64, per_gate=per_gate)
+    warming.selection.warmup_steps, warming.selection.warmup = warm, "dense"
+    dense, sparse = make_layer(n_in, H, None, np.float64), make_layer(n_in, H, k, np.float64, per_gate=per_gate)
+    for step in range(warm + 2):
+        dh = rng.standard_normal((7, H))
+        want = layer_gradients(dense if step < warm else sparse, x, offsets, dh)
+        for got, expected in zip(layer_gradients(warming, x, offsets, dh), want):
+            np.testing.assert_array_equal(got, expected)
+    kept = (4 * k if per_gate else k) / (4 * H)
+    assert warming.selection.kept_fraction == pytest.approx((warm + 2 * kept) / (warm + 2))
+
+
+@pytest.mark.parametrize("per_gate", [False, True])
+def test_ramp_warm_up_keeps_the_selection_schedule(rng, per_gate):
+    n_in, H, k, warm = 3, 8, 1, 6
+    layer = LSTM(n_in, H, k, rng=np.random.default_rng(0), dtype=np.float64, per_gate=per_gate, warmup_steps=warm)
+    schedule = Selection(4 * H, layer.kept_per_step, warmup_steps=warm)
+    offsets = offsets_from_lengths([5])
+    for _ in range(warm + 2):
+        expected = schedule.step_k(np.empty(0))
+        if per_gate:
+            expected = max(4, expected - expected % 4)
+        before = layer.selection.kept
+        layer.forward(rng.standard_normal((5, n_in)), offsets)
+        layer.backward(rng.standard_normal((5, H)))
+        assert (layer.selection.kept - before) / 5 == min(expected, 4 * H)
+    assert layer.selection.steps == warm + 2
+    with pytest.raises(ValueError, match="warmup must be one of"):
+        LSTM(n_in, H, k, warmup="slow")

@@ -230,6 +230,23 @@ def test_resume_gives_the_same_model(tmp_path, tiny_treebank):
     assert la == lb
 
 
+def test_resume_inside_a_warm_up_gives_the_same_model(tmp_path, tiny_treebank):
+    # 30 steps an epoch: the 40-step warm-up goes on after the resume point.
+    warm = ("--k", "3", "--warmup-steps", "40", "--batch-size", "2")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    pos.train_tagger(tagger_args(straight, "--epochs", "2", *warm), tiny_treebank)
+    pos.train_tagger(tagger_args(split, "--epochs", "1", *warm), tiny_treebank)
+    pos.train_tagger(tagger_args(split, "--epochs", "2", "--resume", *warm), tiny_treebank)
+    a = np.load(straight / "run" / "best_model.npz")
+    b = np.load(split / "run" / "best_model.npz")
+    for name in a.files:
+        assert a[name].tobytes() == b[name].tobytes(), name
+    summary = json.loads((straight / "run" / "summary.json").read_text())
+    assert summary["run"]["warmup_steps"] == 40
+    # The ramp kept more than k=3 of the 4h=64 gate entries over the run.
+    assert summary["kept_fraction"]["all"] > 3 / 64
+
+
 def test_bad_arguments_are_rejected(tmp_path, tiny_treebank):
     with pytest.raises(ValueError, match="--k must be >= 1"):
         pos.train_tagger(tagger_args(tmp_path, "--k", "0"), tiny_treebank)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -76,6 +77,11 @@ class LSTM(Module):
     ``meprop/lstm.hpp``). dz then holds the corrected gradients, and the bias
     gradient is their sum.
 
+    ``warmup_steps`` (with ``warmup``: ``"ramp"`` or ``"dense"``) warms up
+    as the Linear layers do (``meprop_native.nn.Selection``): the first
+    backward passes keep all gate entries, or a number falling geometrically
+    from 4h to the k above (per gate: a multiple of 4).
+
     Initialisation, ``init="pytorch"`` (the default, PyTorch's): every weight
     and bias uniform in [-1/sqrt(h), 1/sqrt(h)]. ``init="paper"`` (the
     meProp authors' scheme, see ``meprop_native.nn.init``): each gate's block
@@ -99,6 +105,8 @@ class LSTM(Module):
         per_gate: bool = False,
         init: str = "pytorch",
         memory_decay: float = 0.0,
+        warmup_steps: int = 0,
+        warmup: str = "ramp",
     ) -> None:
         if input_size < 1 or hidden_size < 1:
             raise ValueError(f"sizes must be >= 1, got input {input_size}, hidden {hidden_size}")
@@ -126,9 +134,12 @@ class LSTM(Module):
         self.gate_seconds = 0.0
         self._cache: tuple[np.ndarray, ...] | None = None
         self._bias_row = np.zeros(1, dtype=np.int64)
-        # Counts the kept gate entries (kept_fraction) and checks memory_decay;
-        # the memory itself lives within a sequence in the native kernel.
-        self.selection = Selection(G, self.kept_per_step, memory_decay=memory_decay)
+        # Counts the kept gate entries (kept_fraction) and the steps of the
+        # warm-up, and checks the options; the error memory itself lives within
+        # a sequence in the native kernel.
+        self.selection = Selection(
+            G, self.kept_per_step, memory_decay=memory_decay, warmup_steps=warmup_steps, warmup=warmup
+        )
 
     @property
     def dense(self) -> bool:
@@ -160,6 +171,7 @@ class LSTM(Module):
             raise RuntimeError("LSTM.backward called before forward")
         x, offsets, gates, cells, cell_tanh, hidden = self._cache
         dy = np.ascontiguousarray(dy, dtype=x.dtype)
+        kept = self._step_kept()
         start = time.perf_counter()
         dx, rows, dW_ih, dW_hh, db, _, gate_seconds = _core.lstm_backward(
             x,
@@ -171,13 +183,13 @@ class LSTM(Module):
             cell_tanh,
             hidden,
             dy,
-            self.kept_per_step,
+            kept,
             method=self.method,
             input_grad=input_grad,
-            per_gate=self.per_gate and not self.dense,
+            per_gate=self.per_gate and kept is not None,
             memory_decay=self.selection.memory_decay,
         )
-        self.selection.count(len(dy), self.kept_per_step or 4 * self.hidden_size)
+        self.selection.count(len(dy), kept or 4 * self.hidden_size)
         elapsed = time.perf_counter() - start
         threads = max(1, min(get_num_threads(), len(offsets) - 1))
         self.gate_seconds += gate_seconds / threads
@@ -186,6 +198,17 @@ class LSTM(Module):
         self.weight_hh.set_grad(rows, dW_hh)
         self.bias.set_grad(self._bias_row, db.reshape(1, -1))
         return dx
+
+    def _step_kept(self) -> int | None:
+        """Gate entries this backward keeps per step (None: all): the k above after
+        the warm-up; advances the selection's step count."""
+        if self.dense:
+            return None
+        G = 4 * self.hidden_size
+        kept = self.selection.step_k(np.empty(0))  # the fixed rule: dy is not looked at
+        if kept >= G:
+            return None
+        return max(4, kept - kept % 4) if self.per_gate else kept
 
     def selections(self) -> list[Selection]:
         """[the layer's Selection]: its counters go into checkpoints."""
@@ -213,7 +236,9 @@ class BiLSTM(Module):
     """Two LSTMs, one reading each sequence forwards and one backwards.
 
     Output (N, 2 * hidden_size): [forward state, backward state] per step.
-    Both directions use the same ``k``, ``per_gate`` and ``init``.
+    Both directions take the same ``k`` and keyword options (those of
+    :class:`LSTM`: dtype, per_gate, init, ...); the forward one draws its
+    weights from ``rng`` first.
     """
 
     def __init__(
@@ -222,13 +247,11 @@ class BiLSTM(Module):
         hidden_size: int,
         k: int | None = None,
         rng: np.random.Generator | None = None,
-        dtype: type = np.float32,
-        per_gate: bool = False,
-        init: str = "pytorch",
+        **options: Any,
     ) -> None:
         rng = rng if rng is not None else np.random.default_rng(0)
-        self.forward_lstm = LSTM(input_size, hidden_size, k, rng, dtype, per_gate=per_gate, init=init)
-        self.backward_lstm = LSTM(input_size, hidden_size, k, rng, dtype, per_gate=per_gate, init=init)
+        self.forward_lstm = LSTM(input_size, hidden_size, k, rng, **options)
+        self.backward_lstm = LSTM(input_size, hidden_size, k, rng, **options)
         self.hidden_size = hidden_size
         self._reverse: np.ndarray | None = None
 

@@ -236,6 +236,12 @@ def add_selection_arguments(
         default=1.0,
         help="TinyProp's damping per layer from the output, in (0, 1] (default 1: none)",
     )
+    add_warmup_arguments(group)
+    return group
+
+
+def add_warmup_arguments(group: argparse._ArgumentGroup) -> None:
+    """--warmup-steps and --warmup: dense steps, or a ramp of k, before meProp's k applies."""
     group.add_argument(
         "--warmup-steps", type=count(0), default=0, help="steps of warm-up before meProp's k applies (default 0)"
     )
@@ -245,7 +251,6 @@ def add_selection_arguments(
         default="ramp",
         help="ramp: k falls geometrically from n to k over the warm-up (default); dense: dense steps",
     )
-    return group
 
 
 def selection_options(args: argparse.Namespace) -> dict:

@@ -70,6 +70,8 @@ class Tagger(NamedState):
         per_gate: bool = False,
         init: str = "pytorch",
         memory_decay: float = 0.0,
+        warmup_steps: int = 0,
+        warmup: str = "ramp",
     ) -> None:
         rng = np.random.default_rng(seed)
         self.word_embedding = Embedding(vocab_sizes["words"], word_dim, rng, dtype)
@@ -77,7 +79,16 @@ class Tagger(NamedState):
         self.input_size = word_dim + feature_dim * len(FEATURES)
         self.word_dim, self.feature_dim = word_dim, feature_dim
         self.lstm = LSTM(
-            self.input_size, hidden, k, rng, dtype, per_gate=per_gate, init=init, memory_decay=memory_decay
+            self.input_size,
+            hidden,
+            k,
+            rng,
+            dtype,
+            per_gate=per_gate,
+            init=init,
+            memory_decay=memory_decay,
+            warmup_steps=warmup_steps,
+            warmup=warmup,
         )
         self.output = Linear(hidden, n_tags, None, rng=rng, dtype=dtype, init=init)
         self.training = True

@@ -22,6 +22,7 @@ from ..arguments import (
     add_memory_decay_argument,
     add_optimisation_arguments,
     add_run_arguments,
+    add_warmup_arguments,
     default_memory_decay,
 )
 from ..training import build_optimizer, fit_and_save, learning_rate, train_config
@@ -63,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_init_argument(model, default="pytorch")
     add_memory_decay_argument(model)
+    add_warmup_arguments(model)
     batch = (1, "sentences per mini-batch (default 1, the paper's)")
     add_optimisation_arguments(
         parser, "adagrad", DEFAULT_LR, batch, (5, "default 5 (the paper's best epochs were 2-5)")
@@ -139,6 +141,8 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
         per_gate=args.per_gate,
         init=args.init,
         memory_decay=default_memory_decay(args),
+        warmup_steps=args.warmup_steps,
+        warmup=args.warmup,
     )
     lr = learning_rate(args, DEFAULT_LR)
     optimizer = build_optimizer(args, model.parameters(), lr)
@@ -151,6 +155,8 @@ def train_tagger(args: argparse.Namespace, ud: UDSplits) -> dict[str, Any]:
         "init": args.init,
         "mode": args.mode,
         "memory_decay": default_memory_decay(args),
+        "warmup_steps": args.warmup_steps,
+        "warmup": args.warmup,
         "optimizer": args.optimizer,
         "lr": lr,
         "clip": args.clip,
