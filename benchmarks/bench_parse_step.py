@@ -25,10 +25,11 @@ from _timing import STEP_PARTS, training_step_times
 import meprop_native as mp
 from meprop_native.data.ud import load_ud_ewt
 from meprop_native.nn import softmax_cross_entropy
-from meprop_native.optim import AdaGrad, Adam
+from meprop_native.optim import OPTIMIZERS
 from meprop_native.tasks.parse.arc_standard import num_transitions
 from meprop_native.tasks.parse.data import prepare
 from meprop_native.tasks.parse.model import ParserModel
+from meprop_native.tasks.parse.task import DEFAULT_LR
 from meprop_native.train.atomic import write_json
 
 
@@ -52,11 +53,7 @@ def main() -> int:
     # meprop: the paper's per-example top-k; unified: one top-k set per mini-batch (shown for comparison).
     for name, k, mode in (("dense", None, "per_example"), ("meprop", 20, "per_example"), ("unified", 20, "unified")):
         model = ParserModel(data.vocab.size, classes, k=k, k_out=k, mode=mode, seed=0)
-        opt = (
-            AdaGrad(model.parameters(), lr=0.01, clip=5)
-            if args.optimizer == "adagrad"
-            else Adam(model.parameters(), lr=0.001, clip=5)
-        )
+        opt = OPTIMIZERS[args.optimizer](model.parameters(), lr=DEFAULT_LR[args.optimizer], clip=5.0)
         contenders[name] = (model, opt)
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
     mp.set_num_threads(args.threads)

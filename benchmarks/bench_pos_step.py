@@ -40,9 +40,10 @@ def main() -> int:
     mp = import_meprop()
     from meprop_native.data.ud import load_ud_ewt
     from meprop_native.nn import softmax_cross_entropy
-    from meprop_native.optim import AdaGrad, Adam
+    from meprop_native.optim import OPTIMIZERS
     from meprop_native.tasks.pos.features import FeatureEncoder
     from meprop_native.tasks.pos.model import TaggedSentences, Tagger
+    from meprop_native.tasks.pos.task import DEFAULT_LR
 
     ud = load_ud_ewt(args.data_dir)
     encoder = FeatureEncoder((s.forms for s in ud.train), (t for split in ud for s in split for t in s.xpos))
@@ -53,11 +54,7 @@ def main() -> int:
     models = {}
     for name, k in (("dense", None), ("meprop", args.k)):
         model = Tagger(encoder.sizes(), len(encoder.tags), k=k, seed=0)
-        opt = (
-            AdaGrad(model.parameters(), lr=0.01, clip=5.0)
-            if args.optimizer == "adagrad"
-            else Adam(model.parameters(), lr=0.001, clip=5.0)
-        )
+        opt = OPTIMIZERS[args.optimizer](model.parameters(), lr=DEFAULT_LR[args.optimizer], clip=5.0)
         models[name] = (model, opt)
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in models}
     with mp.thread_limits(blas=1):

@@ -62,6 +62,7 @@ METHODS: dict[str, list[str]] = {
     "error feedback 0.8, k 20": ["--memory-decay", "0.8", "--k", "20"],
     # One epoch of the tagger (12,544 sentences, one a step).
     "warm-up ramp 12544 steps": PLAIN + ["--warmup-steps", "12544"],
+    "warm-up dense 12544 steps": PLAIN + ["--warmup-steps", "12544", "--warmup", "dense"],
     "unified top-k": PLAIN + ["--mode", "unified"],
     "random selection": PLAIN + ["--select", "random"],
     "random + error feedback": ["--select", "random", "--memory-decay", "0.8"],
@@ -111,6 +112,7 @@ STUDIES = {
             "plain meProp, k 50",
             "error feedback 0.8, k 20",
             "warm-up ramp 12544 steps",
+            "warm-up dense 12544 steps",
         ],
         PAPER,
         epochs=5,

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..modes import check_k
+
 INITS = ("pytorch", "paper")
 
 
@@ -31,6 +33,18 @@ def check_init(init: str) -> str:
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     return init
+
+
+def check_layer(sizes: dict[str, int], k: object, init: str, dtype: object) -> None:
+    """What a layer checks before it draws its weights: every size >= 1, k (see
+    ``meprop_native.modes.check_k``), the init scheme, and a dtype the native
+    kernels have (float32 or float64)."""
+    if min(sizes.values()) < 1:
+        raise ValueError(f"layer sizes must be >= 1, got {', '.join(f'{n} {v}' for n, v in sizes.items())}")
+    check_k(k)
+    check_init(init)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
 
 
 def init_weight(

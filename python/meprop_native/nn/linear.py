@@ -7,10 +7,10 @@ import time
 import numpy as np
 
 from .. import _core
-from ..modes import check_k, check_mode
-from .init import check_init, init_bias, init_weight
+from ..modes import check_mode
+from .init import check_layer, init_bias, init_weight
 from .module import Module
-from .parameter import Parameter, check_dtype
+from .parameter import Parameter
 from .selection import Selection
 
 # Batch sizes whose forward runs on the library's own kernel; BLAS's
@@ -63,15 +63,11 @@ class Linear(Module):
         init: str = "pytorch",
         selection: dict | None = None,
     ) -> None:
-        if in_features < 1 or out_features < 1:
-            raise ValueError(f"layer sizes must be >= 1, got {in_features} x {out_features}")
         check_mode(mode)
-        check_k(k)
-        check_dtype(dtype)
+        check_layer({"in_features": in_features, "out_features": out_features}, k, init, dtype)
         # Checks k and every selection option, naming the bad one.
         dense = mode == "dense"
         self.selection = Selection(out_features, None if dense else k, unified=mode == "unified", **(selection or {}))
-        check_init(init)
         rng = rng if rng is not None else np.random.default_rng(0)
         self.in_features = in_features
         self.out_features = out_features

@@ -9,10 +9,9 @@ import numpy as np
 
 from .. import _core
 from .._threads import get_num_threads
-from ..modes import check_k
-from .init import check_init, init_bias, init_weight
+from .init import check_layer, init_bias, init_weight
 from .module import Module
-from .parameter import Parameter, check_dtype
+from .parameter import Parameter
 from .selection import Selection
 
 
@@ -108,11 +107,7 @@ class LSTM(Module):
         warmup_steps: int = 0,
         warmup: str = "ramp",
     ) -> None:
-        if input_size < 1 or hidden_size < 1:
-            raise ValueError(f"sizes must be >= 1, got input {input_size}, hidden {hidden_size}")
-        check_k(k)
-        check_init(init)
-        check_dtype(dtype)
+        check_layer({"input_size": input_size, "hidden_size": hidden_size}, k, init, dtype)
         if method not in ("auto", "heap", "radix", "threshold"):
             raise ValueError(f"method must be one of auto, heap, radix, threshold; got {method!r}")
         rng = rng if rng is not None else np.random.default_rng(0)

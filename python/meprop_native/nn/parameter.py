@@ -7,12 +7,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-def check_dtype(dtype: object) -> None:
-    """Raises unless a layer's parameters can have this dtype: the native kernels' float32 or float64."""
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
-
-
 @dataclass(eq=False)
 class Parameter:
     """A weight or bias array, updated in place by the optimizers.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -54,7 +54,8 @@ class Tagger(NamedState):
     output layer is dense, as in the paper. Embeddings are
     drawn at random (no pretrained vectors) and trained with row gradients.
     Weights come from ``numpy.random.default_rng(seed)``, the LSTM's and the
-    output layer's by the ``init`` scheme (meprop_native.nn.init).
+    output layer's by the ``init`` scheme (meprop_native.nn.init). The other
+    keyword options are the LSTM's (``per_gate``, ``memory_decay``, warm-up).
     """
 
     def __init__(
@@ -67,29 +68,15 @@ class Tagger(NamedState):
         feature_dim: int = 20,
         seed: int = 0,
         dtype: type = np.float32,
-        per_gate: bool = False,
         init: str = "pytorch",
-        memory_decay: float = 0.0,
-        warmup_steps: int = 0,
-        warmup: str = "ramp",
+        **lstm_options: Any,
     ) -> None:
         rng = np.random.default_rng(seed)
         self.word_embedding = Embedding(vocab_sizes["words"], word_dim, rng, dtype)
         self.feature_embeddings = [Embedding(vocab_sizes[name], feature_dim, rng, dtype) for name in FEATURES]
         self.input_size = word_dim + feature_dim * len(FEATURES)
         self.word_dim, self.feature_dim = word_dim, feature_dim
-        self.lstm = LSTM(
-            self.input_size,
-            hidden,
-            k,
-            rng,
-            dtype,
-            per_gate=per_gate,
-            init=init,
-            memory_decay=memory_decay,
-            warmup_steps=warmup_steps,
-            warmup=warmup,
-        )
+        self.lstm = LSTM(self.input_size, hidden, k, rng, dtype, init=init, **lstm_options)
         self.output = Linear(hidden, n_tags, None, rng=rng, dtype=dtype, init=init)
         self.training = True
 
