@@ -19,6 +19,18 @@ from meprop_native.cli import main as meprop_main
 PAPER_MEPROP = ["--memory-decay", "0"]
 
 
+def reproduction_parser(doc: str, out: str, epochs: int, optimizers: list[str]) -> argparse.ArgumentParser:
+    """The options every reproduction script takes; a script adds its own."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--optimizers", nargs="+", default=optimizers, choices=optimizers)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--rerun", action="store_true", help="run again even if a summary exists")
+    return parser
+
+
 def continuation(out: Path, rerun: bool) -> list[str]:
     """The flag that continues the run in ``out`` or, with ``rerun``, starts it over."""
     if rerun:

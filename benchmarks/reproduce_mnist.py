@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
-from _runs import paper_run
+from _runs import paper_run, reproduction_parser
 
 from meprop_native.train.atomic import write_json
 
@@ -37,13 +36,8 @@ def run_one(optimizer: str, mode: str, seed: int, args: argparse.Namespace) -> d
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=Path("runs/reproduce"))
-    parser.add_argument("--epochs", type=int, default=20)
+    parser = reproduction_parser(__doc__, "runs/reproduce", 20, list(SETTINGS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--optimizers", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument(
         "--init",
@@ -54,7 +48,6 @@ def main() -> int:
     parser.add_argument(
         "--evals-per-epoch", type=int, default=1, help="dev/test evaluations per epoch (the paper authors' code: 11)"
     )
-    parser.add_argument("--rerun", action="store_true", help="run again even if a summary exists")
     args = parser.parse_args()
 
     rows = []

@@ -19,9 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from _runs import paper_run
+from _runs import paper_run, reproduction_parser
 
 from meprop_native.train.atomic import write_json, write_with
 
@@ -113,15 +112,9 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=Path("runs/reproduce-parse"))
-    parser.add_argument("--epochs", type=int, default=8)
+    parser = reproduction_parser(__doc__, "runs/reproduce-parse", 8, list(PAPER))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--optimizers", nargs="+", default=list(PAPER), choices=list(PAPER))
-    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--train-limit", type=int, default=None, help="first N training sentences (smoke runs)")
-    parser.add_argument("--rerun", action="store_true", help="run again even if a summary exists")
     args = parser.parse_args()
 
     rows = []

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from _runs import paper_run
+from _runs import paper_run, reproduction_parser
 
 from meprop_native.train.atomic import atomic_open, write_json
 
@@ -66,15 +65,9 @@ def markdown(rows: list[dict], epochs: int) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=Path("runs/reproduce-pos"))
-    parser.add_argument("--epochs", type=int, default=5)
+    parser = reproduction_parser(__doc__, "runs/reproduce-pos", 5, list(PAPER))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--optimizers", nargs="+", default=list(PAPER), choices=list(PAPER))
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--train-limit", type=int, default=None, help="first N training sentences only (smoke runs)")
-    parser.add_argument("--rerun", action="store_true", help="run again even if a summary exists")
+    parser.add_argument("--train-limit", type=int, default=None, help="first N training sentences (smoke runs)")
     args = parser.parse_args()
 
     rows = []
