@@ -430,5 +430,30 @@ def test_public_api():
         "set_num_threads",
         "get_num_threads",
         "thread_limits",
+        "linear_forward",
+        "linear_backward_into",
+        "sgd_update",
+        "adagrad_update",
+        "adam_update",
+        "isa_target",
     ):
         assert name in mp.__all__
+    # What docs/python-api.md documents is the package's, never only _core's.
+    for name in ("linear_forward", "linear_backward_into", "sgd_update", "adagrad_update", "adam_update"):
+        assert getattr(mp, name) is getattr(mp._core, name)
+
+
+def test_compact_backward_takes_memory_and_indices_like_the_core(rng):
+    dy = rng.standard_normal((4, 9))
+    x = rng.standard_normal((4, 5))
+    W = rng.standard_normal((9, 5))
+    m_pkg, m_core = np.full(9, 0.5), np.full(9, 0.5)
+    got = mp.linear_backward_compact(dy, x, W, 3, memory=m_pkg, memory_decay=0.8)
+    want = mp._core.linear_backward_compact(dy, x, W, 3, memory=m_core, memory_decay=0.8)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(m_pkg, m_core)
+    assert not np.array_equal(m_pkg, np.full(9, 0.5))  # the memory was written
+    indices = np.sort(rng.permutation(9)[:2]).astype(np.int64)
+    chosen = mp.linear_backward_compact(dy, x, W, mode="unified", indices=indices)
+    np.testing.assert_array_equal(chosen.rows, indices)

@@ -41,6 +41,9 @@ def linear_backward_compact(
     bias_grad: str = "dense",
     method: str = "auto",
     input_grad: bool = True,
+    memory: np.ndarray | None = None,
+    memory_decay: float = 1.0,
+    indices: ArrayLike | None = None,
 ) -> CompactGradients:
     """meProp backward of ``y = x @ W.T + b`` returning only the touched rows of dW.
 
@@ -50,7 +53,24 @@ def linear_backward_compact(
     the form to use in training loops; the dense dW of :func:`linear_backward`
     costs a write of the whole matrix. ``input_grad=False`` skips dx (a
     network's first layer needs none) and returns ``dx=None``.
+
+    ``memory`` (n_out,), writable, of the inputs' dtype: error feedback's
+    memory, updated in place with ``memory_decay`` in [0, 1]. ``indices``: the
+    kept entries instead of a top-k ((B, k) per example, (k,) unified; then
+    ``k`` is None). docs/python-api.md gives the rules.
     """
     return CompactGradients(
-        *_core.linear_backward_compact(dy, x, W, k, mode, bias_grad=bias_grad, method=method, input_grad=input_grad)
+        *_core.linear_backward_compact(
+            dy,
+            x,
+            W,
+            k,
+            mode,
+            input_grad,
+            bias_grad=bias_grad,
+            method=method,
+            memory=memory,
+            memory_decay=memory_decay,
+            indices=indices,
+        )
     )
