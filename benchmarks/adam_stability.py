@@ -17,7 +17,11 @@ units (no positive activation on 500 training images) for:
   over the mini-batch rather than averaged (clipping at 5 then bites
   differently), and weights drawn from N(0, sd^2) with
   sd = sqrt(6 / (fan_in + fan_out)), biases zero;
-* meProp with lazy Adam (only rows that received gradient move).
+* meProp with lazy Adam (only rows that received gradient move);
+* meProp and dense with each element's Adam step bounded, |m^/(sqrt(v^)+eps)|
+  <= c (a NumPy Adam of this script's, every row moving): a row that gets
+  gradient after a silence takes a step of about 3 lr and keeps moving on
+  its momentum, so a bound on the step is the obvious guess at a remedy.
 
 Everything else is as ``meprop train mnist``. Writes the table as JSON.
 """
@@ -28,6 +32,7 @@ import argparse
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +52,7 @@ class Case:
     summed_loss: bool = False
     authors_init: bool = False
     lazy: bool = False
+    step_bound: float | None = None  # Adam's per-element step bound (BoundedAdam)
 
 
 CASES = [
@@ -64,7 +70,36 @@ CASES = [
     Case("meProp, both", summed_loss=True, authors_init=True),
     Case("dense, both", k=None, summed_loss=True, authors_init=True),
     Case("meProp, lazy Adam", lazy=True),
+    Case("meProp, Adam step <= 1", step_bound=1.0),
+    Case("meProp, Adam step <= 0.3", step_bound=0.3),
+    Case("dense, Adam step <= 1", k=None, step_bound=1.0),
 ]
+
+
+class BoundedAdam:
+    """Adam with bias correction and clipping as the library's, every row moving, with
+    each element's step m^/(sqrt(v^)+eps) clipped to [-bound, bound]. NumPy, for this study."""
+
+    def __init__(self, params, lr: float, bound: float, clip: float = 5.0, betas=(0.9, 0.999), eps=1e-8):
+        self.params, self.lr, self.bound, self.clip, self.eps = params, lr, bound, clip, eps
+        self.b1, self.b2 = betas
+        self.m = [np.zeros_like(p.matrix()) for p in params]
+        self.v = [np.zeros_like(p.matrix()) for p in params]
+        self.t = 0
+
+    def step(self) -> None:
+        self.t += 1
+        for p, m, v in zip(self.params, self.m, self.v):
+            g = np.zeros_like(m)
+            if p.grad_rows is not None:
+                g[p.grad_rows] = np.clip(p.grad, -self.clip, self.clip)
+            m *= self.b1
+            m += (1 - self.b1) * g
+            v *= self.b2
+            v += (1 - self.b2) * g * g
+            step = (m / (1 - self.b1**self.t)) / (np.sqrt(v / (1 - self.b2**self.t)) + self.eps)
+            p.matrix()[...] -= (self.lr * np.clip(step, -self.bound, self.bound)).astype(m.dtype)
+            p.zero_grad()
 
 
 def authors_init(model, seed: int) -> None:
@@ -83,7 +118,11 @@ def run_case(case: Case, x, y, probe, steps, seed):
     if case.authors_init:
         authors_init(model, seed)
     params = dict(model.named_parameters())
-    optimizer = Adam(model.parameters(), lr=case.lr, clip=5.0, lazy=case.lazy)
+    optimizer: Any = (
+        BoundedAdam(model.parameters(), case.lr, case.step_bound)
+        if case.step_bound is not None
+        else Adam(model.parameters(), lr=case.lr, clip=5.0, lazy=case.lazy)
+    )
     order = np.random.default_rng([seed, 0]).permutation(len(y))
     losses = []
     for step in range(steps):

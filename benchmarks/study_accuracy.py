@@ -59,6 +59,7 @@ METHODS: dict[str, list[str]] = {
     # Larger k for the tagger, whose base k=5 keeps 0.25 % of the LSTM's 2000 gate entries.
     "plain meProp, k 20": PLAIN + ["--k", "20"],
     "plain meProp, k 50": PLAIN + ["--k", "50"],
+    "plain meProp, k 100": PLAIN + ["--k", "100"],
     "error feedback 0.8, k 20": ["--memory-decay", "0.8", "--k", "20"],
     # One epoch of the tagger (12,544 sentences, one a step).
     "warm-up ramp 12544 steps": PLAIN + ["--warmup-steps", "12544"],
@@ -110,6 +111,7 @@ STUDIES = {
             TASK_DEFAULT,
             "plain meProp, k 20",
             "plain meProp, k 50",
+            "plain meProp, k 100",
             "error feedback 0.8, k 20",
             "warm-up ramp 12544 steps",
             "warm-up dense 12544 steps",

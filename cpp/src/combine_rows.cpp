@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <cstring>
-
-#include "meprop/threading.hpp"
+#include <utility>
 
 #include "multiversion.hpp"
+#include "threads_for.hpp"
 
 namespace meprop::detail {
 namespace {
@@ -286,25 +286,35 @@ MEPROP_RUN_TASKS(float)
 MEPROP_RUN_TASKS(double)
 #undef MEPROP_RUN_TASKS
 
+// The plan's tasks (each computed whole by one thread) and its multiply-adds.
+template <class T>
+std::pair<std::size_t, std::size_t> tasks_and_work(const RowCombination<T>& plan, std::size_t cols) {
+    if (plan.shared_sources) {
+        const std::size_t R = shared_tile_rows;
+        const std::size_t C = avx512_runs() ? shared_tile_cols<T, 64> : shared_tile_cols<T, 32>;
+        return {(plan.out_rows + R - 1) / R * ((cols + C - 1) / C),
+                plan.out_rows * (plan.row_begin[1] - plan.row_begin[0]) * cols};
+    }
+    return {plan.out_rows * ((cols + column_block - 1) / column_block), plan.row_begin[plan.out_rows] * cols};
+}
+
 }  // namespace
+
+template <class T>
+void combine_rows_here(const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> out,
+                       const std::int64_t* out_row_ids, bool accumulate) {
+    if (plan.out_rows == 0) return;
+    run_tasks(plan.shared_sources, plan, src, out, out_row_ids, accumulate, 0,
+              tasks_and_work(plan, src.cols).first);
+}
 
 template <class T>
 void combine_rows(const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> out,
                   const std::int64_t* out_row_ids, bool accumulate) {
     if (plan.out_rows == 0) return;
     const bool shared = plan.shared_sources;
-    const std::size_t cols = src.cols;
-    std::size_t tasks, work;
-    if (shared) {
-        const std::size_t R = shared_tile_rows;
-        const std::size_t C = avx512_runs() ? shared_tile_cols<T, 64> : shared_tile_cols<T, 32>;
-        tasks = (plan.out_rows + R - 1) / R * ((cols + C - 1) / C);
-        work = plan.out_rows * (plan.row_begin[1] - plan.row_begin[0]) * cols;
-    } else {
-        tasks = plan.out_rows * ((cols + column_block - 1) / column_block);
-        work = plan.row_begin[plan.out_rows] * cols;
-    }
-    const int threads = work >= parallel_min_work ? num_threads() : 1;
+    const auto [tasks, work] = tasks_and_work(plan, src.cols);
+    const int threads = threads_for(work, parallel_min_work);
     if (threads == 1) {
         run_tasks(shared, plan, src, out, out_row_ids, accumulate, 0, tasks);
         return;
@@ -323,5 +333,9 @@ template void combine_rows<float>(const RowCombination<float>&, ConstMatrix<floa
                                   const std::int64_t*, bool);
 template void combine_rows<double>(const RowCombination<double>&, ConstMatrix<double>, Matrix<double>,
                                    const std::int64_t*, bool);
+template void combine_rows_here<float>(const RowCombination<float>&, ConstMatrix<float>, Matrix<float>,
+                                       const std::int64_t*, bool);
+template void combine_rows_here<double>(const RowCombination<double>&, ConstMatrix<double>, Matrix<double>,
+                                        const std::int64_t*, bool);
 
 }  // namespace meprop::detail

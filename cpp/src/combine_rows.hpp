@@ -31,4 +31,9 @@ template <class T>
 void combine_rows(const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> out,
                   const std::int64_t* out_row_ids, bool accumulate);
 
+// The same on the calling thread alone, for a caller inside a parallel loop of its own.
+template <class T>
+void combine_rows_here(const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> out,
+                       const std::int64_t* out_row_ids, bool accumulate);
+
 }  // namespace meprop::detail

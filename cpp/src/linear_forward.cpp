@@ -6,10 +6,9 @@
 #include <cstdint>
 #include <cstring>
 
-#include "meprop/threading.hpp"
-
 #include "check.hpp"
 #include "multiversion.hpp"
+#include "threads_for.hpp"
 
 namespace meprop {
 namespace {
@@ -168,7 +167,7 @@ void linear_forward(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T>
     const std::size_t chunks = (W.rows + chunk - 1) / chunk;
     const auto tasks = static_cast<std::int64_t>(batch_blocks * chunks);
     const std::size_t work = x.rows * W.rows * x.cols;
-    const int threads = work >= parallel_min_work ? num_threads() : 1;
+    const int threads = detail::threads_for(work, parallel_min_work);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (std::int64_t task = 0; task < tasks; ++task) {
         const std::size_t block = static_cast<std::size_t>(task) / chunks;

@@ -6,8 +6,9 @@
 #include <numeric>
 
 #include "check.hpp"
-#include "meprop/threading.hpp"
+#include "combine_rows.hpp"
 #include "multiversion.hpp"
+#include "threads_for.hpp"
 
 namespace meprop {
 
@@ -63,30 +64,6 @@ template <class T>
     }
 }
 
-// out = sum_e coefs[e] * src[rows[e], :] (n >= 1 terms), four rows per pass
-// over out: one load and store of out per four multiply-adds.
-template <class T>
-[[gnu::always_inline]] inline void combine_into(T* __restrict out, std::size_t len, const std::int64_t* rows,
-                                                const T* coefs, std::size_t n, const T* src) {
-    std::fill(out, out + len, T(0));
-    std::size_t e = 0;
-    for (; e + 4 <= n; e += 4) {
-        const T* __restrict s0 = src + rows[e] * len;
-        const T* __restrict s1 = src + rows[e + 1] * len;
-        const T* __restrict s2 = src + rows[e + 2] * len;
-        const T* __restrict s3 = src + rows[e + 3] * len;
-        const T c0 = coefs[e], c1 = coefs[e + 1], c2 = coefs[e + 2], c3 = coefs[e + 3];
-        for (std::size_t c = 0; c < len; ++c) {
-            out[c] += c0 * s0[c] + c1 * s1[c] + c2 * s2[c] + c3 * s3[c];
-        }
-    }
-    for (; e < n; ++e) {
-        const T* __restrict s = src + rows[e] * len;
-        const T ce = coefs[e];
-        for (std::size_t c = 0; c < len; ++c) out[c] += ce * s[c];
-    }
-}
-
 MEPROP_CLONES void gemv_add_f32(const float* W, std::size_t r, std::size_t c, const float* v, float* out) {
     gemv_add(W, r, c, v, out);
 }
@@ -100,23 +77,6 @@ inline void gemv_add_any(const double* W, std::size_t r, std::size_t c, const do
     gemv_add_f64(W, r, c, v, o);
 }
 
-MEPROP_CLONES void combine_f32(float* out, std::size_t len, const std::int64_t* rows, const float* coefs,
-                               std::size_t n, const float* src) {
-    combine_into(out, len, rows, coefs, n, src);
-}
-MEPROP_CLONES void combine_f64(double* out, std::size_t len, const std::int64_t* rows, const double* coefs,
-                               std::size_t n, const double* src) {
-    combine_into(out, len, rows, coefs, n, src);
-}
-inline void combine_any(float* out, std::size_t len, const std::int64_t* rows, const float* coefs,
-                        std::size_t n, const float* src) {
-    combine_f32(out, len, rows, coefs, n, src);
-}
-inline void combine_any(double* out, std::size_t len, const std::int64_t* rows, const double* coefs,
-                        std::size_t n, const double* src) {
-    combine_f64(out, len, rows, coefs, n, src);
-}
-
 template <class T>
 T sigmoid(T z) {
     return T(1) / (T(1) + std::exp(-z));
@@ -125,8 +85,7 @@ T sigmoid(T z) {
 // One thread per sequence when there are several; a single sequence runs
 // alone, since its steps depend on each other.
 int sequence_threads(Sequences seqs) {
-    return static_cast<int>(
-        std::min<std::size_t>(static_cast<std::size_t>(num_threads()), std::max<std::size_t>(seqs.count, 1)));
+    return detail::threads_for_tasks(seqs.count);
 }
 
 template <class T>
@@ -287,7 +246,11 @@ double lstm_backward_through_time(ConstMatrix<T> W_hh, Sequences seqs, ConstMatr
                     n = k;
                 }
                 // h_{-1} is the constant zero: the first step sends nothing back.
-                if (!first) combine_any(dh_next.data(), h, rows, values, n, W_hh.data);
+                if (!first) {
+                    const std::size_t entries[2] = {0, n};
+                    const detail::RowCombination<T> plan{1, entries, rows, values};
+                    detail::combine_rows_here(plan, W_hh, Matrix<T>{dh_next.data(), 1, h}, nullptr, false);
+                }
             }
         }
     }

@@ -7,8 +7,8 @@
 
 #include "check.hpp"
 #include "flush_subnormals.hpp"
-#include "meprop/threading.hpp"
 #include "multiversion.hpp"
+#include "threads_for.hpp"
 
 namespace meprop {
 namespace {
@@ -73,7 +73,7 @@ template <class T, class Fn>
 void for_each_row(Matrix<T> param, RowGradientView rows, const T* grad_rows, bool lazy, Fn&& fn) {
     const std::size_t cols = param.cols;
     const std::size_t n_rows = lazy ? rows.count : param.rows;
-    const int threads = n_rows * cols >= parallel_min_elements ? num_threads() : 1;
+    const int threads = detail::threads_for(n_rows * cols, parallel_min_elements);
     if (lazy) {
 #pragma omp parallel num_threads(threads) if (threads > 1)
         {

@@ -11,11 +11,11 @@
 
 #include "check.hpp"
 #include "meprop/memory.hpp"
-#include "meprop/threading.hpp"
 #include "multiversion.hpp"
 #include "select_heap.hpp"
 #include "select_radix.hpp"
 #include "select_threshold.hpp"
+#include "threads_for.hpp"
 
 namespace meprop {
 
@@ -144,7 +144,7 @@ void topk_rows(ConstMatrix<T> a, std::size_t k, std::int64_t* out, SelectMethod 
     }
     check_topk_args(a.data, a.cols, k, out);
     const auto rows = static_cast<std::int64_t>(a.rows);
-    const int threads = a.rows * a.cols >= parallel_min_entries ? num_threads() : 1;
+    const int threads = detail::threads_for(a.rows * a.cols, parallel_min_entries);
     const std::size_t at_once = std::min<std::size_t>(static_cast<std::size_t>(threads), a.rows);
     method = method_that_fits<T>(a.cols, k, method, at_once);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
@@ -174,7 +174,7 @@ void topk_unified(ConstMatrix<T> a, std::size_t k, std::int64_t* out, SelectMeth
     constexpr std::int64_t block = 256;
     const auto cols = static_cast<std::int64_t>(a.cols);
     const std::int64_t blocks = (cols + block - 1) / block;
-    const int threads = a.rows * a.cols >= parallel_min_entries ? num_threads() : 1;
+    const int threads = detail::threads_for(a.rows * a.cols, parallel_min_entries);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (std::int64_t blk = 0; blk < blocks; ++blk) {
         const std::int64_t c0 = blk * block;
