@@ -232,18 +232,13 @@ class BiLSTM(Module):
 
     Output (N, 2 * hidden_size): [forward state, backward state] per step.
     Both directions take the same ``k`` and keyword options (those of
-    :class:`LSTM`: dtype, per_gate, init, ...); the forward one draws its
-    weights from ``rng`` first.
+    :class:`LSTM`: rng, dtype, per_gate, init, ...); both draw their weights
+    from the one ``rng`` (default ``numpy.random.default_rng(0)``), the
+    forward direction first.
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        k: int | None = None,
-        rng: np.random.Generator | None = None,
-        **options: Any,
-    ) -> None:
+    def __init__(self, input_size: int, hidden_size: int, k: int | None = None, **options: Any) -> None:
+        rng = options.pop("rng", None)
         rng = rng if rng is not None else np.random.default_rng(0)
         self.forward_lstm = LSTM(input_size, hidden_size, k, rng, **options)
         self.backward_lstm = LSTM(input_size, hidden_size, k, rng, **options)
