@@ -1,4 +1,4 @@
-"""The ``meprop`` command: ``meprop train TASK [options]``."""
+"""The ``meprop`` command: ``meprop train TASK [options]`` and ``meprop bench [options]``."""
 
 from __future__ import annotations
 
@@ -40,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
         task_parser = tasks.add_parser(name, help=task.HELP, description=task.HELP + ".")
         task.add_arguments(task_parser)
         task_parser.set_defaults(run=task.run)
+    bench = commands.add_parser(
+        "bench",
+        help="time meProp against dense backprop (this library, NumPy, PyTorch) on this machine",
+        description="Time top-k, a linear layer's backward and a whole training step, meProp against "
+        "this library's dense path, NumPy and PyTorch (when installed), on this machine and these shapes.",
+    )
+    from .bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bench)
     return parser
 
 
@@ -87,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     Options argparse rejects exit with 2 through SystemExit.
     """
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        try:
+            args.run(args)
+        except (ValueError, OSError) as error:
+            return fail(str(error), 2)
+        return 0
     try:
         check_output_directory(args.out, resume=args.resume, overwrite=args.overwrite)
         summary = args.run(args)
