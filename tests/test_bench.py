@@ -92,6 +92,6 @@ def test_cases_build_for_float64(rng):
     shape = Shape(6, 5, 2, 2, np.float64)
     for build in CASES.values():
         calls = build(shape, rng, None)
-        assert list(calls)[0] == "meprop"
+        assert next(iter(calls)) == "meprop"
         for pool in calls.values():
             pool[0]()
