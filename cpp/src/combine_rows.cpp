@@ -313,7 +313,9 @@ void combine_rows(const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> o
                   const std::int64_t* out_row_ids, bool accumulate) {
     if (plan.out_rows == 0) return;
     const bool shared = plan.shared_sources;
-    const auto [tasks, work] = tasks_and_work(plan, src.cols);
+    // Plain variables, not a structured binding: clang 14 cannot name those in an OpenMP region.
+    const auto counts = tasks_and_work(plan, src.cols);
+    const std::size_t tasks = counts.first, work = counts.second;
     const int threads = threads_for(work, parallel_min_work);
     if (threads == 1) {
         run_tasks(shared, plan, src, out, out_row_ids, accumulate, 0, tasks);
