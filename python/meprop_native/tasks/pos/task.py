@@ -2,7 +2,8 @@
 
 The paper's setting: word embedding 50 + 7 word-shape/affix features x 20 ->
 LSTM h=500 -> tags; one sentence per mini-batch; AdaGrad lr 0.01 (Adam
-0.001); meProp k=5 on the LSTM, dense output layer. Features and unknown-word
+0.001); meProp k=5 on the LSTM (this task's default keeps k=100: the accuracy
+study in docs/results.md), dense output layer. Features and unknown-word
 handling: see features.py.
 """
 
@@ -29,7 +30,11 @@ from ..training import build_optimizer, fit_and_save, learning_rate, train_confi
 from .features import FeatureEncoder
 from .model import TaggedSentences, Tagger
 
-HELP = "LSTM POS tagger on UD English EWT (the paper's 190-500-tags, 1 sentence per batch; default: AdaGrad, k=5)"
+HELP = "LSTM POS tagger on UD English EWT (the paper's 190-500-tags, 1 sentence per batch; default: AdaGrad, k=100)"
+# Gate entries kept per step by default. The paper's k=5 keeps 0.25 % of the
+# 2000 and ended 1.2 points below dense after 5 epochs; k=100 (5 %, MNIST's
+# fraction) matched dense over 3 seeds (docs/results.md, POS study).
+DEFAULT_K = 100
 
 # The paper's learning rates for POS tagging: AdaGrad 0.01; Adam 0.001 (its default).
 DEFAULT_LR = {"adagrad": 0.01, "adam": 0.001, "sgd": 0.1}
@@ -40,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--k",
         type=int,
-        default=5,
-        help="entries of each step's 4h gate gradient kept in the LSTM backward (default 5, the paper's)",
+        default=DEFAULT_K,
+        help="entries of each step's 4h gate gradient kept in the LSTM backward (default 100, 5 %% of "
+        "2000, which matched dense accuracy in docs/results.md; the paper's is 5)",
     )
     model.add_argument(
         "--per-gate",
