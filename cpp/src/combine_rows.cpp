@@ -252,39 +252,25 @@ template <class T, std::size_t B>
 // The per-ISA builds take a range of tasks, not one: at batch 10 a task is a
 // few hundred multiply-adds, and a call through the dispatcher per task cost
 // as much as the arithmetic.
-#define MEPROP_TASK_BUILDS(name, T)                                                                        \
-    MEPROP_AVX512_TARGET void name##_wide_##T(const RowCombination<T>& plan, ConstMatrix<T> src,           \
-                                              Matrix<T> out, const std::int64_t* ids, bool accumulate,     \
-                                              std::size_t first, std::size_t last) {                       \
-        name<T, 64>(plan, src, out, ids, accumulate, first, last);                                         \
-    }                                                                                                      \
-    MEPROP_CLONES void name##_narrow_##T(const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> out, \
-                                         const std::int64_t* ids, bool accumulate, std::size_t first,      \
-                                         std::size_t last) {                                               \
-        name<T, 32>(plan, src, out, ids, accumulate, first, last);                                         \
-    }
-MEPROP_TASK_BUILDS(shared_tasks, float)
-MEPROP_TASK_BUILDS(shared_tasks, double)
-MEPROP_TASK_BUILDS(row_tasks, float)
-MEPROP_TASK_BUILDS(row_tasks, double)
-#undef MEPROP_TASK_BUILDS
+#define MEPROP_TASK_PARAMS                                                                                \
+    (const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> out, const std::int64_t* ids, bool acc, \
+     std::size_t first, std::size_t last)
+#define MEPROP_TASK_ARGS (plan, src, out, ids, acc, first, last)
+MEPROP_ISA_KERNEL_WIDE(shared_tasks_any, (shared_tasks<T, 64>), (shared_tasks<T, 32>), MEPROP_TASK_PARAMS,
+                       MEPROP_TASK_ARGS)
+MEPROP_ISA_KERNEL_WIDE(row_tasks_any, (row_tasks<T, 64>), (row_tasks<T, 32>), MEPROP_TASK_PARAMS,
+                       MEPROP_TASK_ARGS)
+#undef MEPROP_TASK_PARAMS
+#undef MEPROP_TASK_ARGS
 
-#define MEPROP_RUN_TASKS(T)                                                                       \
-    void run_tasks(bool shared, const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> out, \
-                   const std::int64_t* ids, bool acc, std::size_t first, std::size_t last) {      \
-        const bool wide = avx512_runs();                                                          \
-        if (shared && wide)                                                                       \
-            shared_tasks_wide_##T(plan, src, out, ids, acc, first, last);                         \
-        else if (shared)                                                                          \
-            shared_tasks_narrow_##T(plan, src, out, ids, acc, first, last);                       \
-        else if (wide)                                                                            \
-            row_tasks_wide_##T(plan, src, out, ids, acc, first, last);                            \
-        else                                                                                      \
-            row_tasks_narrow_##T(plan, src, out, ids, acc, first, last);                          \
-    }
-MEPROP_RUN_TASKS(float)
-MEPROP_RUN_TASKS(double)
-#undef MEPROP_RUN_TASKS
+template <class T>
+void run_tasks(bool shared, const RowCombination<T>& plan, ConstMatrix<T> src, Matrix<T> out,
+               const std::int64_t* ids, bool acc, std::size_t first, std::size_t last) {
+    if (shared)
+        shared_tasks_any(plan, src, out, ids, acc, first, last);
+    else
+        row_tasks_any(plan, src, out, ids, acc, first, last);
+}
 
 // The plan's tasks (each computed whole by one thread) and its multiply-adds.
 template <class T>

@@ -128,27 +128,10 @@ template <class T, class Tile>
 
 // The wide tile is compiled for AVX-512 alone and taken when the processor
 // has it; the narrow one gets the usual per-ISA clones (multiversion.hpp).
-#define MEPROP_FORWARD_BLOCKS(T, suffix)                                                                     \
-    MEPROP_AVX512_TARGET void forward_block_wide_##suffix(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, \
-                                                          Matrix<T> y, std::size_t b0, std::size_t b1,       \
-                                                          std::size_t w0, std::size_t w1) {                  \
-        forward_block<T, WideTile>(x, W, bias, y, b0, b1, w0, w1);                                           \
-    }                                                                                                        \
-    MEPROP_CLONES void forward_block_narrow_##suffix(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias,      \
-                                                     Matrix<T> y, std::size_t b0, std::size_t b1,            \
-                                                     std::size_t w0, std::size_t w1) {                       \
-        forward_block<T, NarrowTile>(x, W, bias, y, b0, b1, w0, w1);                                         \
-    }                                                                                                        \
-    inline void forward_block_any(ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T> y,            \
-                                  std::size_t b0, std::size_t b1, std::size_t w0, std::size_t w1) {          \
-        if (detail::avx512_runs())                                                                           \
-            forward_block_wide_##suffix(x, W, bias, y, b0, b1, w0, w1);                                      \
-        else                                                                                                 \
-            forward_block_narrow_##suffix(x, W, bias, y, b0, b1, w0, w1);                                    \
-    }
-MEPROP_FORWARD_BLOCKS(float, f32)
-MEPROP_FORWARD_BLOCKS(double, f64)
-#undef MEPROP_FORWARD_BLOCKS
+MEPROP_ISA_KERNEL_WIDE(forward_block_any, (forward_block<T, WideTile>), (forward_block<T, NarrowTile>),
+                       (ConstMatrix<T> x, ConstMatrix<T> W, const T* bias, Matrix<T> y, std::size_t b0,
+                        std::size_t b1, std::size_t w0, std::size_t w1),
+                       (x, W, bias, y, b0, b1, w0, w1))
 
 }  // namespace
 

@@ -64,18 +64,8 @@ template <class T>
     }
 }
 
-MEPROP_CLONES void gemv_add_f32(const float* W, std::size_t r, std::size_t c, const float* v, float* out) {
-    gemv_add(W, r, c, v, out);
-}
-MEPROP_CLONES void gemv_add_f64(const double* W, std::size_t r, std::size_t c, const double* v, double* out) {
-    gemv_add(W, r, c, v, out);
-}
-inline void gemv_add_any(const float* W, std::size_t r, std::size_t c, const float* v, float* o) {
-    gemv_add_f32(W, r, c, v, o);
-}
-inline void gemv_add_any(const double* W, std::size_t r, std::size_t c, const double* v, double* o) {
-    gemv_add_f64(W, r, c, v, o);
-}
+MEPROP_ISA_KERNEL(gemv_add_any, gemv_add, (const T* W, std::size_t r, std::size_t c, const T* v, T* out),
+                  (W, r, c, v, out))
 
 template <class T>
 T sigmoid(T z) {

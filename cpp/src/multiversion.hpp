@@ -63,3 +63,51 @@ constexpr bool avx512_runs() {
 }
 }  // namespace meprop::detail
 #endif
+
+// The one way to declare a dispatched kernel. Clang cannot clone templates,
+// so each kernel is a template `impl<T, ...>` wrapped, once per element type,
+// in a plain function that carries the clone attribute; the two wrappers are
+// overloads of `name`, so callers write `name(args)` for float and double
+// alike. `params` is the parenthesised parameter list written with `T`;
+// `args` the parenthesised argument list passed on. A template-id with a
+// comma goes in parentheses: `(kernel<T, 32>)`.
+//
+//   MEPROP_ISA_KERNEL(name, impl, params, args)
+//     one build per ISA level (MEPROP_CLONES).
+//   MEPROP_ISA_KERNEL_WIDE(name, wide_impl, narrow_impl, params, args)
+//     wide_impl compiled for AVX-512 alone and taken when avx512_runs(),
+//     narrow_impl under the per-ISA clones otherwise.
+#define MEPROP_ISA_KERNEL_FOR(T_, space, name, impl, params, args) \
+    namespace space {                                              \
+    using T = T_;                                                  \
+    MEPROP_CLONES void name params {                               \
+        impl args;                                                 \
+    }                                                              \
+    }                                                              \
+    using space::name;
+
+#define MEPROP_ISA_KERNEL(name, impl, params, args)                    \
+    MEPROP_ISA_KERNEL_FOR(float, name##_f32, name, impl, params, args) \
+    MEPROP_ISA_KERNEL_FOR(double, name##_f64, name, impl, params, args)
+
+#define MEPROP_ISA_KERNEL_WIDE_FOR(T_, space, name, wide_impl, narrow_impl, params, args) \
+    namespace space {                                                                     \
+    using T = T_;                                                                         \
+    MEPROP_AVX512_TARGET void wide params {                                               \
+        wide_impl args;                                                                   \
+    }                                                                                     \
+    MEPROP_CLONES void narrow params {                                                    \
+        narrow_impl args;                                                                 \
+    }                                                                                     \
+    inline void name params {                                                             \
+        if (::meprop::detail::avx512_runs())                                              \
+            wide args;                                                                    \
+        else                                                                              \
+            narrow args;                                                                  \
+    }                                                                                     \
+    }                                                                                     \
+    using space::name;
+
+#define MEPROP_ISA_KERNEL_WIDE(name, wide_impl, narrow_impl, params, args)                    \
+    MEPROP_ISA_KERNEL_WIDE_FOR(float, name##_f32, name, wide_impl, narrow_impl, params, args) \
+    MEPROP_ISA_KERNEL_WIDE_FOR(double, name##_f64, name, wide_impl, narrow_impl, params, args)

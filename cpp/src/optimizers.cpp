@@ -138,40 +138,14 @@ template <class T>
     for (std::size_t i = 0; i < n; ++i) p[i] -= step_m * m[i] / (std::sqrt(v[i]) * scale_v + eps);
 }
 
-MEPROP_CLONES void adam_row_f32(float* p, float* m, float* v, const float* g, std::size_t n, float cm,
-                                float cv, float b1, float b2, float s, float ib, float eps, float clip) {
-    adam_row(p, m, v, g, n, cm, cv, b1, b2, s, ib, eps, clip);
-}
-MEPROP_CLONES void adam_row_f64(double* p, double* m, double* v, const double* g, std::size_t n, double cm,
-                                double cv, double b1, double b2, double s, double ib, double eps,
-                                double clip) {
-    adam_row(p, m, v, g, n, cm, cv, b1, b2, s, ib, eps, clip);
-}
-inline void adam_row_any(float* p, float* m, float* v, const float* g, std::size_t n, float cm, float cv,
-                         float b1, float b2, float s, float ib, float eps, float clip) {
-    adam_row_f32(p, m, v, g, n, cm, cv, b1, b2, s, ib, eps, clip);
-}
-inline void adam_row_any(double* p, double* m, double* v, const double* g, std::size_t n, double cm,
-                         double cv, double b1, double b2, double s, double ib, double eps, double clip) {
-    adam_row_f64(p, m, v, g, n, cm, cv, b1, b2, s, ib, eps, clip);
-}
+MEPROP_ISA_KERNEL(adam_row_any, adam_row,
+                  (T * p, T* m, T* v, const T* g, std::size_t n, T cm, T cv, T b1, T b2, T s, T ib, T eps,
+                   T clip),
+                  (p, m, v, g, n, cm, cv, b1, b2, s, ib, eps, clip))
 
-MEPROP_CLONES void adam_row_deferred_f32(float* p, const float* m, const float* v, std::size_t n,
-                                         float step_m, float scale_v, float eps) {
-    adam_row_deferred(p, m, v, n, step_m, scale_v, eps);
-}
-MEPROP_CLONES void adam_row_deferred_f64(double* p, const double* m, const double* v, std::size_t n,
-                                         double step_m, double scale_v, double eps) {
-    adam_row_deferred(p, m, v, n, step_m, scale_v, eps);
-}
-inline void adam_row_deferred_any(float* p, const float* m, const float* v, std::size_t n, float step_m,
-                                  float scale_v, float eps) {
-    adam_row_deferred_f32(p, m, v, n, step_m, scale_v, eps);
-}
-inline void adam_row_deferred_any(double* p, const double* m, const double* v, std::size_t n, double step_m,
-                                  double scale_v, double eps) {
-    adam_row_deferred_f64(p, m, v, n, step_m, scale_v, eps);
-}
+MEPROP_ISA_KERNEL(adam_row_deferred_any, adam_row_deferred,
+                  (T * p, const T* m, const T* v, std::size_t n, T step_m, T scale_v, T eps),
+                  (p, m, v, n, step_m, scale_v, eps))
 
 template <class T>
 [[gnu::always_inline]] inline void adagrad_row(T* __restrict p, T* __restrict s, const T* __restrict g,
@@ -182,22 +156,8 @@ template <class T>
         p[i] -= lr * gi / (std::sqrt(s[i]) + eps);
     }
 }
-MEPROP_CLONES void adagrad_row_f32(float* p, float* s, const float* g, std::size_t n, float lr, float eps,
-                                   float clip) {
-    adagrad_row(p, s, g, n, lr, eps, clip);
-}
-MEPROP_CLONES void adagrad_row_f64(double* p, double* s, const double* g, std::size_t n, double lr,
-                                   double eps, double clip) {
-    adagrad_row(p, s, g, n, lr, eps, clip);
-}
-inline void adagrad_row_any(float* p, float* s, const float* g, std::size_t n, float lr, float eps,
-                            float clip) {
-    adagrad_row_f32(p, s, g, n, lr, eps, clip);
-}
-inline void adagrad_row_any(double* p, double* s, const double* g, std::size_t n, double lr, double eps,
-                            double clip) {
-    adagrad_row_f64(p, s, g, n, lr, eps, clip);
-}
+MEPROP_ISA_KERNEL(adagrad_row_any, adagrad_row, (T * p, T* s, const T* g, std::size_t n, T lr, T eps, T clip),
+                  (p, s, g, n, lr, eps, clip))
 
 }  // namespace
 

@@ -58,21 +58,8 @@ namespace {
 // The threshold pass compiled for each ISA level: its lane maxima and
 // candidate masks are vector code, 2-3x faster with AVX2 or AVX-512 than with
 // the baseline's SSE2.
-MEPROP_CLONES void select_threshold_f32(const float* a, std::size_t n, std::size_t k, std::int64_t* out) {
-    detail::select_threshold(a, n, k, out);
-}
-
-MEPROP_CLONES void select_threshold_f64(const double* a, std::size_t n, std::size_t k, std::int64_t* out) {
-    detail::select_threshold(a, n, k, out);
-}
-
-inline void select_threshold_any(const float* a, std::size_t n, std::size_t k, std::int64_t* out) {
-    select_threshold_f32(a, n, k, out);
-}
-
-inline void select_threshold_any(const double* a, std::size_t n, std::size_t k, std::int64_t* out) {
-    select_threshold_f64(a, n, k, out);
-}
+MEPROP_ISA_KERNEL(select_threshold_any, detail::select_threshold,
+                  (const T* a, std::size_t n, std::size_t k, std::int64_t* out), (a, n, k, out))
 
 void check_topk_args(const void* a, std::size_t n, std::size_t k, const void* out) {
     if (k < 1 || k > n) detail::fail("k must be in [1, n] = [1, ", n, "], got ", k);
