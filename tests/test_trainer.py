@@ -41,6 +41,7 @@ STEPS_PER_EPOCH = 20  # 200 examples, batch 10
 RUN_INFO = {"task": "toy", "sizes": [N_FEATURES, 16, N_CLASSES], "k": 4}
 TIME_KEYS = {"forward", "backprop", "overall_backprop", "optimizer", "total"}
 RECORD_KEYS = {"epoch", "step", "train_loss", "train_accuracy", "dev", "test", "time", "eval_seconds", "kept_fraction"}
+RECORD_KEYS |= {"exchange"}  # data parallelism: ranks and bytes per step
 SUMMARY_KEYS = {
     "run",
     "epochs",
@@ -56,6 +57,8 @@ SUMMARY_KEYS = {
     "interim_evaluations",
     "peak_rss_mb",
     "kept_fraction",
+    "world_size",
+    "exchange_bytes_per_step",
 }
 
 

@@ -81,12 +81,28 @@ def check_output_directory(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def fail(message: str, code: int) -> int:
-    """Says what went wrong on stderr, as argparse does; the exit code."""
+    """Says what went wrong on stderr, as argparse does; the exit code.
+
+    In a data-parallel run the message names the rank, and the whole job is
+    ended: the other ranks would otherwise wait for this one forever.
+    """
+    from .distributed import abort_job, launched_by_mpi
+
+    if launched_by_mpi():
+        abort_job(message)
     print(f"meprop: error: {message}", file=sys.stderr)
     return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``meprop`` (see :func:`run_command`); in a data-parallel run, an
+    unexpected error on any rank ends the whole job with a message naming the rank."""
+    from .distributed import run_or_abort
+
+    return run_or_abort(lambda: run_command(argv))
+
+
+def run_command(argv: Sequence[str] | None = None) -> int:
     """Runs ``meprop`` with argv (default: sys.argv[1:]); returns the exit code.
 
     0: trained; 2: bad data, checkpoint or option (message on stderr); 3: the
@@ -118,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingInterrupted as error:
         print(f"meprop: {error}", file=sys.stderr)
         return 130
+    from .distributed import current_world
+
+    if current_world().rank != 0:  # rank 0 writes and reports the run
+        return 0
     plotted = plot_summary(summary, args.out / "curves.png")
     brief = {key: summary[key] for key in ("metric", "best_dev", "best_epoch", "test_at_best_dev", "time")}
     print(json.dumps(brief, indent=2))

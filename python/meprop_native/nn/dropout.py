@@ -29,7 +29,14 @@ class Dropout(Module):
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
-        keep = self.rng.random(x.shape) >= self.p
+        world = self.world
+        if world is not None and world.distributed:
+            # The mask of the whole global batch, as one process draws it,
+            # and this rank's rows of it: the same masks whatever the ranks.
+            lo, hi = world.shard(world.batch_rows)
+            keep = (self.rng.random((world.batch_rows, *x.shape[1:])) >= self.p)[lo:hi]
+        else:
+            keep = self.rng.random(x.shape) >= self.p
         self._mask = keep.astype(x.dtype) / (1.0 - self.p)
         return x * self._mask
 

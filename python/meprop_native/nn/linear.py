@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from .. import _core
+from ..distributed.world import World
 from ..modes import check_mode
 from .init import check_layer, init_bias, init_weight
 from .module import Module
@@ -19,6 +20,13 @@ from .selection import Selection
 # examples (docs/benchmarks.md, "The forward kernel against BLAS").
 NATIVE_FORWARD_MIN_BATCH = 2
 NATIVE_FORWARD_MAX_BATCH: int | None = None if _core.linear_forward_uses_avx512() else 12
+
+
+# Data parallelism (``exchanges_factors``): a dense layer gathers its
+# factors only when it is this narrow (its backward is cheap to repeat on every
+# rank) and its factors are at most this many times the size of its gradient.
+FACTOR_EXCHANGE_MAX_WIDTH = 64
+FACTOR_EXCHANGE_MAX_RATIO = 4
 
 
 def _native_forward(batch: int) -> bool:
@@ -99,7 +107,11 @@ class Linear(Module):
             raise ValueError(f"expected input of shape (B, {self.in_features}), got {x.shape}")
         self._x = x
         bias = None if self.bias is None else self.bias.value
-        if _native_forward(len(x)):
+        # A shard of a data-parallel batch takes the path the whole batch
+        # would: the two paths round differently.
+        world = self.world
+        rows = world.batch_rows if world is not None and world.distributed and self.training else len(x)
+        if _native_forward(rows):
             return _core.linear_forward(x, self.weight.value, bias)
         y = x @ self.weight.value.T
         if bias is not None:
@@ -115,6 +127,23 @@ class Linear(Module):
         if self._x is None:
             raise RuntimeError("Linear.backward called before forward")
         start = time.perf_counter()
+        world = self.world
+        if world is None or not world.distributed:
+            dx, rows, dW_rows, db = self._backward_kernel(dy, self._x, input_grad)
+        else:
+            exchanged = world.seconds
+            dx, rows, dW_rows, db = self._backward_exchanged(world, dy, input_grad)
+            start += world.seconds - exchanged  # the exchange is the world's time, not the kernel's
+        self.backward_seconds += time.perf_counter() - start
+        self.weight.set_grad(rows, dW_rows)
+        if self.bias is not None:
+            self.bias.set_grad(self._all_rows, db.reshape(1, -1))
+        return dx
+
+    def _backward_kernel(
+        self, dy: np.ndarray, x: np.ndarray, input_grad: bool
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+        """Selection, dx, the touched rows of dW and db for this (dy, x): (dx, rows, dW_rows, db)."""
         sel = self.selection
         k = sel.step_k(dy)
         mode = "dense" if k >= self.out_features else self.mode
@@ -123,14 +152,14 @@ class Linear(Module):
         # paper's batch of 10 a meProp backward takes tens of microseconds, and
         # a Python-level wrapper would be a measurable share of it.
         if memory is None and (sel.select == "topk" or mode == "dense"):
-            dx, rows, dW_rows, db = _core.linear_backward_compact(
-                dy, self._x, self.weight.value, None if mode == "dense" else k, mode, input_grad
+            result = _core.linear_backward_compact(
+                dy, x, self.weight.value, None if mode == "dense" else k, mode, input_grad
             )
         else:
             indices = sel.random_indices(len(dy), k) if sel.select == "random" and mode != "dense" else None
-            dx, rows, dW_rows, db = _core.linear_backward_compact(
+            result = _core.linear_backward_compact(
                 dy,
-                self._x,
+                x,
                 self.weight.value,
                 None if mode == "dense" or indices is not None else k,
                 mode,
@@ -140,11 +169,46 @@ class Linear(Module):
                 indices=indices,
             )
         sel.count(len(dy), k)
-        self.backward_seconds += time.perf_counter() - start
-        self.weight.set_grad(rows, dW_rows)
-        if self.bias is not None:
-            self.bias.set_grad(self._all_rows, db.reshape(1, -1))
-        return dx
+        return result
+
+    def exchanges_factors(self, batch_rows: int) -> bool:
+        """Whether, under data parallelism, this layer gathers its factors (x and dy).
+
+        Gathering x and dy and running the backward of the whole global batch
+        on every rank gives each rank exactly the gradient one process would
+        compute, whatever the number of ranks, and carries the selection's
+        state (error feedback, adaptive k, random draws) unchanged. It costs
+        a backward of the whole batch on every rank: cheap where the layer
+        keeps few entries of dy (a meProp layer, a narrow output layer), the
+        dominant cost of training for a wide dense layer, which sums its
+        gradient over the ranks instead (Allreduce, as dense data-parallel
+        training does). A meProp layer always gathers: its selection needs the
+        whole batch.
+        """
+        if not self.dense:
+            return True
+        factors = batch_rows * (self.in_features + self.out_features)
+        gradient = self.out_features * (self.in_features + 1)
+        return self.out_features <= FACTOR_EXCHANGE_MAX_WIDTH and factors <= FACTOR_EXCHANGE_MAX_RATIO * gradient
+
+    def _backward_exchanged(
+        self, world: World, dy: np.ndarray, input_grad: bool
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+        """The backward of a rank's shard, exchanging with the other ranks."""
+        assert self._x is not None
+        rows = world.batch_rows
+        if self.exchanges_factors(rows):
+            dy_all = world.gather_rows(dy, rows)
+            x_all = world.gather_rows(self._x, rows)
+            dx, touched, dW_rows, db = self._backward_kernel(dy_all, x_all, input_grad)
+            lo, hi = world.shard(rows)
+            return (None if dx is None else dx[lo:hi]), touched, dW_rows, db
+        dx, touched, dW_rows, db = self._backward_kernel(dy, self._x, input_grad)
+        dW = np.zeros_like(self.weight.value)
+        dW[touched] = dW_rows
+        dW = world.allreduce_sum(dW)
+        db = world.allreduce_sum(db)
+        return dx, np.arange(self.out_features, dtype=np.int64), dW, db
 
     def parameters(self) -> list[Parameter]:
         """[weight] or [weight, bias]."""

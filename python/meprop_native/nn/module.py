@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..distributed.world import World
 from .parameter import Parameter
 from .selection import Selection
 
@@ -17,6 +18,9 @@ class Module:
     """
 
     training: bool = True
+    # The processes of a data-parallel run (None: this process alone); set by
+    # the model's use_world().
+    world: World | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """The layer's output for a batch x; caches what backward needs."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..distributed.world import World
 from .activations import ACTIVATIONS
 from .dropout import Dropout
 from .linear import Linear
@@ -64,6 +65,11 @@ class Sequential(NamedState, Module):
         for layer in self.layers:
             layer.train(mode)
         return self
+
+    def use_world(self, world: World) -> None:
+        """Trains data-parallel in ``world``: every layer exchanges what its backward needs."""
+        for layer in self.layers:
+            layer.world = world
 
     def zero_grad(self) -> None:
         """Forgets every parameter's gradient."""

@@ -23,8 +23,8 @@ from .training import build_optimizer, fit_and_save, learning_rate, train_config
 HELP = "MLP on MNIST (the paper's 784-500-500-10, batch 10; default: Adam, k=25 with error feedback)"
 
 # k of the hidden layers by default, per optimizer: under Adam, with error
-# feedback (0.8), k=25 matched dense accuracy over 5 seeds where the paper's
-# k=20 stayed 0.1 points below (docs/results.md); 25 of 500 keeps 5 %. Under
+# feedback (0.8), k=25 came closest to dense accuracy of the settings at <= 5 %
+# kept (docs/results.md); 25 of 500 keeps 5 %. Under
 # AdaGrad the paper's k=10 (without error feedback) beats dense. Under SGD
 # the paper's plain meProp (k=20) ended 0.6 points below dense and error
 # feedback 0.8 with k=25 0.2 below, within dense's spread (3 seeds each).
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=count(1),
         default=None,
         help="entries of dy kept per example in every hidden layer (default by optimizer: adam 25, "
-        "5 %% of 500, which with error feedback matched dense accuracy in docs/results.md; adagrad "
+        "5 %% of 500, which with error feedback came closest to dense accuracy in docs/results.md; adagrad "
         "10, the paper's; sgd 25; the paper's Adam setting is 20)",
     )
     model.add_argument(

@@ -5,6 +5,7 @@ trainer's configuration, the thread limits, fitting and saving the best model.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from .. import set_num_threads, thread_limits
@@ -41,11 +42,17 @@ def train_config(args: argparse.Namespace, **task_settings: Any) -> TrainConfig:
 
 def fit_and_save(trainer: Trainer, args: argparse.Namespace) -> dict[str, Any]:
     """Trains (or resumes) with the thread options; writes the best-dev weights; the summary."""
+    world = trainer.world
     if args.threads is not None:
         set_num_threads(args.threads)
+    elif world.distributed:
+        # The host's cores shared among the ranks on it: one pool per core.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        set_num_threads(max(1, cores // world.local_size))
     # One busy pool: the kernels own the cores, BLAS (the dense products) runs on one.
     with thread_limits(blas=1):
         summary = trainer.fit(resume=args.resume)
     # The trainer leaves the best-dev weights in the model.
-    write_arrays(args.out / "best_model.npz", trainer.model.state_dict())
+    if trainer.writes:
+        write_arrays(args.out / "best_model.npz", trainer.model.state_dict())
     return summary

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..distributed import World, current_world
 from ..nn import softmax_cross_entropy
 from ..nn.selection import Selection
 from ..optim import Optimizer
@@ -106,6 +107,7 @@ class Trainer:
         out_dir: Path,
         run_info: dict[str, Any] | None = None,
         evaluate: Evaluator | None = None,
+        world: World | None = None,
     ) -> None:
         if config.epochs < 1 or config.batch_size < 1 or config.checkpoint_every < 1:
             raise ValueError("epochs, batch_size and checkpoint_every must be >= 1")
@@ -124,6 +126,20 @@ class Trainer:
                 )
         if len(splits.train) == 0:
             raise ValueError("the training set is empty")
+        self.world = world if world is not None else current_world()
+        if self.world.distributed:
+            use_world = getattr(model, "use_world", None)
+            if use_world is None:
+                raise ValueError(
+                    f"data-parallel training ({self.world.size} ranks) needs a model that exchanges its "
+                    f"gradients (use_world); {type(model).__name__} has none: run this task without mpiexec"
+                )
+            if config.batch_size < self.world.size:
+                raise ValueError(
+                    f"--batch-size {config.batch_size} is smaller than the {self.world.size} ranks: every rank "
+                    "needs at least one example of each mini-batch"
+                )
+            use_world(self.world)
         self.model = model
         self.optimizer = optimizer
         self.splits = splits
@@ -159,7 +175,8 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # A run killed mid-write leaves its temporary file; the file it was
         # replacing is intact, and the temporary is of no use.
-        remove_stale_temporaries(self.out_dir)
+        if self.writes:
+            remove_stale_temporaries(self.out_dir)
         self._stop_signal = None
         if resume:
             self._restore()
@@ -172,8 +189,14 @@ class Trainer:
                 signal.signal(signum, handler)
         self.model.load_state_dict(self.best_state)
         summary = self._summary()
-        write_json(self.out_dir / "summary.json", summary)
+        if self.writes:
+            write_json(self.out_dir / "summary.json", summary)
         return summary
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run's files: rank 0 of a data-parallel run, or the only one."""
+        return self.world.rank == 0
 
     def _run_epoch(self) -> None:
         cfg = self.config
@@ -181,13 +204,14 @@ class Trainer:
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.splits.train))
         steps = self.steps_per_epoch()
         interim_steps = self.interim_eval_steps()
-        bar = self._progress_bar(epoch, steps)
+        bar = self._progress_bar(epoch, steps) if self.writes else None
+        self._exchange_mark = (self.world.bytes_exchanged, self.pos.step_in_epoch)
         self.model.train()
         try:
             while self.pos.step_in_epoch < steps:
                 s = self.pos.step_in_epoch
                 batch = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-                self._train_step(*self.splits.train.batch(batch))
+                self._train_step(*self.splits.train.batch(self._shard(batch)))
                 if self.pos.step_in_epoch in interim_steps:
                     self._interim_eval()
                 if bar is not None:
@@ -208,12 +232,39 @@ class Trainer:
                 bar.close()
         self._end_epoch()
 
+    def _shard(self, batch: np.ndarray) -> np.ndarray:
+        """This rank's rows of a global mini-batch (all of them without data parallelism)."""
+        world = self.world
+        if not world.distributed:
+            return batch
+        world.batch_rows = len(batch)
+        lo, hi = world.shard(len(batch))
+        if hi == lo:
+            raise ValueError(
+                f"a mini-batch of {len(batch)} examples cannot be split over {world.size} ranks; "
+                "choose a --batch-size whose last mini-batch has at least one example per rank"
+            )
+        return batch[lo:hi]
+
     def _train_step(self, inputs: Any, y: np.ndarray) -> None:
         times = self.pos.times
         kernels_before = self.model.backward_seconds
         t0 = time.perf_counter()
         logits = self.model.forward(inputs)
-        loss, grad = softmax_cross_entropy(logits, y)
+        world = self.world
+        batch_rows = world.batch_rows if world.distributed else len(y)
+        loss, grad = softmax_cross_entropy(logits, y, batch_rows)
+        loss_sum = loss * len(y)
+        correct = int(np.count_nonzero(logits.argmax(axis=1) == y))
+        if world.distributed:
+            # One exchange a step: the loss, the hits and whether any rank was
+            # asked to stop, so that every rank stops (or diverges) at the same step.
+            stop = float(self._stop_signal or 0)
+            loss_sum, correct_sum, stop = world.sum_scalars([loss_sum, correct, stop])
+            correct = int(correct_sum)
+            loss = loss_sum / batch_rows
+            if stop and self._stop_signal is None:
+                self._stop_signal = int(signal.SIGTERM)
         t1 = time.perf_counter()
         if not math.isfinite(loss):
             kept = (
@@ -234,9 +285,9 @@ class Trainer:
         times.backprop += self.model.backward_seconds - kernels_before
         times.optimizer += t3 - t2
         times.total += t3 - t0
-        self.pos.loss_sum += loss * len(y)
-        self.pos.correct += int(np.count_nonzero(logits.argmax(axis=1) == y))
-        self.pos.seen += len(y)
+        self.pos.loss_sum += loss_sum
+        self.pos.correct += correct
+        self.pos.seen += batch_rows
         self.pos.step_in_epoch += 1
         self.pos.global_step += 1
 
@@ -284,6 +335,7 @@ class Trainer:
             "time": self.pos.times.as_dict(),
             "eval_seconds": eval_seconds,
             "kept_fraction": self._kept_fraction(),
+            "exchange": self._exchange_record(),
         }
         self.history.append(record)
         self.pos = _Position(epoch=epoch, global_step=self.pos.global_step)
@@ -302,7 +354,16 @@ class Trainer:
 
     # ---- checkpoints ------------------------------------------------------
 
+    def _exchange_record(self) -> dict[str, Any]:
+        """The ranks and the bytes exchanged per training step in this epoch (0 alone)."""
+        bytes0, step0 = getattr(self, "_exchange_mark", (self.world.bytes_exchanged, self.pos.step_in_epoch))
+        steps = self.pos.step_in_epoch - step0
+        per_step = (self.world.bytes_exchanged - bytes0) / steps if steps else 0.0
+        return {"world_size": self.world.size, "bytes_per_step": per_step}
+
     def _save_checkpoint(self) -> None:
+        if not self.writes:
+            return
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
         arrays.update({f"best/{k}": v for k, v in self.best_state.items()})
         arrays.update({f"optimizer/{k}": v for k, v in self.optimizer.state_dict().items()})
@@ -371,6 +432,8 @@ class Trainer:
     # ---- output -----------------------------------------------------------
 
     def _write_metrics(self) -> None:
+        if not self.writes:
+            return
         with atomic_open(self.out_dir / "metrics.jsonl", "w") as handle:
             for record in self.history:
                 handle.write(json.dumps(record, sort_keys=True) + "\n")
@@ -404,6 +467,10 @@ class Trainer:
             "test_metrics_at_best_dev": self.best["test_metrics"],
             "time": total.as_dict(),
             "kept_fraction": self.history[-1]["kept_fraction"] if self.history else self._kept_fraction(),
+            "world_size": self.world.size,
+            "exchange_bytes_per_step": (
+                self.history[-1].get("exchange", {}).get("bytes_per_step", 0.0) if self.history else 0.0
+            ),
             "history": self.history,
             "interim_evaluations": self.interim,
             "peak_rss_mb": _peak_rss_mb(),
@@ -434,7 +501,7 @@ class Trainer:
         )
 
     def _report_epoch(self, record: dict[str, Any]) -> None:
-        if not self.config.progress:
+        if not self.config.progress or not self.writes:
             return
         t = record["time"]
         metric = self.config.metric
