@@ -23,10 +23,10 @@ NATIVE_FORWARD_MAX_BATCH: int | None = None if _core.linear_forward_uses_avx512(
 
 
 # Data parallelism (``exchanges_factors``): a dense layer gathers its
-# factors only when it is this narrow (its backward is cheap to repeat on every
-# rank) and its factors are at most this many times the size of its gradient.
+# factors only when it is this narrow, so that its backward is cheap to repeat
+# on every rank (a classifier's output layer); then a meProp model gathers in
+# every layer and its result does not depend on the number of ranks.
 FACTOR_EXCHANGE_MAX_WIDTH = 64
-FACTOR_EXCHANGE_MAX_RATIO = 4
 
 
 def _native_forward(batch: int) -> bool:
@@ -171,7 +171,7 @@ class Linear(Module):
         sel.count(len(dy), k)
         return result
 
-    def exchanges_factors(self, batch_rows: int) -> bool:
+    def exchanges_factors(self) -> bool:
         """Whether, under data parallelism, this layer gathers its factors (x and dy).
 
         Gathering x and dy and running the backward of the whole global batch
@@ -185,11 +185,7 @@ class Linear(Module):
         training does). A meProp layer always gathers: its selection needs the
         whole batch.
         """
-        if not self.dense:
-            return True
-        factors = batch_rows * (self.in_features + self.out_features)
-        gradient = self.out_features * (self.in_features + 1)
-        return self.out_features <= FACTOR_EXCHANGE_MAX_WIDTH and factors <= FACTOR_EXCHANGE_MAX_RATIO * gradient
+        return not self.dense or self.out_features <= FACTOR_EXCHANGE_MAX_WIDTH
 
     def _backward_exchanged(
         self, world: World, dy: np.ndarray, input_grad: bool
@@ -197,7 +193,7 @@ class Linear(Module):
         """The backward of a rank's shard, exchanging with the other ranks."""
         assert self._x is not None
         rows = world.batch_rows
-        if self.exchanges_factors(rows):
+        if self.exchanges_factors():
             dy_all = world.gather_rows(dy, rows)
             x_all = world.gather_rows(self._x, rows)
             dx, touched, dW_rows, db = self._backward_kernel(dy_all, x_all, input_grad)
