@@ -156,6 +156,8 @@ class Trainer:
         self.best_state: dict[str, np.ndarray] = model.state_dict()
         self.pos = _Position()
         self._stop_signal: int | None = None
+        # (bytes exchanged, step in epoch) when the current epoch's stretch began.
+        self._exchange_mark = (0, 0)
 
     # ---- the loop ---------------------------------------------------------
 
@@ -356,7 +358,7 @@ class Trainer:
 
     def _exchange_record(self) -> dict[str, Any]:
         """The ranks and the bytes exchanged per training step in this epoch (0 alone)."""
-        bytes0, step0 = getattr(self, "_exchange_mark", (self.world.bytes_exchanged, self.pos.step_in_epoch))
+        bytes0, step0 = self._exchange_mark
         steps = self.pos.step_in_epoch - step0
         per_step = (self.world.bytes_exchanged - bytes0) / steps if steps else 0.0
         return {"world_size": self.world.size, "bytes_per_step": per_step}
