@@ -33,7 +33,7 @@ from meprop_native.data import load_mnist
 from meprop_native.nn import mlp, softmax_cross_entropy
 from meprop_native.nn.init import INITS
 from meprop_native.optim import AdaGrad, Adam
-from meprop_native.tasks.mnist import DEFAULT_K, MNIST_MEMORY_DECAY
+from meprop_native.tasks.mnist import DEFAULT_K, LAZY_ADAM, MNIST_MEMORY_DECAY
 from meprop_native.train.atomic import write_json
 
 # The paper's MNIST settings: (k, learning rate) per optimizer; the learning
@@ -64,6 +64,18 @@ def main(argv: list[str] | None = None) -> int:
         help=f"meProp's error feedback (default: `meprop train mnist`'s, {MNIST_MEMORY_DECAY}; "
         "0: the paper's plain meProp)",
     )
+    parser.add_argument(
+        "--lazy",
+        action=argparse.BooleanOptionalAction,
+        default=LAZY_ADAM,
+        help=f"meProp under lazy Adam, only rows with gradient moving (default: `meprop train mnist`'s, {LAZY_ADAM})",
+    )
+    parser.add_argument(
+        "--fused-update",
+        action="store_true",
+        help="also time meProp with fused updates (Linear(fused_update=True)): its dW rows are computed in "
+        "the optimizer's pass, so they count under optimizer, not backprop",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/mnist_step.json"))
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.warmup < 0 or args.threads < 1:
@@ -77,10 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         args.memory_decay = MNIST_MEMORY_DECAY[args.optimizer]
     order = np.random.default_rng(0).permutation(len(y))
     contenders = {}
-    for name, kk in (("dense", None), ("meprop", k)):
+    runs = [("dense", None, False), ("meprop", k, False)] + ([("fused", k, True)] if args.fused_update else [])
+    for name, kk, fused in runs:
         model = mlp([784, 500, 500, 10], k=kk, seed=0, init=args.init, selection={"memory_decay": args.memory_decay})
+        for layer in model.linear_layers():
+            layer.fused_update = fused
         opt = (
-            Adam(model.parameters(), lr=lr, clip=5.0)
+            Adam(model.parameters(), lr=lr, clip=5.0, lazy=args.lazy and kk is not None)
             if args.optimizer == "adam"
             else AdaGrad(model.parameters(), lr=lr, clip=5.0)
         )
@@ -94,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     with mp.thread_limits(blas=1):
         for r in range(args.warmup + args.rounds):
             first = (r * args.steps) % (batches - args.steps)
-            names = list(contenders)[r % 2 :] + list(contenders)[: r % 2]  # rotate who goes first
+            shift = r % len(contenders)
+            names = list(contenders)[shift:] + list(contenders)[:shift]  # rotate who goes first
             for name in names:
                 total = dict.fromkeys(STEP_PARTS, 0.0)
                 for s in range(first, first + args.steps):
@@ -111,15 +127,24 @@ def main(argv: list[str] | None = None) -> int:
         name: {part: statistics.median(s[part] for s in rounds) for part in STEP_PARTS} for name, rounds in sums.items()
     }
     ratios = {part: medians["dense"][part] / medians["meprop"][part] for part in STEP_PARTS}
+    others = {
+        name: {part: medians["dense"][part] / medians[name][part] for part in STEP_PARTS}
+        for name in medians
+        if name not in ("dense", "meprop")
+    }
     print(
         f"CPU: {cpu_model()}; {args.rounds} rounds x {args.steps} steps, batch 10, {args.optimizer} "
-        f"(meProp k={k}, memory decay {args.memory_decay}), init {args.init}, threads {args.threads}; "
+        f"(meProp k={k}, memory decay {args.memory_decay}{', lazy' if args.lazy and args.optimizer == 'adam' else ''}), "
+        f"init {args.init}, "
+        f"threads {args.threads}; "
         "median microseconds per step"
     )
     print(f"{'':8}" + "".join(f"{part:>18}" for part in STEP_PARTS))
     for name, m in medians.items():
         print(f"{name:8}" + "".join(f"{1e6 * m[part]:18.1f}" for part in STEP_PARTS))
     print(f"{'ratio':8}" + "".join(f"{ratios[part]:17.2f}x" for part in STEP_PARTS))
+    for name, r in others.items():
+        print(f"{'ratio ' + name:8}" + "".join(f"{r[part]:17.2f}x" for part in STEP_PARTS))
     per_round = [d["backprop"] / m["backprop"] for d, m in zip(sums["dense"], sums["meprop"])]
     print(
         f"backprop ratio per round: min {min(per_round):.2f}x, median {statistics.median(per_round):.2f}x, "
@@ -132,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_model": cpu_model(),
             "medians": medians,
             "ratios": ratios,
+            "other_ratios": others,
             "per_round": sums,
         },
     )

@@ -28,7 +28,7 @@ from _timing import cpu_model, training_step_times
 import meprop_native as mp
 from meprop_native.nn import mlp, softmax_cross_entropy
 from meprop_native.optim import Adam
-from meprop_native.tasks.mnist import DEFAULT_K, MNIST_MEMORY_DECAY
+from meprop_native.tasks.mnist import DEFAULT_K, LAZY_ADAM, MNIST_MEMORY_DECAY
 from meprop_native.train.atomic import write_json
 
 BATCHES = (1, 10, 32, 128, 1000)
@@ -44,7 +44,8 @@ def time_batch(batch: int, threads: list[int], rounds: int, seconds: float) -> d
     for mode, k in (("meprop", DEFAULT_K["adam"]), ("dense", None)):
         for t in threads:
             model = mlp([784, 500, 500, 10], k=k, seed=0, selection={"memory_decay": MNIST_MEMORY_DECAY["adam"]})
-            contenders[(mode, t)] = (model, Adam(model.parameters(), lr=1e-3, clip=5.0))
+            lazy = LAZY_ADAM and k is not None
+            contenders[(mode, t)] = (model, Adam(model.parameters(), lr=1e-3, clip=5.0, lazy=lazy))
     # Steps per block: about `seconds` of the slowest contender.
     mp.set_num_threads(1)
     probe = training_step_times(*contenders[("dense", threads[0])], x[:batch], y[:batch], softmax_cross_entropy)

@@ -299,7 +299,7 @@ def test_generated_data_is_refused_by_the_md5_check(tmp_path, generated_data, ca
 @pytest.mark.parametrize(
     "extra, run_fields",
     [
-        ([], {"k": 4, "mode": "per_example", "optimizer": "adam", "lazy": False, "init": "pytorch"}),
+        ([], {"k": 4, "mode": "per_example", "optimizer": "adam", "lazy": True, "init": "pytorch"}),
         (
             ["--mode", "unified", "--optimizer", "adagrad", "--layers", "1"],
             {"k": 4, "mode": "unified", "optimizer": "adagrad"},
@@ -309,11 +309,11 @@ def test_generated_data_is_refused_by_the_md5_check(tmp_path, generated_data, ca
             {"k": None, "mode": "dense", "optimizer": "sgd", "lr": 0.05, "init": "paper"},
         ),
         (
-            ["--lazy", "--dropout", "0.3", "--k-out", "5", "--clip", "0"],
-            {"lazy": True, "dropout": 0.3, "k_out": 5, "clip": 0.0},
+            ["--no-lazy", "--dropout", "0.3", "--k-out", "5", "--clip", "0"],
+            {"lazy": False, "dropout": 0.3, "k_out": 5, "clip": 0.0},
         ),
     ],
-    ids=["default", "unified-adagrad", "dense-sgd", "lazy-dropout"],
+    ids=["default", "unified-adagrad", "dense-sgd", "every-row-adam-dropout"],
 )
 def test_smoke_run_on_generated_data(tmp_path, generated_data, unverified_loader, capsys, extra, run_fields):
     out = tmp_path / "run"

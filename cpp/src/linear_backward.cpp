@@ -154,6 +154,23 @@ void WeightGradPlan<T>::compute(ConstMatrix<T> x, Matrix<T> out) const {
 }
 
 template <class T>
+void WeightGradPlan<T>::compute_rows(ConstMatrix<T> x, std::size_t first, std::size_t last,
+                                     Matrix<T> out) const {
+    if (first > last || last > units_.size()) {
+        detail::fail("gradient rows [", first, ", ", last, ") outside the plan's ", units_.size());
+    }
+    if (out.rows != last - first || out.cols != x.cols) {
+        detail::fail("gradient rows must be ", last - first, " x ", x.cols, ", got ", out.rows, " x ",
+                     out.cols);
+    }
+    if (first == last || x.cols == 0) return;
+    // Offsets into the entries stay absolute: the sub-plan starts at row `first`.
+    const detail::RowCombination<T> plan{last - first, row_begin_.data() + first, examples_.data(),
+                                         values_.data(), shared_};
+    detail::combine_rows_here(plan, x, out, nullptr, false);
+}
+
+template <class T>
 void WeightGradPlan<T>::accumulate(ConstMatrix<T> x, Matrix<T> dW) const {
     detail::check_view(x, "x");
     detail::check_view(dW, "dW");

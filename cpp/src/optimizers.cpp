@@ -2,8 +2,10 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "check.hpp"
 #include "flush_subnormals.hpp"
@@ -27,15 +29,71 @@ void check_rows(RowGradientView rows, std::size_t n_rows) {
     }
 }
 
+// Where an update's gradient rows come from: stored rows, or a plan that
+// computes them (a fused update). Either way `rows` lists their ids.
+template <class T>
+struct GradRows {
+    RowGradientView rows;
+    const T* stored = nullptr;
+    PlannedGradient<T> planned;
+};
+
 // The parameter, the row ids and the gradient rows; every update starts here.
 template <class T>
-void check_update(Matrix<T> param, RowGradientView rows, const T* grad_rows) {
+GradRows<T> check_update(Matrix<T> param, RowGradientView rows, const T* grad_rows) {
     detail::check_view(param, "param");
     check_rows(rows, param.rows);
     if (grad_rows == nullptr && rows.count > 0 && param.cols > 0) {
         detail::fail("gradient rows are a null pointer");
     }
+    return {rows, grad_rows, {}};
 }
+
+template <class T>
+GradRows<T> check_update(Matrix<T> param, const PlannedGradient<T>& g) {
+    detail::check_view(param, "param");
+    if (g.plan == nullptr) detail::fail("the planned gradient has no plan (a null pointer)");
+    detail::check_view(g.x, "x");
+    if (g.x.rows != g.plan->batch() || g.x.cols != param.cols) {
+        detail::fail("x must be ", g.plan->batch(), " x ", param.cols,
+                     " (the plan's batch x param's columns), got ", g.x.rows, " x ", g.x.cols);
+    }
+    const RowGradientView rows{g.plan->rows().data(), g.plan->rows().size()};
+    check_rows(rows, param.rows);
+    return {rows, nullptr, g};
+}
+
+// Hands out gradient rows by position in the list. Stored rows are read in
+// place; planned ones are computed a chunk of consecutive rows at a time into
+// this thread's buffer (a chunk stops at `end`, the end of the thread's part).
+template <class T>
+class RowSource {
+  public:
+    RowSource(const GradRows<T>& g, std::size_t cols) : g_(g), cols_(cols) {
+        if (g.stored == nullptr && g.rows.count > 0) {
+            // About 16 KB: the chunk stays in L1 beside the rows being updated.
+            chunk_ = std::clamp<std::size_t>(16384 / std::max<std::size_t>(cols * sizeof(T), 1), 1, 16);
+            buffer_.resize(chunk_ * cols);
+        }
+    }
+
+    const T* row(std::size_t p, std::size_t end) {
+        if (g_.stored != nullptr) return g_.stored + p * cols_;
+        if (p < first_ || p >= last_) {
+            first_ = p;
+            last_ = std::min(end, p + chunk_);
+            g_.planned.plan->compute_rows(g_.planned.x, first_, last_,
+                                          Matrix<T>{buffer_.data(), last_ - first_, cols_});
+        }
+        return buffer_.data() + (p - first_) * cols_;
+    }
+
+  private:
+    const GradRows<T>& g_;
+    std::size_t cols_;
+    std::size_t chunk_ = 0, first_ = 0, last_ = 0;
+    std::vector<T> buffer_;
+};
 
 // Hyper-parameters that would turn the update into NaN or inf, or move the
 // parameters the wrong way, are errors rather than silent garbage.
@@ -66,39 +124,42 @@ inline T clipped(T g, T clip) {
 }
 
 // Calls fn(row, grad_row or nullptr) for the rows to update, in parallel.
-// Every row (lazy false) or only listed rows (lazy true). Subnormals are
-// flushed to zero meanwhile (see flush_subnormals.hpp): decaying moments
-// reach them, and they halve the speed of the update.
+// Every row (lazy false) or only listed rows (lazy true). Each thread takes
+// a contiguous part of the rows, so a fused update computes consecutive
+// gradient rows together. Subnormals are flushed to zero meanwhile (see
+// flush_subnormals.hpp): decaying moments reach them, and they halve the
+// speed of the update.
 template <class T, class Fn>
-void for_each_row(Matrix<T> param, RowGradientView rows, const T* grad_rows, bool lazy, Fn&& fn) {
+void for_each_row(Matrix<T> param, const GradRows<T>& g, bool lazy, Fn&& fn) {
     const std::size_t cols = param.cols;
+    const RowGradientView rows = g.rows;
     const std::size_t n_rows = lazy ? rows.count : param.rows;
     const int threads = detail::threads_for(n_rows * cols, parallel_min_elements);
-    if (lazy) {
-#pragma omp parallel num_threads(threads) if (threads > 1)
-        {
-            const detail::FlushSubnormals flush;
-#pragma omp for schedule(static)
-            for (std::int64_t i = 0; i < static_cast<std::int64_t>(rows.count); ++i) {
-                fn(static_cast<std::size_t>(rows.rows[i]), grad_rows + static_cast<std::size_t>(i) * cols);
-            }
-        }
-        return;
-    }
-    // Row r's gradient is at position p(r) in the ascending list, if present:
-    // each thread walks its own contiguous range of rows with a cursor.
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         const detail::FlushSubnormals flush;
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const std::size_t r0 = param.rows * static_cast<std::size_t>(t) / static_cast<std::size_t>(nt);
-        const std::size_t r1 = param.rows * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(nt);
-        std::size_t p = 0;
-        while (p < rows.count && static_cast<std::size_t>(rows.rows[p]) < r0) ++p;
-        for (std::size_t r = r0; r < r1; ++r) {
-            const bool has = p < rows.count && static_cast<std::size_t>(rows.rows[p]) == r;
-            fn(r, has ? grad_rows + p * cols : nullptr);
-            p += has;
+        const auto t = static_cast<std::size_t>(omp_get_thread_num());
+        const auto nt = static_cast<std::size_t>(omp_get_num_threads());
+        RowSource<T> source(g, cols);
+        if (lazy) {
+            const std::size_t p0 = rows.count * t / nt, p1 = rows.count * (t + 1) / nt;
+            for (std::size_t p = p0; p < p1; ++p)
+                fn(static_cast<std::size_t>(rows.rows[p]), source.row(p, p1));
+        } else {
+            // Row r's gradient is at position p(r) in the ascending list, if
+            // present: each thread walks its own range of rows with a cursor.
+            const std::size_t r0 = param.rows * t / nt, r1 = param.rows * (t + 1) / nt;
+            const auto* begin = rows.rows;
+            const auto* end = rows.rows + rows.count;
+            std::size_t p =
+                static_cast<std::size_t>(std::lower_bound(begin, end, static_cast<std::int64_t>(r0)) - begin);
+            const std::size_t p1 =
+                static_cast<std::size_t>(std::lower_bound(begin, end, static_cast<std::int64_t>(r1)) - begin);
+            for (std::size_t r = r0; r < r1; ++r) {
+                const bool has = p < p1 && static_cast<std::size_t>(rows.rows[p]) == r;
+                fn(r, has ? source.row(p, p1) : nullptr);
+                p += has;
+            }
         }
     }
 }
@@ -159,38 +220,32 @@ template <class T>
 MEPROP_ISA_KERNEL(adagrad_row_any, adagrad_row, (T * p, T* s, const T* g, std::size_t n, T lr, T eps, T clip),
                   (p, s, g, n, lr, eps, clip))
 
-}  // namespace
-
 template <class T>
-void sgd_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, const SgdConfig& c) {
-    check_update(param, rows, grad_rows);
+void sgd_rows(Matrix<T> param, const GradRows<T>& g, const SgdConfig& c) {
     check_lr_clip(c.lr, c.clip);
     const T lr = static_cast<T>(c.lr), clip = static_cast<T>(c.clip);
     const std::size_t cols = param.cols;
-    for_each_row(param, rows, grad_rows, true, [&](std::size_t r, const T* g) {
+    for_each_row(param, g, true, [&](std::size_t r, const T* grad) {
         T* p = param.row(r);
-        for (std::size_t i = 0; i < cols; ++i) p[i] -= lr * clipped(g[i], clip);
+        for (std::size_t i = 0; i < cols; ++i) p[i] -= lr * clipped(grad[i], clip);
     });
 }
 
 template <class T>
-void adagrad_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> sum_sq,
-                    const AdagradConfig& c) {
-    check_update(param, rows, grad_rows);
+void adagrad_rows(Matrix<T> param, const GradRows<T>& g, Matrix<T> sum_sq, const AdagradConfig& c) {
     check_state(param, sum_sq, "AdaGrad state");
     check_lr_clip(c.lr, c.clip);
     check_eps(c.eps);
     const T lr = static_cast<T>(c.lr), eps = static_cast<T>(c.eps), clip = static_cast<T>(c.clip);
     const std::size_t cols = param.cols;
-    for_each_row(param, rows, grad_rows, true, [&](std::size_t r, const T* g) {
-        adagrad_row_any(param.row(r), sum_sq.row(r), g, cols, lr, eps, clip);
+    for_each_row(param, g, true, [&](std::size_t r, const T* grad) {
+        adagrad_row_any(param.row(r), sum_sq.row(r), grad, cols, lr, eps, clip);
     });
 }
 
 template <class T>
-void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> m, Matrix<T> v,
-                 std::int64_t step, const AdamConfig& c, bool lazy, AdamRowDecay decay) {
-    check_update(param, rows, grad_rows);
+void adam_rows(Matrix<T> param, const GradRows<T>& grad, Matrix<T> m, Matrix<T> v, std::int64_t step,
+               const AdamConfig& c, bool lazy, AdamRowDecay decay) {
     check_state(param, m, "Adam first moment");
     check_state(param, v, "Adam second moment");
     if (step < 1) detail::fail("Adam step must be >= 1, got ", step);
@@ -217,7 +272,7 @@ void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matr
     const double inv_sqrt_bc2 = 1.0 / std::sqrt(bc2);
     const T step_size_t = static_cast<T>(step_size), inv_sqrt_bc2_t = static_cast<T>(inv_sqrt_bc2);
     const std::size_t cols = param.cols;
-    for_each_row(param, rows, grad_rows, lazy, [&](std::size_t r, const T* g) {
+    for_each_row(param, grad, lazy, [&](std::size_t r, const T* g) {
         if (!deferred) {
             adam_row_any(param.row(r), m.row(r), v.row(r), g, cols, b1, b2, b1, b2, step_size_t,
                          inv_sqrt_bc2_t, eps, clip);
@@ -252,10 +307,50 @@ void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matr
     });
 }
 
+}  // namespace
+
+template <class T>
+void sgd_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, const SgdConfig& c) {
+    sgd_rows(param, check_update(param, rows, grad_rows), c);
+}
+
+template <class T>
+void sgd_update(Matrix<T> param, const PlannedGradient<T>& grad, const SgdConfig& c) {
+    sgd_rows(param, check_update(param, grad), c);
+}
+
+template <class T>
+void adagrad_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> sum_sq,
+                    const AdagradConfig& c) {
+    adagrad_rows(param, check_update(param, rows, grad_rows), sum_sq, c);
+}
+
+template <class T>
+void adagrad_update(Matrix<T> param, const PlannedGradient<T>& grad, Matrix<T> sum_sq,
+                    const AdagradConfig& c) {
+    adagrad_rows(param, check_update(param, grad), sum_sq, c);
+}
+
+template <class T>
+void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> m, Matrix<T> v,
+                 std::int64_t step, const AdamConfig& c, bool lazy, AdamRowDecay decay) {
+    adam_rows(param, check_update(param, rows, grad_rows), m, v, step, c, lazy, decay);
+}
+
+template <class T>
+void adam_update(Matrix<T> param, const PlannedGradient<T>& grad, Matrix<T> m, Matrix<T> v, std::int64_t step,
+                 const AdamConfig& c, bool lazy, AdamRowDecay decay) {
+    adam_rows(param, check_update(param, grad), m, v, step, c, lazy, decay);
+}
+
 #define MEPROP_INSTANTIATE_OPTIMIZERS(T)                                                                    \
     template void sgd_update<T>(Matrix<T>, RowGradientView, const T*, const SgdConfig&);                    \
     template void adagrad_update<T>(Matrix<T>, RowGradientView, const T*, Matrix<T>, const AdagradConfig&); \
     template void adam_update<T>(Matrix<T>, RowGradientView, const T*, Matrix<T>, Matrix<T>, std::int64_t,  \
+                                 const AdamConfig&, bool, AdamRowDecay);                                    \
+    template void sgd_update<T>(Matrix<T>, const PlannedGradient<T>&, const SgdConfig&);                    \
+    template void adagrad_update<T>(Matrix<T>, const PlannedGradient<T>&, Matrix<T>, const AdagradConfig&); \
+    template void adam_update<T>(Matrix<T>, const PlannedGradient<T>&, Matrix<T>, Matrix<T>, std::int64_t,  \
                                  const AdamConfig&, bool, AdamRowDecay);
 
 MEPROP_INSTANTIATE_OPTIMIZERS(float)

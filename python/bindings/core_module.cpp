@@ -21,8 +21,10 @@ PYBIND11_MODULE(_core, m) {
     m.def("set_num_threads", &meprop::set_num_threads, py::arg("n"),
           "Sets the number of OpenMP threads the kernels use.");
     m.def("get_num_threads", &meprop::num_threads, "The number of threads the kernels use.");
+    meprop_bindings::register_weight_gradient(m);
     meprop_bindings::register_topk(m);
     meprop_bindings::register_linear(m);
     meprop_bindings::register_optimizers(m);
     meprop_bindings::register_lstm(m);
+    meprop_bindings::register_pointwise(m);
 }

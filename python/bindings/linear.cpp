@@ -13,6 +13,7 @@
 
 #include "arrays.hpp"
 #include "register.hpp"
+#include "weight_gradient.hpp"
 
 namespace meprop_bindings {
 
@@ -183,7 +184,7 @@ py::tuple backward_dense_dw(BackwardArgs& a, std::optional<py::array> dx_out, st
 }
 
 template <class T>
-py::tuple backward_compact(BackwardArgs& a, bool input_grad) {
+py::tuple backward_compact(BackwardArgs& a, bool input_grad, bool defer_weight_grad) {
     const auto B = a.dy.shape(0), n_in = a.x.shape(1), n_out = a.dy.shape(1);
     // A first layer needs no dx: skip its cost entirely.
     py::array_t<T> dx(std::vector<py::ssize_t>{input_grad ? B : 0, n_in});
@@ -201,6 +202,12 @@ py::tuple backward_compact(BackwardArgs& a, bool input_grad) {
         meprop::bias_grad(a.bias == meprop::BiasGradient::dense ? view<T>(a.dy) : sel.grad, &sel.sets, a.bias,
                           dbp, false);
     }
+    py::object dx_or_none = input_grad ? py::object(dx) : py::object(py::none());
+    if (defer_weight_grad) {
+        WeightGradient deferred(std::move(*plan), a.x);
+        py::array rows = deferred.rows();
+        return py::make_tuple(dx_or_none, rows, py::cast(std::move(deferred)), db);
+    }
     // The number of touched rows is known only now; numpy owns the buffer.
     const auto m = static_cast<py::ssize_t>(plan->rows().size());
     py::array_t<T> dW_rows({m, n_in});
@@ -211,7 +218,7 @@ py::tuple backward_compact(BackwardArgs& a, bool input_grad) {
         py::gil_scoped_release unlocked;
         plan->compute(view<T>(a.x), out);
     }
-    return py::make_tuple(input_grad ? py::object(dx) : py::object(py::none()), rows, dW_rows, db);
+    return py::make_tuple(dx_or_none, rows, dW_rows, db);
 }
 
 template <class T>
@@ -334,25 +341,27 @@ void register_linear(py::module_& m) {
     m.def(
         "linear_backward_compact",
         [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k, const std::string& mode,
-           bool input_grad, const std::string& bias_grad, const std::string& method,
+           bool input_grad, bool defer_weight_grad, const std::string& bias_grad, const std::string& method,
            std::optional<py::array> memory, double memory_decay, py::handle indices) {
             auto a = parse_backward_args(dy, x, W, k, mode, bias_grad, method, !indices.is_none());
             parse_selection_args(a, std::move(memory), memory_decay, indices);
-            return a.precision == Precision::f32 ? backward_compact<float>(a, input_grad)
-                                                 : backward_compact<double>(a, input_grad);
+            return a.precision == Precision::f32 ? backward_compact<float>(a, input_grad, defer_weight_grad)
+                                                 : backward_compact<double>(a, input_grad, defer_weight_grad);
         },
         // input_grad may come by position: keyword arguments cost about half a
         // microsecond a call, a tenth of a meProp layer's backward at batch 10.
         py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(), py::arg("mode") = "per_example",
-        py::arg("input_grad") = true, py::kw_only(), py::arg("bias_grad") = "dense",
-        py::arg("method") = "auto", py::arg("memory") = py::none(), py::arg("memory_decay") = 1.0,
-        py::arg("indices") = py::none(),
+        py::arg("input_grad") = true, py::arg("defer_weight_grad") = false, py::kw_only(),
+        py::arg("bias_grad") = "dense", py::arg("method") = "auto", py::arg("memory") = py::none(),
+        py::arg("memory_decay") = 1.0, py::arg("indices") = py::none(),
         "meProp backward returning only the touched rows of dW: (dx, rows, dW_rows, db).\n\n"
         "dy (B, n_out), x (B, n_in), W (n_out, n_in): all float32 or all float64.\n"
         "Returns dx (B, n_in) or None (input_grad=False), rows (m,) int64 ascending,\n"
         "dW_rows (m, n_in) with dW[rows] = dW_rows, and db (n_out,).\n"
         "memory (n_out,): error feedback, updated in place (memory_decay in [0, 1]);\n"
-        "indices: the kept entries, (B, k) per example or (k,) unified, instead of top-k.");
+        "indices: the kept entries, (B, k) per example or (k,) unified, instead of top-k.\n"
+        "defer_weight_grad=True returns a WeightGradient in place of dW_rows: the optimizers'\n"
+        "fused updates compute each row while updating it (x must not change until then).");
     m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("W"), py::arg("b") = py::none(),
           py::kw_only(), py::arg("out") = py::none(),
           "y = x W^T + b for x (B, n_in), W (n_out, n_in), b (n_out,) or None: (B, n_out), "

@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "arrays.hpp"
 #include "register.hpp"
+#include "weight_gradient.hpp"
 
 namespace meprop_bindings {
 
@@ -18,8 +20,9 @@ namespace {
 // A parameter (1-D or 2-D) with its gradient rows and state buffers, checked.
 struct UpdateArgs {
     Precision precision;
-    py::array rows;       // int64 (m,)
-    py::array grad_rows;  // (m, cols)
+    py::array rows;                           // int64 (m,)
+    py::array grad_rows;                      // (m, cols), or none with `planned`
+    const WeightGradient* planned = nullptr;  // a fused update's gradient
 };
 
 UpdateArgs parse_update(py::array& param, py::handle rows_obj, py::handle grads_obj,
@@ -40,6 +43,29 @@ UpdateArgs parse_update(py::array& param, py::handle rows_obj, py::handle grads_
     }
     const auto cols = param.ndim() == 2 ? param.shape(1) : param.shape(0);
     const auto n_rows = param.ndim() == 2 ? param.shape(0) : 1;
+    if (py::isinstance<WeightGradient>(grads_obj)) {
+        u.planned = &grads_obj.cast<const WeightGradient&>();
+        if (u.planned->precision() != u.precision)
+            throw py::type_error("grad_rows must have the dtype of param");
+        if (u.planned->cols() != cols) {
+            throw py::value_error("grad_rows has " + std::to_string(u.planned->cols()) + " columns, param " +
+                                  std::to_string(cols));
+        }
+        const py::array& own = u.planned->rows();
+        if (own.shape(0) != u.rows.shape(0) ||
+            !std::equal(static_cast<const std::int64_t*>(own.data()),
+                        static_cast<const std::int64_t*>(own.data()) + own.shape(0),
+                        static_cast<const std::int64_t*>(u.rows.data()))) {
+            throw py::value_error("rows must be the WeightGradient's own rows");
+        }
+        for (std::size_t i = 0; i < state.size(); ++i) {
+            if (overlaps(*state[i], u.planned->x())) {
+                throw py::value_error(std::string(names[i]) + " overlaps the gradient's x");
+            }
+        }
+        if (overlaps(param, u.planned->x())) throw py::value_error("param overlaps the gradient's x");
+        return u;
+    }
     u.grad_rows = as_input(grads_obj, "grad_rows", 2);
     if (precision_of(u.grad_rows, "grad_rows") != u.precision) {
         throw py::type_error("grad_rows must have the dtype of param");
@@ -56,17 +82,27 @@ meprop::RowGradientView row_view(const UpdateArgs& u) {
     return {static_cast<const std::int64_t*>(u.rows.data()), static_cast<std::size_t>(u.rows.shape(0))};
 }
 
+// Calls update(gradient...) with the core's gradient arguments: (rows view,
+// gradient rows) for stored rows, a PlannedGradient for a fused update.
+template <class T, class Update>
+void with_gradient(const UpdateArgs& u, Update&& update) {
+    if (u.planned != nullptr) {
+        const meprop::PlannedGradient<T> g{&u.planned->plan<T>(), view<T>(u.planned->x())};
+        update(g);
+    } else {
+        update(row_view<T>(u), static_cast<const T*>(u.grad_rows.data()));
+    }
+}
+
 void sgd_update(py::array param, py::handle rows, py::handle grad_rows, double lr, double clip) {
     auto u = parse_update(param, rows, grad_rows, {}, {});
     const meprop::SgdConfig c{lr, clip};
     py::gil_scoped_release unlocked;
-    if (u.precision == Precision::f32) {
-        meprop::sgd_update(mutable_view<float>(param), row_view<float>(u),
-                           static_cast<const float*>(u.grad_rows.data()), c);
-    } else {
-        meprop::sgd_update(mutable_view<double>(param), row_view<double>(u),
-                           static_cast<const double*>(u.grad_rows.data()), c);
-    }
+    auto run = [&](auto zero) {
+        using T = decltype(zero);
+        with_gradient<T>(u, [&](auto&&... g) { meprop::sgd_update(mutable_view<T>(param), g..., c); });
+    };
+    u.precision == Precision::f32 ? run(0.0f) : run(0.0);
 }
 
 void adagrad_update(py::array param, py::handle rows, py::handle grad_rows, py::array sum_sq, double lr,
@@ -74,14 +110,13 @@ void adagrad_update(py::array param, py::handle rows, py::handle grad_rows, py::
     auto u = parse_update(param, rows, grad_rows, {&sum_sq}, {"sum_sq"});
     const meprop::AdagradConfig c{lr, eps, clip};
     py::gil_scoped_release unlocked;
-    if (u.precision == Precision::f32) {
-        meprop::adagrad_update(mutable_view<float>(param), row_view<float>(u),
-                               static_cast<const float*>(u.grad_rows.data()), mutable_view<float>(sum_sq), c);
-    } else {
-        meprop::adagrad_update(mutable_view<double>(param), row_view<double>(u),
-                               static_cast<const double*>(u.grad_rows.data()), mutable_view<double>(sum_sq),
-                               c);
-    }
+    auto run = [&](auto zero) {
+        using T = decltype(zero);
+        with_gradient<T>(u, [&](auto&&... g) {
+            meprop::adagrad_update(mutable_view<T>(param), g..., mutable_view<T>(sum_sq), c);
+        });
+    };
+    u.precision == Precision::f32 ? run(0.0f) : run(0.0);
 }
 
 // A float64 array of one factor per row of param, written in place.
@@ -115,15 +150,14 @@ void adam_update(py::array param, py::handle rows, py::handle grad_rows, py::arr
     }
     const meprop::AdamConfig c{lr, beta1, beta2, eps, clip};
     py::gil_scoped_release unlocked;
-    if (u.precision == Precision::f32) {
-        meprop::adam_update(mutable_view<float>(param), row_view<float>(u),
-                            static_cast<const float*>(u.grad_rows.data()), mutable_view<float>(m),
-                            mutable_view<float>(v), step, c, lazy, decay);
-    } else {
-        meprop::adam_update(mutable_view<double>(param), row_view<double>(u),
-                            static_cast<const double*>(u.grad_rows.data()), mutable_view<double>(m),
-                            mutable_view<double>(v), step, c, lazy, decay);
-    }
+    auto run = [&](auto zero) {
+        using T = decltype(zero);
+        with_gradient<T>(u, [&](auto&&... g) {
+            meprop::adam_update(mutable_view<T>(param), g..., mutable_view<T>(m), mutable_view<T>(v), step, c,
+                                lazy, decay);
+        });
+    };
+    u.precision == Precision::f32 ? run(0.0f) : run(0.0);
 }
 
 }  // namespace
@@ -131,16 +165,18 @@ void adam_update(py::array param, py::handle rows, py::handle grad_rows, py::arr
 void register_optimizers(py::module_& m) {
     m.def("sgd_update", &sgd_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"), py::arg("lr"),
           py::arg("clip") = 0.0,
-          "In place: param[rows] -= lr * grad_rows (gradient clipped to +-clip when clip > 0).");
+          "In place: param[rows] -= lr * grad_rows (gradient clipped to +-clip when clip > 0).\n"
+          "grad_rows may be a WeightGradient (with rows its .rows): a fused update.");
     m.def("adagrad_update", &adagrad_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"),
           py::arg("sum_sq"), py::arg("lr"), py::arg("eps") = 1e-6, py::arg("clip") = 0.0,
-          "In place AdaGrad step on the given rows.");
+          "In place AdaGrad step on the given rows; grad_rows may be a WeightGradient (fused).");
     m.def("adam_update", &adam_update, py::arg("param"), py::arg("rows"), py::arg("grad_rows"), py::arg("m"),
           py::arg("v"), py::arg("step"), py::arg("lr") = 1e-3, py::arg("beta1") = 0.9,
           py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("clip") = 0.0, py::arg("lazy") = false,
           py::arg("decay1") = py::none(), py::arg("decay2") = py::none(),
           "In place Adam step; lazy=False also moves rows without gradient (zero gradient). "
-          "decay1/decay2: float64 per-row factors for deferring the moments' decay.");
+          "decay1/decay2: float64 per-row factors for deferring the moments' decay. "
+          "grad_rows may be a WeightGradient (fused).");
 }
 
 }  // namespace meprop_bindings

@@ -59,18 +59,18 @@ def linear_backward_compact(
     kept entries instead of a top-k ((B, k) per example, (k,) unified; then
     ``k`` is None). docs/python-api.md gives the rules.
     """
-    return CompactGradients(
-        *_core.linear_backward_compact(
-            dy,
-            x,
-            W,
-            k,
-            mode,
-            input_grad,
-            bias_grad=bias_grad,
-            method=method,
-            memory=memory,
-            memory_decay=memory_decay,
-            indices=indices,
-        )
+    dx, rows, dW_rows, db = _core.linear_backward_compact(
+        dy,
+        x,
+        W,
+        k,
+        mode,
+        input_grad,
+        bias_grad=bias_grad,
+        method=method,
+        memory=memory,
+        memory_decay=memory_decay,
+        indices=indices,
     )
+    assert isinstance(dW_rows, np.ndarray)  # computed: not deferred
+    return CompactGradients(dx, rows, dW_rows, db)

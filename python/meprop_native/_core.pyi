@@ -21,6 +21,22 @@ _AnyFloatArray: TypeAlias = NDArray[np.floating[Any]]
 
 __version__: str
 
+class WeightGradient:
+    """The touched rows of a meProp dW, not computed yet (linear_backward_compact(...,
+    defer_weight_grad=True)): sgd_update, adagrad_update and adam_update take it as
+    grad_rows (with its rows) and compute each row while updating it. It holds the
+    layer input x, which must not change before the update."""
+
+    @property
+    def rows(self) -> NDArray[np.int64]: ...
+    @property
+    def shape(self) -> tuple[int, int]: ...
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+    def materialize(self) -> _AnyFloatArray:
+        """The gradient rows, (len(rows), n_in), in a new array."""
+    def __array__(self, dtype: Any = None, copy: Any = None) -> _AnyFloatArray: ...
+
 # ---- top-k -------------------------------------------------------------------
 
 def topk(a: ArrayLike, k: _Int, method: str = "auto") -> NDArray[np.int64]:
@@ -77,14 +93,17 @@ def linear_backward_compact(
     k: _Int | None = None,
     mode: str = "per_example",
     input_grad: bool = True,
+    defer_weight_grad: bool = False,
     *,
     bias_grad: str = "dense",
     method: str = "auto",
     memory: NDArray[_Float] | None = None,
     memory_decay: float = 1.0,
     indices: NDArray[np.int64] | None = None,
-) -> tuple[NDArray[_Float] | None, NDArray[np.int64], NDArray[_Float], NDArray[_Float]]:
+) -> tuple[NDArray[_Float] | None, NDArray[np.int64], NDArray[_Float] | WeightGradient, NDArray[_Float]]:
     """meProp backward with only the touched rows of dW: (dx or None, rows (m,), dW_rows (m, n_in), db).
+
+    defer_weight_grad: dW_rows comes as a WeightGradient, computed by the optimizers' fused updates.
 
     memory (n_out,): error feedback, updated in place (memory_decay in [0, 1]).
     indices: the kept entries, (B, k) per example or (k,) unified, instead of top-k (k None).
@@ -98,13 +117,14 @@ def linear_backward_compact(
     k: _Int | None = None,
     mode: str = "per_example",
     input_grad: bool = True,
+    defer_weight_grad: bool = False,
     *,
     bias_grad: str = "dense",
     method: str = "auto",
     memory: _AnyFloatArray | None = None,
     memory_decay: float = 1.0,
     indices: ArrayLike | None = None,
-) -> tuple[_AnyFloatArray | None, NDArray[np.int64], _AnyFloatArray, _AnyFloatArray]: ...
+) -> tuple[_AnyFloatArray | None, NDArray[np.int64], _AnyFloatArray | WeightGradient, _AnyFloatArray]: ...
 def linear_backward_into(
     dy: ArrayLike,
     x: ArrayLike,
@@ -156,13 +176,15 @@ def linear_forward_uses_avx512() -> bool:
 # strictly ascending; grad_rows: (len(rows), cols) of param's dtype; the state
 # arrays (sum_sq, m, v): param's shape and dtype.
 
-def sgd_update(param: _AnyFloatArray, rows: ArrayLike, grad_rows: ArrayLike, lr: _Real, clip: _Real = 0.0) -> None:
+def sgd_update(
+    param: _AnyFloatArray, rows: ArrayLike, grad_rows: ArrayLike | WeightGradient, lr: _Real, clip: _Real = 0.0
+) -> None:
     """In place: param[rows] -= lr * grad_rows (clipped to +-clip when clip > 0)."""
 
 def adagrad_update(
     param: _AnyFloatArray,
     rows: ArrayLike,
-    grad_rows: ArrayLike,
+    grad_rows: ArrayLike | WeightGradient,
     sum_sq: _AnyFloatArray,
     lr: _Real,
     eps: _Real = 1e-06,
@@ -173,7 +195,7 @@ def adagrad_update(
 def adam_update(
     param: _AnyFloatArray,
     rows: ArrayLike,
-    grad_rows: ArrayLike,
+    grad_rows: ArrayLike | WeightGradient,
     m: _AnyFloatArray,
     v: _AnyFloatArray,
     step: _Int,
@@ -240,3 +262,16 @@ def lstm_backward(
     multiple of 4), as an LSTM with one weight matrix per gate would.
     memory_decay > 0: error feedback through time within each sequence.
     """
+
+# ---- per-element layers ------------------------------------------------------
+
+def relu_forward(x: NDArray[_Float], *, out: NDArray[_Float] | None = None) -> NDArray[_Float]:
+    """max(x, 0) element-wise (any shape; NaN kept), into out if given (it may be x)."""
+
+def relu_backward(dy: NDArray[_Float], y: NDArray[_Float], *, out: NDArray[_Float] | None = None) -> NDArray[_Float]:
+    """dy * (y > 0) with y the forward's output, into out if given (it may be dy)."""
+
+def softmax_cross_entropy(
+    logits: NDArray[_Float], labels: ArrayLike, divisor: _Real | None = None
+) -> tuple[float, NDArray[_Float]]:
+    """(mean cross-entropy, gradient (softmax - onehot) / divisor (default B)) of logits (B, C), labels (B,)."""

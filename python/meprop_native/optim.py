@@ -11,6 +11,7 @@ element to [-clip, clip] first (the paper used 5).
 from __future__ import annotations
 
 import math
+from typing import Union
 
 import numpy as np
 
@@ -18,6 +19,8 @@ from . import _core
 from .nn.parameter import Parameter
 
 _NO_ROWS = np.zeros(0, dtype=np.int64)
+# Gradient rows as the native updates take them: computed, or deferred (fused).
+_Gradient = Union[np.ndarray, _core.WeightGradient]
 
 
 class Optimizer:
@@ -49,18 +52,21 @@ class Optimizer:
         self.steps = step
 
     @staticmethod
-    def _gradient(i: int, p: Parameter) -> tuple[np.ndarray, np.ndarray]:
+    def _gradient(i: int, p: Parameter) -> tuple[np.ndarray, _Gradient]:
         """Parameter i's (rows, grad rows), checked as the native update would check them.
 
         On the hot path of every step, so the checks are the cheap ones:
-        ascending rows make the first and last the range to check.
+        ascending rows make the first and last the range to check. A deferred
+        gradient (``_core.WeightGradient``) stays deferred: the native update
+        computes its rows while updating them.
         """
         matrix = p.matrix()
         rows = p.grad_rows if p.grad_rows is not None else _NO_ROWS
-        grad = p.grad if p.grad is not None else np.zeros((0, matrix.shape[1]), p.value.dtype)
+        given = p.update_grad
+        grad = given if given is not None else np.zeros((0, matrix.shape[1]), p.value.dtype)
         if not isinstance(rows, np.ndarray) or rows.dtype != np.int64 or rows.ndim != 1:
             raise TypeError(f"parameter {i} ({p.name}): gradient rows must be a 1-D int64 array")
-        if not isinstance(grad, np.ndarray) or grad.dtype != p.value.dtype:
+        if not isinstance(grad, (np.ndarray, _core.WeightGradient)) or grad.dtype != p.value.dtype:
             raise TypeError(f"parameter {i} ({p.name}): gradient must be an array of dtype {p.value.dtype}")
         if grad.shape != (rows.shape[0], matrix.shape[1]):
             raise ValueError(f"parameter {i} ({p.name}): gradient must be {rows.shape[0]} x {matrix.shape[1]}")
@@ -76,7 +82,7 @@ class Optimizer:
         for p in self.params:
             p.zero_grad()
 
-    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray, step: int) -> None:
+    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: _Gradient, step: int) -> None:
         raise NotImplementedError
 
     def state_arrays(self) -> dict[str, np.ndarray]:
@@ -107,7 +113,7 @@ class Optimizer:
 class SGD(Optimizer):
     """param -= lr * grad."""
 
-    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray, step: int) -> None:
+    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: _Gradient, step: int) -> None:
         if len(rows):
             _core.sgd_update(p.matrix(), rows, grad, self.lr, self.clip)
 
@@ -120,7 +126,7 @@ class AdaGrad(Optimizer):
         self.eps = eps
         self.sum_sq = [np.zeros_like(p.matrix()) for p in self.params]
 
-    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray, step: int) -> None:
+    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: _Gradient, step: int) -> None:
         if len(rows):
             _core.adagrad_update(p.matrix(), rows, grad, self.sum_sq[i], self.lr, self.eps, self.clip)
 
@@ -161,7 +167,7 @@ class Adam(Optimizer):
         self.decay1 = [np.ones(p.matrix().shape[0]) for p in self.params]
         self.decay2 = [np.ones(p.matrix().shape[0]) for p in self.params]
 
-    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: np.ndarray, step: int) -> None:
+    def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: _Gradient, step: int) -> None:
         if self.lazy and not len(rows):
             return
         _core.adam_update(

@@ -74,7 +74,12 @@ class WeightGradPlan {
     WeightGradPlan(ConstMatrix<T> dy, IndexSets s);
 
     const std::vector<std::int64_t>& rows() const { return units_; }
-    void compute(ConstMatrix<T> x, Matrix<T> out) const;    // out = gradient rows
+    std::size_t batch() const { return batch_; }
+    void compute(ConstMatrix<T> x, Matrix<T> out) const;  // out = gradient rows
+    // Rows [first, last) of rows() into out ((last - first) x n_in), on the
+    // calling thread, bit for bit as compute() writes them: the fused
+    // optimizer updates compute a few rows at a time in cache (optimizers.hpp).
+    void compute_rows(ConstMatrix<T> x, std::size_t first, std::size_t last, Matrix<T> out) const;
     void accumulate(ConstMatrix<T> x, Matrix<T> dW) const;  // dW[rows] += ...
 
   private:

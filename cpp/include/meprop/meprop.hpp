@@ -9,6 +9,7 @@
 #include "meprop/matrix.hpp"
 #include "meprop/memory.hpp"
 #include "meprop/optimizers.hpp"
+#include "meprop/pointwise.hpp"
 #include "meprop/threading.hpp"
 #include "meprop/topk.hpp"
 #include "meprop/version.hpp"

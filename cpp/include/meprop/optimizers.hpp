@@ -11,6 +11,12 @@
 // gradient (the paper's code: under Adam they still move through the
 // moments); with `lazy` true only the listed rows are touched.
 //
+// Fused updates take a linear layer's weight-gradient plan and its input x
+// instead of the gradient rows (PlannedGradient): each thread computes a few
+// gradient rows at a time into a buffer that stays in cache and updates them
+// at once, so the rows are never written to memory and read back. The result
+// is bit for bit that of computing the rows with the plan and passing them.
+//
 // While an update runs, subnormal numbers (below 1.2e-38 in float) count as
 // zero, on x86: Adam's decaying moments reach them, and each operation on one
 // is slow enough to halve the update's speed. Only values under the normal
@@ -20,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "meprop/linear_backward.hpp"
 #include "meprop/matrix.hpp"
 
 namespace meprop {
@@ -27,6 +34,15 @@ namespace meprop {
 struct RowGradientView {
     const std::int64_t* rows = nullptr;  // ascending row ids
     std::size_t count = 0;
+};
+
+// The gradient rows of a fused update: plan->rows() are the row ids, and the
+// rows themselves are mask_S(dy)^T x, computed from the plan while updating.
+// x (batch x param.cols) must hold what the plan was made for.
+template <class T>
+struct PlannedGradient {
+    const WeightGradPlan<T>* plan = nullptr;
+    ConstMatrix<T> x;
 };
 
 struct SgdConfig {
@@ -51,11 +67,16 @@ struct AdamConfig {
 // param -= lr * g. Rows without gradient do not move, lazy or not.
 template <class T>
 void sgd_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, const SgdConfig& c);
+template <class T>
+void sgd_update(Matrix<T> param, const PlannedGradient<T>& grad, const SgdConfig& c);
 
 // sum_sq += g^2; param -= lr * g / (sqrt(sum_sq) + eps). Rows without
 // gradient do not move, lazy or not.
 template <class T>
 void adagrad_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> sum_sq,
+                    const AdagradConfig& c);
+template <class T>
+void adagrad_update(Matrix<T> param, const PlannedGradient<T>& grad, Matrix<T> sum_sq,
                     const AdagradConfig& c);
 
 // Deferred decay of Adam's moments, one factor pair per row of the parameter:
@@ -81,5 +102,8 @@ struct AdamRowDecay {
 template <class T>
 void adam_update(Matrix<T> param, RowGradientView rows, const T* grad_rows, Matrix<T> m, Matrix<T> v,
                  std::int64_t step, const AdamConfig& c, bool lazy, AdamRowDecay decay = {});
+template <class T>
+void adam_update(Matrix<T> param, const PlannedGradient<T>& grad, Matrix<T> m, Matrix<T> v, std::int64_t step,
+                 const AdamConfig& c, bool lazy, AdamRowDecay decay = {});
 
 }  // namespace meprop

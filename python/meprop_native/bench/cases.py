@@ -138,7 +138,8 @@ def step_case(s: Shape, rng: np.random.Generator, torch: Any) -> dict[str, Calls
     cases: dict[str, Calls] = {}
     for name, k in (("meprop", s.k), ("meprop dense", None)):
         model = mlp(sizes, k=k, dtype=s.dtype)
-        optimizer = Adam(model.parameters())
+        # As `meprop train mnist`: lazy Adam for meProp (the same update for dense).
+        optimizer = Adam(model.parameters(), lazy=k is not None)
         cases[name] = [partial(_library_step, model, optimizer, x, y) for x, y in batches]
     numpy_mlp = NumpyMlp(sizes, s.dtype, rng)
     cases["numpy"] = [partial(numpy_mlp.step, x, y) for x, y in batches]

@@ -54,6 +54,12 @@ class Linear(Module):
         selection: options of :class:`meprop_native.nn.Selection` beyond k and
             the mode (error feedback, adaptive k, warm-up, random selection),
             as a dict; the layer builds its own Selection from them.
+        fused_update: hand the weight gradient to the optimizer deferred, so
+            that its update computes each touched row in cache while updating
+            it, never writing the rows out (bit for bit the same result). Off
+            by default: where the rows fit in L2, as on the machines measured
+            (docs/benchmarks.md, "Fused updates"), it is no faster. The input
+            kept from the forward must not be changed before the step.
 
     ``backward_seconds`` accumulates the wall time of the backward kernel: the
     paper's "backprop time" of the linear transformations.
@@ -70,6 +76,7 @@ class Linear(Module):
         dtype: type = np.float32,
         init: str = "pytorch",
         selection: dict | None = None,
+        fused_update: bool = False,
     ) -> None:
         check_mode(mode)
         check_layer({"in_features": in_features, "out_features": out_features}, k, init, dtype)
@@ -84,6 +91,7 @@ class Linear(Module):
         self.weight = Parameter("weight", init_weight(rng, shape, in_features, out_features, init, dtype))
         self.bias = Parameter("bias", init_bias(rng, out_features, in_features, init, dtype)) if bias else None
         self.backward_seconds = 0.0
+        self.fused_update = fused_update
         self._x: np.ndarray | None = None
         self._all_rows = np.arange(1, dtype=np.int64)
 
@@ -129,7 +137,7 @@ class Linear(Module):
         start = time.perf_counter()
         world = self.world
         if world is None or not world.distributed:
-            dx, rows, dW_rows, db = self._backward_kernel(dy, self._x, input_grad)
+            dx, rows, dW_rows, db = self._backward_kernel(dy, self._x, input_grad, self.fused_update)
         else:
             exchanged = world.seconds
             dx, rows, dW_rows, db = self._backward_exchanged(world, dy, input_grad)
@@ -141,9 +149,12 @@ class Linear(Module):
         return dx
 
     def _backward_kernel(
-        self, dy: np.ndarray, x: np.ndarray, input_grad: bool
-    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
-        """Selection, dx, the touched rows of dW and db for this (dy, x): (dx, rows, dW_rows, db)."""
+        self, dy: np.ndarray, x: np.ndarray, input_grad: bool, defer: bool = False
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | _core.WeightGradient, np.ndarray]:
+        """Selection, dx, the touched rows of dW and db for this (dy, x): (dx, rows, dW_rows, db).
+
+        ``defer``: dW_rows comes deferred (a ``_core.WeightGradient``) for a fused update.
+        """
         sel = self.selection
         k = sel.step_k(dy)
         mode = "dense" if k >= self.out_features else self.mode
@@ -153,7 +164,7 @@ class Linear(Module):
         # a Python-level wrapper would be a measurable share of it.
         if memory is None and (sel.select == "topk" or mode == "dense"):
             result = _core.linear_backward_compact(
-                dy, x, self.weight.value, None if mode == "dense" else k, mode, input_grad
+                dy, x, self.weight.value, None if mode == "dense" else k, mode, input_grad, defer
             )
         else:
             indices = sel.random_indices(len(dy), k) if sel.select == "random" and mode != "dense" else None
@@ -164,6 +175,7 @@ class Linear(Module):
                 None if mode == "dense" or indices is not None else k,
                 mode,
                 input_grad,
+                defer,
                 memory=memory,
                 memory_decay=sel.memory_decay,
                 indices=indices,
@@ -189,19 +201,19 @@ class Linear(Module):
 
     def _backward_exchanged(
         self, world: World, dy: np.ndarray, input_grad: bool
-    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | _core.WeightGradient, np.ndarray]:
         """The backward of a rank's shard, exchanging with the other ranks."""
         assert self._x is not None
         rows = world.batch_rows
         if self.exchanges_factors():
             dy_all = world.gather_rows(dy, rows)
             x_all = world.gather_rows(self._x, rows)
-            dx, touched, dW_rows, db = self._backward_kernel(dy_all, x_all, input_grad)
+            dx, touched, dW_rows, db = self._backward_kernel(dy_all, x_all, input_grad, self.fused_update)
             lo, hi = world.shard(rows)
             return (None if dx is None else dx[lo:hi]), touched, dW_rows, db
         dx, touched, dW_rows, db = self._backward_kernel(dy, self._x, input_grad)
         dW = np.zeros_like(self.weight.value)
-        dW[touched] = dW_rows
+        dW[touched] = dW_rows  # computed rows: a layer that sums over ranks is never deferred
         dW = world.allreduce_sum(dW)
         db = world.allreduce_sum(db)
         return dx, np.arange(self.out_features, dtype=np.int64), dW, db

@@ -83,9 +83,10 @@ def add_optimisation_arguments(
     batch: tuple[int, str],
     epochs: tuple[int, str],
     lazy: bool = True,
+    lazy_default: bool = False,
 ) -> argparse._ArgumentGroup:
     """The "optimisation" group every task shares: optimizer, learning rate, clipping,
-    (lazy Adam), mini-batch size, epochs and seed. ``batch`` and ``epochs`` are each a
+    (lazy Adam, on by default where ``lazy_default``), mini-batch size, epochs and seed. ``batch`` and ``epochs`` are each a
     default and the help text that says what it is."""
     group = parser.add_argument_group("optimisation")
     group.add_argument(
@@ -95,7 +96,7 @@ def add_optimisation_arguments(
     group.add_argument("--lr", type=float, default=None, help=f"learning rate (default: {rates})")
     add_clip_argument(group)
     if lazy:
-        add_lazy_argument(group)
+        add_lazy_argument(group, lazy_default)
     group.add_argument("--batch-size", type=count(1), default=batch[0], help=batch[1])
     group.add_argument("--epochs", type=count(1), default=epochs[0], help=epochs[1])
     group.add_argument(
@@ -104,12 +105,14 @@ def add_optimisation_arguments(
     return group
 
 
-def add_lazy_argument(group: argparse._ArgumentGroup) -> None:
-    """--lazy: Adam moves only the rows that received gradient."""
+def add_lazy_argument(group: argparse._ArgumentGroup, default: bool = False) -> None:
+    """--lazy / --no-lazy: whether Adam moves only the rows that received gradient."""
     group.add_argument(
         "--lazy",
-        action="store_true",
-        help="Adam: update only rows that received gradient (default: every row, as the paper)",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help="Adam: update only rows that received gradient; --no-lazy: every row, as the paper's code "
+        + ("(default: lazy, see docs/results.md)" if default else "(the default)"),
     )
 
 
