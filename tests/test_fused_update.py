@@ -107,8 +107,12 @@ def test_weight_gradient_materializes_the_rows_the_unfused_backward_returns():
     x, W, dy = _factors(rng, 5, 23, 11, np.float32)
     memory_a, memory_b = np.zeros(11, np.float32), np.zeros(11, np.float32)
     _, rows, dW_rows, _ = _core.linear_backward_compact(dy, x, W, 3, "per_example", False, memory=memory_a)
-    _, rows_d, deferred, _ = _core.linear_backward_compact(dy, x, W, 3, "per_example", False, True, memory=memory_b)
+    _, deferred_rows, deferred, _ = _core.linear_backward_compact(
+        dy, x, W, 3, "per_example", False, True, memory=memory_b
+    )
     np.testing.assert_array_equal(memory_a, memory_b)  # error feedback runs in the backward either way
+    np.testing.assert_array_equal(deferred_rows, rows)
+    np.testing.assert_array_equal(deferred.rows, rows)
     assert deferred.shape == dW_rows.shape and deferred.dtype == np.float32
     np.testing.assert_array_equal(deferred.materialize(), dW_rows)
     np.testing.assert_array_equal(np.asarray(deferred), dW_rows)

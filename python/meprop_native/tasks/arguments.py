@@ -86,8 +86,9 @@ def add_optimisation_arguments(
     lazy_default: bool = False,
 ) -> argparse._ArgumentGroup:
     """The "optimisation" group every task shares: optimizer, learning rate, clipping,
-    (lazy Adam, on by default where ``lazy_default``), mini-batch size, epochs and seed. ``batch`` and ``epochs`` are each a
-    default and the help text that says what it is."""
+    (lazy Adam, on by default where ``lazy_default``), mini-batch size, epochs and
+    seed. ``batch`` and ``epochs`` are each a default and the help text that says
+    what it is."""
     group = parser.add_argument_group("optimisation")
     group.add_argument(
         "--optimizer", choices=sorted(OPTIMIZERS), default=default_optimizer, help=f"default {default_optimizer}"
