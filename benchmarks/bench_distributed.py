@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -30,22 +29,15 @@ import tempfile
 from pathlib import Path
 
 from meprop_native.bench.timing import cpu_model
+from meprop_native.distributed import find_mpiexec, launch_environment
 from meprop_native.train.atomic import write_json
 
 
 def mpiexec() -> str:
-    beside = Path(sys.executable).parent / "mpiexec"
-    found = str(beside) if beside.is_file() else shutil.which("mpiexec")
+    found = find_mpiexec()
     if found is None:
         sys.exit("bench_distributed: no mpiexec beside this Python or on PATH: pip install '.[mpi]'")
     return found
-
-
-def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_"))}
-    if os.geteuid() == 0:  # Open MPI refuses root unless told twice
-        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    return env
 
 
 def run(ranks: int, mode: str, args: argparse.Namespace, out: Path) -> dict:
@@ -56,7 +48,7 @@ def run(ranks: int, mode: str, args: argparse.Namespace, out: Path) -> dict:
     command += ["--steps-per-epoch", str(args.steps)] if args.steps else []
     if ranks > 1:
         command = [mpiexec(), "--oversubscribe", "-n", str(ranks), *command]
-    result = subprocess.run(command, env=environment(), capture_output=True, text=True)
+    result = subprocess.run(command, env=launch_environment(), capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"bench_distributed: {' '.join(command)} failed:\n{result.stderr[-3000:]}")
     summary = json.loads((out / "summary.json").read_text())

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from meprop_native.distributed import LocalWorld, current_world, launched_by_mpi, shard_bounds
+from meprop_native.distributed import (
+    LocalWorld,
+    current_world,
+    find_mpiexec,
+    launch_environment,
+    launched_by_mpi,
+    shard_bounds,
+)
 from meprop_native.nn import mlp, softmax_cross_entropy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,9 +36,7 @@ WORKER = ROOT / "tests" / "mpi_worker.py"
 REAL_DATA = ROOT.parent / "shared" / "data"
 
 
-def _mpiexec() -> str | None:
-    beside = Path(sys.executable).parent / "mpiexec"
-    return str(beside) if beside.is_file() else shutil.which("mpiexec")
+_mpiexec = find_mpiexec
 
 
 def _mpi_missing() -> str | None:
@@ -49,11 +53,7 @@ needs_mpi = pytest.mark.skipif(_mpi_missing() is not None, reason=str(_mpi_missi
 
 
 def _environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_"))}
-    if os.geteuid() == 0:  # Open MPI refuses root unless told twice
-        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    env["OMP_NUM_THREADS"] = "1"
-    return env
+    return launch_environment(threads=1)
 
 
 def _launch(ranks: int | None, command: list[str], **kwargs) -> subprocess.CompletedProcess:

@@ -9,6 +9,7 @@ and nothing here imports MPI.
 
 from __future__ import annotations
 
+from .launch import find_mpiexec, launch_environment
 from .world import (
     LocalWorld,
     MPIWorld,
@@ -26,6 +27,8 @@ __all__ = [
     "World",
     "abort_job",
     "current_world",
+    "find_mpiexec",
+    "launch_environment",
     "launched_by_mpi",
     "run_or_abort",
     "shard_bounds",
