@@ -20,7 +20,7 @@ from .arguments import (
 )
 from .training import build_optimizer, fit_and_save, learning_rate, train_config
 
-HELP = "MLP on MNIST (the paper's 784-500-500-10, batch 10; default: Adam, k=25 with error feedback)"
+HELP = "MLP on MNIST (the paper's 784-500-500-10, batch 10; default: lazy Adam, k=25 with error feedback)"
 
 # k of the hidden layers by default, per optimizer: under Adam, with error
 # feedback (0.8), k=25 came closest to dense accuracy of the settings at <= 5 %
