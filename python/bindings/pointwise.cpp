@@ -32,14 +32,19 @@ meprop::Matrix<T> flat_mutable(py::array& a) {
     return {static_cast<T*>(a.mutable_data()), 1, static_cast<std::size_t>(a.size())};
 }
 
-py::array relu_forward(py::handle x_obj, std::optional<py::array> out) {
-    py::array x = py::isinstance<py::array>(x_obj) ? py::reinterpret_borrow<py::array>(x_obj)
-                                                   : py::array::ensure(x_obj);
-    if (!x) {
+// as_input for element-wise layers, which take an array of any rank.
+py::array as_input_any_rank(py::handle obj, const char* name) {
+    py::array a =
+        py::isinstance<py::array>(obj) ? py::reinterpret_borrow<py::array>(obj) : py::array::ensure(obj);
+    if (!a) {
         PyErr_Clear();
-        throw py::type_error("x is not convertible to a numpy array");
+        throw py::type_error(std::string(name) + " is not convertible to a numpy array");
     }
-    x = as_input(x, "x", x.ndim());
+    return as_input(a, name, a.ndim());
+}
+
+py::array relu_forward(py::handle x_obj, std::optional<py::array> out) {
+    py::array x = as_input_any_rank(x_obj, "x");
     const Precision p = precision_of(x, "x");
     py::array y = output_like(x, p, out, "out");
     py::gil_scoped_release unlocked;
@@ -51,13 +56,7 @@ py::array relu_forward(py::handle x_obj, std::optional<py::array> out) {
 }
 
 py::array relu_backward(py::handle dy_obj, py::handle y_obj, std::optional<py::array> out) {
-    py::array y = py::isinstance<py::array>(y_obj) ? py::reinterpret_borrow<py::array>(y_obj)
-                                                   : py::array::ensure(y_obj);
-    if (!y) {
-        PyErr_Clear();
-        throw py::type_error("y is not convertible to a numpy array");
-    }
-    y = as_input(y, "y", y.ndim());
+    py::array y = as_input_any_rank(y_obj, "y");
     py::array dy = as_input(dy_obj, "dy", y.ndim());
     const Precision p = precision_of(y, "y");
     if (precision_of(dy, "dy") != p) throw py::type_error("dy and y must have the same dtype");
