@@ -658,3 +658,40 @@ def test_each_task_has_its_own_memory_decay_defaults(task, optimizer, decay):
     assert default_memory_decay(args) == 0.3
     shown = build_parser().parse_args(["train", task]).memory_decay_defaults
     assert shown[optimizer] == decay
+
+
+# ---- meSimp --------------------------------------------------------------------------
+
+
+def test_simplify_run_shrinks_and_resumes(tmp_path, generated_data, unverified_loader, capsys):
+    out = tmp_path / "run"
+    args = ["train", "mnist", "--data-dir", generated_data, "--out", out, "--epochs", "1", "--simplify"]
+    args += ["--hidden", "200", "--no-progress", "--steps-per-epoch", "20", "--train-limit", "200"]
+    args += ["--simplify-per-epoch", "4", "--simplify-fraction", "0.5"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    # meSimp's own setting where no option says otherwise: k=160, no error feedback
+    assert summary["run"]["k"] == 160 and summary["run"]["selection"]["memory_decay"] == 0.0
+    assert summary["run"]["simplify"] == {"fraction": 0.5, "per_epoch": 4, "cycle": 5, "reset_optimizer": True}
+    simplified = summary["simplify"]
+    assert simplified["initial_sizes"] == [200, 200]
+    assert all(size < 200 for size in simplified["final_sizes"])
+    assert {f["batch"] for f in simplified["forward"]} == {10, 1000}
+    with np.load(out / "best_model.npz") as best:
+        assert best["0.weight"].shape == (simplified["sizes_at_best"][0], 784)
+    args[args.index("--epochs") + 1] = "2"
+    code, _, err = run_cli(args + ["--resume"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--mode", "dense"], "needs a meProp --mode"), (["--simplify-fraction", "1.5"], "fraction")],
+)
+def test_bad_simplify_options_are_named(tmp_path, generated_data, unverified_loader, capsys, extra, message):
+    args = ["train", "mnist", "--data-dir", generated_data, "--out", tmp_path / "o", "--simplify", *SMALL, *extra]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2
+    assert message in err

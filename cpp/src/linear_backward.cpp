@@ -40,6 +40,16 @@ void validate_index_sets(IndexSets s, std::size_t batch, std::size_t n_out) {
     }
 }
 
+void count_selected(IndexSets s, std::size_t batch, std::size_t n_out, std::int64_t* counts) {
+    validate_index_sets(s, batch, n_out);
+    if (counts == nullptr) detail::fail("count_selected: counts is a null pointer");
+    const auto per_set = static_cast<std::int64_t>(s.sets == 1 ? batch : 1);
+    for (std::size_t r = 0; r < s.sets; ++r) {
+        const std::int64_t* ids = s.ids + r * s.k;
+        for (std::size_t t = 0; t < s.k; ++t) counts[ids[t]] += per_set;
+    }
+}
+
 namespace {
 
 // The entries of mask_S(dy) grouped by example: row b holds (S_b[t], dy[b, S_b[t]]).

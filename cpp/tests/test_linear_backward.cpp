@@ -163,3 +163,17 @@ TEST(index_sets_are_validated) {
                                          ConstMatrix<double>{x.data(), 4, 3},
                                          ConstMatrix<double>{W.data(), 10, 3}, 11));
 }
+
+TEST(count_selected_adds_one_per_example_that_kept_a_unit) {
+    // Two examples with their own sets, then one set shared by three examples.
+    const std::int64_t per_example[] = {0, 3, 3, 4};
+    std::vector<std::int64_t> counts(5, 1);
+    meprop::count_selected({per_example, 2, 2}, 2, 5, counts.data());
+    CHECK((counts == std::vector<std::int64_t>{2, 1, 1, 3, 2}));
+    const std::int64_t shared[] = {1, 2};
+    meprop::count_selected({shared, 1, 2}, 3, 5, counts.data());
+    CHECK((counts == std::vector<std::int64_t>{2, 4, 4, 3, 2}));
+    const std::int64_t unsorted[] = {2, 1};
+    CHECK_THROWS(meprop::count_selected({unsorted, 1, 2}, 3, 5, counts.data()));
+    CHECK_THROWS(meprop::count_selected({shared, 1, 2}, 3, 5, nullptr));
+}

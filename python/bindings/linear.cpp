@@ -29,13 +29,27 @@ struct BackwardArgs {
     std::optional<py::array> memory;  // error feedback: one entry per output unit
     double memory_decay = 1.0;
     std::optional<py::array> indices;  // given index sets instead of a selection (a private copy)
+    std::optional<py::array> counts;   // meSimp's selection counts, one per output unit, added to
 };
 
 // memory= and indices= of the backward entry points, checked against the
 // other arguments: the memory is written in place, so it is an output buffer.
 void parse_selection_args(BackwardArgs& a, std::optional<py::array> memory, double memory_decay,
-                          py::handle indices) {
+                          py::handle indices, std::optional<py::array> counts = std::nullopt) {
     const auto B = a.dy.shape(0), n_out = a.dy.shape(1);
+    if (counts) {
+        if (!counts->dtype().equal(py::dtype::of<std::int64_t>())) {
+            throw py::type_error("counts must be an int64 array, got " + dtype_name(*counts));
+        }
+        if (counts->ndim() != 1 || counts->shape(0) != n_out) {
+            throw py::value_error("counts must have shape (" + std::to_string(n_out) +
+                                  ",), one per output unit");
+        }
+        if (!(counts->flags() & py::array::c_style) || !counts->writeable()) {
+            throw py::value_error("counts must be C-contiguous and writeable (it is added to in place)");
+        }
+        a.counts = std::move(counts);
+    }
     if (memory) {
         check_output(*memory, "memory", a.precision, {n_out});
         for (const py::array* in : {&a.dy, &a.x, &a.W}) {
@@ -196,6 +210,10 @@ py::tuple backward_compact(BackwardArgs& a, bool input_grad, bool defer_weight_g
     {
         py::gil_scoped_release unlocked;
         select_entries(a, sel);
+        if (a.counts) {
+            meprop::count_selected(sel.sets, static_cast<std::size_t>(B), static_cast<std::size_t>(n_out),
+                                   static_cast<std::int64_t*>(a.counts->mutable_data()));
+        }
         if (input_grad) meprop::sparse_input_grad(sel.grad, view<T>(a.W), sel.sets, dxv);
         plan.emplace(sel.grad, sel.sets);
         // The dense bias gradient is the true one, memory or not.
@@ -342,9 +360,10 @@ void register_linear(py::module_& m) {
         "linear_backward_compact",
         [](py::handle dy, py::handle x, py::handle W, std::optional<std::int64_t> k, const std::string& mode,
            bool input_grad, bool defer_weight_grad, const std::string& bias_grad, const std::string& method,
-           std::optional<py::array> memory, double memory_decay, py::handle indices) {
+           std::optional<py::array> memory, double memory_decay, py::handle indices,
+           std::optional<py::array> counts) {
             auto a = parse_backward_args(dy, x, W, k, mode, bias_grad, method, !indices.is_none());
-            parse_selection_args(a, std::move(memory), memory_decay, indices);
+            parse_selection_args(a, std::move(memory), memory_decay, indices, std::move(counts));
             return a.precision == Precision::f32 ? backward_compact<float>(a, input_grad, defer_weight_grad)
                                                  : backward_compact<double>(a, input_grad, defer_weight_grad);
         },
@@ -353,13 +372,14 @@ void register_linear(py::module_& m) {
         py::arg("dy"), py::arg("x"), py::arg("W"), py::arg("k") = py::none(), py::arg("mode") = "per_example",
         py::arg("input_grad") = true, py::arg("defer_weight_grad") = false, py::kw_only(),
         py::arg("bias_grad") = "dense", py::arg("method") = "auto", py::arg("memory") = py::none(),
-        py::arg("memory_decay") = 1.0, py::arg("indices") = py::none(),
+        py::arg("memory_decay") = 1.0, py::arg("indices") = py::none(), py::arg("counts") = py::none(),
         "meProp backward returning only the touched rows of dW: (dx, rows, dW_rows, db).\n\n"
         "dy (B, n_out), x (B, n_in), W (n_out, n_in): all float32 or all float64.\n"
         "Returns dx (B, n_in) or None (input_grad=False), rows (m,) int64 ascending,\n"
         "dW_rows (m, n_in) with dW[rows] = dW_rows, and db (n_out,).\n"
         "memory (n_out,): error feedback, updated in place (memory_decay in [0, 1]);\n"
         "indices: the kept entries, (B, k) per example or (k,) unified, instead of top-k.\n"
+        "counts (n_out,) int64: adds to counts[j] the examples that kept column j (meSimp).\n"
         "defer_weight_grad=True returns a WeightGradient in place of dW_rows: the optimizers'\n"
         "fused updates compute each row while updating it (x must not change until then).");
     m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("W"), py::arg("b") = py::none(),

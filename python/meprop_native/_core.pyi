@@ -100,6 +100,7 @@ def linear_backward_compact(
     memory: NDArray[_Float] | None = None,
     memory_decay: float = 1.0,
     indices: NDArray[np.int64] | None = None,
+    counts: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[_Float] | None, NDArray[np.int64], NDArray[_Float] | WeightGradient, NDArray[_Float]]:
     """meProp backward with only the touched rows of dW: (dx or None, rows (m,), dW_rows (m, n_in), db).
 
@@ -107,6 +108,7 @@ def linear_backward_compact(
 
     memory (n_out,): error feedback, updated in place (memory_decay in [0, 1]).
     indices: the kept entries, (B, k) per example or (k,) unified, instead of top-k (k None).
+    counts (n_out,) int64: counts[j] += the examples whose kept entries include column j (meSimp).
     """
 
 @overload
@@ -124,6 +126,7 @@ def linear_backward_compact(
     memory: _AnyFloatArray | None = None,
     memory_decay: float = 1.0,
     indices: ArrayLike | None = None,
+    counts: NDArray[np.int64] | None = None,
 ) -> tuple[_AnyFloatArray | None, NDArray[np.int64], _AnyFloatArray | WeightGradient, _AnyFloatArray]: ...
 def linear_backward_into(
     dy: ArrayLike,

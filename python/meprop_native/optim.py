@@ -89,6 +89,49 @@ class Optimizer:
         """Named state arrays (for checkpoints); shared with the optimizer."""
         return {}
 
+    # ---- per-parameter state as parameters change shape (meSimp) -------------
+
+    def _per_parameter_state(self) -> list[tuple[list[np.ndarray], bool, float]]:
+        """The state kept per parameter: (arrays, one entry per row?, initial value).
+        An entry of ``arrays`` belongs to the parameter of the same index;
+        ``False``: shaped like the parameter's matrix."""
+        return []
+
+    def take(self, param: Parameter, rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> None:
+        """Keeps the state of these rows and columns of ``param``'s matrix (ascending
+        ids; None: all), for a parameter that a simplification just shrank the same way."""
+        i = self._index(param)
+        for arrays, per_row, _ in self._per_parameter_state():
+            a = arrays[i]
+            if rows is not None:
+                a = a[rows]
+            if cols is not None and not per_row:
+                a = a[:, cols]
+            arrays[i] = np.ascontiguousarray(a)
+
+    def fit_parameters(self) -> None:
+        """Fresh state for every parameter whose shape changed since the state was made
+        (a model resized to a checkpoint's sizes, before that checkpoint is loaded)."""
+        for arrays, per_row, initial in self._per_parameter_state():
+            for i, p in enumerate(self.params):
+                shape = p.matrix().shape[:1] if per_row else p.matrix().shape
+                if arrays[i].shape != shape:
+                    arrays[i] = np.full(shape, initial, dtype=arrays[i].dtype)
+
+    def reset(self) -> None:
+        """Starts again as if new: every state array at its initial value, the step count at 0
+        (meSimp re-initialises the optimizer at the start of each cycle)."""
+        for arrays, _, initial in self._per_parameter_state():
+            for a in arrays:
+                a[...] = initial
+        self.steps = 0
+
+    def _index(self, param: Parameter) -> int:
+        for i, p in enumerate(self.params):
+            if p is param:
+                return i
+        raise ValueError(f"parameter {param.name!r} is not one this optimizer updates")
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the state arrays plus "steps" (0-d int64), for checkpoints."""
         state = {name: a.copy() for name, a in self.state_arrays().items()}
@@ -129,6 +172,9 @@ class AdaGrad(Optimizer):
     def _update(self, i: int, p: Parameter, rows: np.ndarray, grad: _Gradient, step: int) -> None:
         if len(rows):
             _core.adagrad_update(p.matrix(), rows, grad, self.sum_sq[i], self.lr, self.eps, self.clip)
+
+    def _per_parameter_state(self) -> list[tuple[list[np.ndarray], bool, float]]:
+        return [(self.sum_sq, False, 0.0)]
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """ "sum_sq.<i>": the running sum of squared gradients of parameter i."""
@@ -186,6 +232,9 @@ class Adam(Optimizer):
             self.decay1[i],
             self.decay2[i],  # by position: keywords cost ~1 us a call
         )
+
+    def _per_parameter_state(self) -> list[tuple[list[np.ndarray], bool, float]]:
+        return [(self.m, False, 0.0), (self.v, False, 0.0), (self.decay1, True, 1.0), (self.decay2, True, 1.0)]
 
     def moments(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Parameter i's first and second moments (new arrays, the deferred decay applied)."""

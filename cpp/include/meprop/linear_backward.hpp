@@ -49,6 +49,12 @@ struct IndexSets {
 // [0, n_out), and there is one set or one per example.
 void validate_index_sets(IndexSets s, std::size_t batch, std::size_t n_out);
 
+// counts[j] += the number of examples whose kept entries include column j:
+// meSimp's record of how often each output unit is selected. A shared set
+// (unified or dense) counts once for each of the `batch` examples. counts has
+// n_out entries; the sets must be valid for (batch, n_out).
+void count_selected(IndexSets s, std::size_t batch, std::size_t n_out, std::int64_t* counts);
+
 // dx = mask_S(dy) W. dx is overwritten.
 template <class T>
 void sparse_input_grad(ConstMatrix<T> dy, ConstMatrix<T> W, IndexSets s, Matrix<T> dx);

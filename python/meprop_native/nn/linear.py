@@ -159,10 +159,11 @@ class Linear(Module):
         k = sel.step_k(dy)
         mode = "dense" if k >= self.out_features else self.mode
         memory = sel.memory_for(self.weight.value.dtype)
+        hits = sel.record_hits(len(dy))
         # The compiled call itself (what linear_backward_compact wraps): at the
         # paper's batch of 10 a meProp backward takes tens of microseconds, and
         # a Python-level wrapper would be a measurable share of it.
-        if memory is None and (sel.select == "topk" or mode == "dense"):
+        if memory is None and hits is None and (sel.select == "topk" or mode == "dense"):
             result = _core.linear_backward_compact(
                 dy, x, self.weight.value, None if mode == "dense" else k, mode, input_grad, defer
             )
@@ -179,6 +180,7 @@ class Linear(Module):
                 memory=memory,
                 memory_decay=sel.memory_decay,
                 indices=indices,
+                counts=hits,
             )
         sel.count(len(dy), k)
         return result
@@ -217,6 +219,45 @@ class Linear(Module):
         dW = world.allreduce_sum(dW)
         db = world.allreduce_sum(db)
         return dx, np.arange(self.out_features, dtype=np.int64), dW, db
+
+    # ---- meSimp: removing units ----------------------------------------------
+
+    def keep_outputs(self, units: np.ndarray) -> None:
+        """Keeps only these output units (ascending ids): rows of W, entries of b,
+        the selection's state. Gradients and the cached input are dropped."""
+        self.selection.keep(units)
+        self.weight.value = np.ascontiguousarray(self.weight.value[units])
+        if self.bias is not None:
+            self.bias.value = np.ascontiguousarray(self.bias.value[units])
+        self.out_features = len(units)
+        self._forget_step()
+
+    def keep_inputs(self, units: np.ndarray) -> None:
+        """Keeps only these input features (ascending ids): columns of W."""
+        units = np.asarray(units, dtype=np.int64)
+        if units.ndim != 1 or len(units) < 1 or (units < 0).any() or (units >= self.in_features).any():
+            raise ValueError(f"inputs to keep must be 1-D ids in [0, {self.in_features}), at least one")
+        self.weight.value = np.ascontiguousarray(self.weight.value[:, units])
+        self.in_features = len(units)
+        self._forget_step()
+
+    def resize(self, out_features: int, in_features: int) -> None:
+        """Takes new sizes with zero parameters, which a state of those sizes then fills
+        (resuming a run whose units meSimp removed)."""
+        if (out_features, in_features) == (self.out_features, self.in_features):
+            return
+        dtype = self.weight.value.dtype
+        self.selection.resize(out_features)
+        self.weight.value = np.zeros((out_features, in_features), dtype=dtype)
+        if self.bias is not None:
+            self.bias.value = np.zeros(out_features, dtype=dtype)
+        self.out_features, self.in_features = out_features, in_features
+        self._forget_step()
+
+    def _forget_step(self) -> None:
+        self._x = None
+        for p in self.parameters():
+            p.zero_grad()
 
     def parameters(self) -> list[Parameter]:
         """[weight] or [weight, bias]."""

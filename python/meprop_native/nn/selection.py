@@ -20,7 +20,9 @@ same native backward kernels:
   example (or per batch), the paper's Figure 4 ablation.
 
 It also counts the entries it keeps, so that a run reports the fraction of
-dy that really flowed back (``kept_fraction``).
+dy that really flowed back (``kept_fraction``), and, for meSimp
+(``track_hits``), how many examples selected each output unit (``hits``),
+which decides the units a simplification removes (``keep``).
 """
 
 from __future__ import annotations
@@ -87,15 +89,22 @@ class Selection:
         if not 0.0 < tinyprop_zeta <= 1.0:
             raise ValueError(f"tinyprop_zeta must be in (0, 1], got {tinyprop_zeta}")
         self.n = n
+        # k as asked for: a layer that meSimp shrinks below it keeps all its units.
+        self.k_nominal = None if k is None else int(k)
         self.k = None if k is None else int(min(k, n))
         self.unified = unified
         self.memory_decay = float(memory_decay)
         self.select = select
         self.k_rule = k_rule
         self.k_min = 1 if k_min is None else int(k_min)
-        self.k_max = n if k_max is None else int(min(k_max, n))
+        self.k_max_nominal = n if k_max is None else int(k_max)
+        self.k_max = min(self.k_max_nominal, n)
         if not 1 <= self.k_min <= self.k_max:
             raise ValueError(f"need 1 <= k_min <= k_max, got k_min={k_min}, k_max={k_max}")
+        # Whether the layer back-propagates every entry by construction (a
+        # dense layer, or k >= n): fixed, so that a layer meSimp shrinks to k
+        # units or fewer still counts as the meProp layer it was.
+        self._dense = self.k is None or (self.k >= self.n and self.k_rule == "fixed")
         self.k_mass = k_mass
         self.tinyprop_zeta = tinyprop_zeta
         self.depth = depth
@@ -109,11 +118,60 @@ class Selection:
         self.y_max = 0.0
         self.kept = 0
         self.seen = 0
+        # meSimp's record (track_hits): examples that selected each unit, and
+        # examples counted, since the last simplification.
+        self.hits: np.ndarray | None = None
+        self.hit_examples = 0
 
     @property
     def dense(self) -> bool:
-        """True when every entry is always kept."""
-        return self.k is None or (self.k >= self.n and self.k_rule == "fixed")
+        """True when the layer was built to keep every entry (no k, or k >= its original n)."""
+        return self._dense
+
+    def track_hits(self) -> None:
+        """Starts counting, per output unit, the examples whose kept entries include it (meSimp)."""
+        if self.hits is None:
+            self.hits = np.zeros(self.n, dtype=np.int64)
+
+    def record_hits(self, batch: int) -> np.ndarray | None:
+        """The hit counts the backward of a batch adds to (None when not tracking); counts the batch."""
+        if self.hits is not None:
+            self.hit_examples += batch
+        return self.hits
+
+    def reset_hits(self) -> None:
+        """Forgets the hits counted so far (after a simplification, as meSimp does)."""
+        if self.hits is not None:
+            self.hits[:] = 0
+        self.hit_examples = 0
+
+    def keep(self, units: np.ndarray) -> None:
+        """The layer keeps only these output units (ascending ids): n, k and the error
+        memory follow; k stays at most n, so a layer shrunk to k units or fewer is dense."""
+        units = np.asarray(units, dtype=np.int64)
+        if units.ndim != 1 or len(units) < 1 or (units < 0).any() or (units >= self.n).any():
+            raise ValueError(f"units to keep must be 1-D ids in [0, {self.n}), at least one")
+        if len(units) > 1 and not (units[1:] > units[:-1]).all():
+            raise ValueError("units to keep must be strictly ascending")
+        self.n = len(units)
+        self.k = None if self.k_nominal is None else min(self.k_nominal, self.n)
+        self.k_max = min(self.k_max_nominal, self.n)
+        self.k_min = min(self.k_min, self.k_max)
+        if self.memory is not None:
+            self.memory = np.ascontiguousarray(self.memory[units])
+        if self.hits is not None:
+            self.hits = np.ascontiguousarray(self.hits[units])
+
+    def resize(self, n: int) -> None:
+        """Takes the size n (before a checkpoint of a simplified layer is loaded into it)."""
+        if n != self.n:
+            self.keep(np.arange(min(n, self.n), dtype=np.int64))
+            if n > self.n:  # back to a larger size (a best model saved before a simplification)
+                self.n = n
+                self.k = None if self.k_nominal is None else min(self.k_nominal, n)
+                self.k_max = min(self.k_max_nominal, n)
+                self.memory = None if self.memory is None else np.zeros(n, dtype=self.memory.dtype)
+                self.hits = None if self.hits is None else np.zeros(n, dtype=np.int64)
 
     def step_k(self, dy: np.ndarray) -> int:
         """This step's k for dy (n means dense); advances the step counter."""
@@ -179,6 +237,9 @@ class Selection:
         }
         if self.memory is not None:
             state["memory"] = self.memory.copy()
+        if self.hits is not None:
+            state["hits"] = self.hits.copy()
+            state["hit_examples"] = np.array(self.hit_examples, dtype=np.int64)
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -194,9 +255,26 @@ class Selection:
             memory = np.asarray(memory)
             if memory.shape != (self.n,) or memory.dtype.kind != "f" or not np.isfinite(memory).all():
                 raise ValueError(f"selection state: 'memory' must be {self.n} finite floats")
+        hits = state.get("hits")
+        if (hits is None) != (self.hits is None):
+            raise ValueError(
+                "selection state: the checkpoint "
+                + ("counts" if hits is not None else "does not count")
+                + " meSimp's unit hits and this run "
+                + ("does not" if hits is not None else "does")
+            )
+        hit_examples = 0
+        if hits is not None:
+            hits = np.asarray(hits)
+            hit_examples = int(np.asarray(state.get("hit_examples", -1)))
+            if hits.shape != (self.n,) or hits.dtype.kind != "i" or (hits < 0).any() or hit_examples < 0:
+                raise ValueError(f"selection state: 'hits' must be {self.n} counts >= 0 with 'hit_examples' >= 0")
         self.steps, self.kept, self.seen = (int(c) for c in counters)
         self.y_max = y_max
         self.memory = None if memory is None else memory.copy()
+        if hits is not None:
+            self.hits = hits.astype(np.int64, copy=True)
+            self.hit_examples = hit_examples
 
 
 def mass_k(dy: np.ndarray, mass: float) -> int:

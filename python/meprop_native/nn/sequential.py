@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +70,12 @@ class Sequential(NamedState, Module):
         """Trains data-parallel in ``world``: every layer exchanges what its backward needs."""
         for layer in self.layers:
             layer.world = world
+
+    def resize_like(self, state: Mapping[str, np.ndarray]) -> None:
+        """Takes the layer sizes of a state (one saved after meSimp removed units), before loading it."""
+        from .simplify import resize_like
+
+        resize_like(self, state)
 
     def zero_grad(self) -> None:
         """Forgets every parameter's gradient."""

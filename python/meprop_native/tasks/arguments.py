@@ -9,6 +9,7 @@ from pathlib import Path
 from .._threads import MAX_THREADS
 from ..nn.init import INITS
 from ..optim import OPTIMIZERS
+from ..train.simplify import SimplifyConfig
 
 
 def fraction(low_open: bool) -> Callable[[str], float]:
@@ -270,3 +271,55 @@ def selection_options(args: argparse.Namespace) -> dict:
         "warmup_steps": args.warmup_steps,
         "warmup": args.warmup,
     }
+
+
+def add_simplify_arguments(parser: argparse.ArgumentParser, k: int) -> argparse._ArgumentGroup:
+    """The "meSimp" group: --simplify and its schedule (meprop_native.train.simplify);
+    ``k`` is the task's k under --simplify when --k is not given."""
+    group = parser.add_argument_group("meSimp (model simplification)")
+    group.add_argument(
+        "--simplify",
+        action="store_true",
+        help="remove the hidden units that meProp seldom selects while training (meSimp, arXiv 1711.06528), "
+        f"so that the forward pass shrinks too; k defaults to {k} and error feedback to off, as in meSimp",
+    )
+    group.add_argument(
+        "--simplify-fraction",
+        type=float,
+        default=0.1,
+        help="remove a unit that fewer than this fraction of the examples since the last simplification "
+        "selected (default 0.1, meSimp's)",
+    )
+    group.add_argument(
+        "--simplify-per-epoch", type=count(1), default=8, help="simplifications per epoch (default 8, meSimp's)"
+    )
+    group.add_argument(
+        "--simplify-cycle",
+        type=count(0),
+        default=5,
+        help="epochs per cycle: simplify in even cycles, train at the size reached in odd ones "
+        "(default 5, meSimp's; 0: simplify in every epoch)",
+    )
+    group.add_argument(
+        "--simplify-reset",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="restart the optimizer at the start of each cycle, as meSimp does (default: on)",
+    )
+    return group
+
+
+def simplify_config(args: argparse.Namespace) -> SimplifyConfig | None:
+    """meSimp's settings from the options, or None without --simplify."""
+    if not getattr(args, "simplify", False):
+        return None
+    return SimplifyConfig(args.simplify_fraction, args.simplify_per_epoch, args.simplify_cycle, args.simplify_reset)
+
+
+def apply_simplify_defaults(args: argparse.Namespace, k: int) -> None:
+    """Under --simplify, meSimp's own setting where an option was left out: k, and no error feedback."""
+    if getattr(args, "simplify", False):
+        if args.k is None:
+            args.k = k
+        if args.memory_decay is None:
+            args.memory_decay = 0.0

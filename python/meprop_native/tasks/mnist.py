@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from typing import Any
 
 from .. import __version__
 from ..data import load_mnist
 from ..nn import mlp
 from ..train import ArrayDataset, Splits, Trainer
+from ..train.simplify import Simplifier
 from .arguments import (
     add_init_argument,
     add_mode_argument,
     add_optimisation_arguments,
     add_run_arguments,
     add_selection_arguments,
+    add_simplify_arguments,
+    apply_simplify_defaults,
     count,
     selection_options,
+    simplify_config,
 )
 from .training import build_optimizer, fit_and_save, learning_rate, train_config
 
@@ -38,6 +43,10 @@ MNIST_MEMORY_DECAY = {"adam": 0.8, "adagrad": 0.0, "sgd": 0.8}
 # where Adam moving every row ended 0.12 below; and a lazy update touches only
 # the rows that got gradient. (Dense training is the same either way.)
 LAZY_ADAM = True
+
+# k under --simplify: meSimp's MNIST setting (lancopku/meSimp: top-160 of 500,
+# which its authors report simplifies 500 units to 154 at 98.31 %).
+SIMPLIFY_K = 160
 
 # The paper's learning rates: Adam 0.001 (its default); AdaGrad 0.1 for MNIST.
 DEFAULT_LR = {"adam": 0.001, "adagrad": 0.1, "sgd": 0.1}
@@ -76,6 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         lazy_default=LAZY_ADAM,
     )
     add_selection_arguments(parser, MNIST_MEMORY_DECAY)
+    add_simplify_arguments(parser, SIMPLIFY_K)
     run = add_run_arguments(parser, "mnist", "the four MNIST IDX files (or a parent with mnist/)", "images")
     run.add_argument(
         "--no-verify",
@@ -88,6 +98,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Trains the MNIST MLP as the options say; writes into args.out; returns the summary."""
     if not 0.0 <= args.dropout < 1.0:
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.simplify and args.mode == "dense":
+        raise ValueError("--simplify counts meProp's selections: it needs a meProp --mode, not dense")
+    apply_simplify_defaults(args, SIMPLIFY_K)
+    simplifying = simplify_config(args)
     splits = load_mnist(args.data_dir, verify=not args.no_verify)
     train_x, train_y = splits.train_x, splits.train_y
     if args.train_limit is not None:
@@ -131,4 +145,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "train_size": len(train_y),
         "version": __version__,
     }
-    return fit_and_save(Trainer(model, optimizer, data, train_config(args), args.out, run_info), args)
+    simplifier = None
+    if simplifying is not None:
+        run_info["simplify"] = asdict(simplifying)
+        simplifier = Simplifier(simplifying, model, optimizer)
+    trainer = Trainer(model, optimizer, data, train_config(args), args.out, run_info, simplifier=simplifier)
+    return fit_and_save(trainer, args)

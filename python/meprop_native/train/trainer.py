@@ -31,6 +31,7 @@ from .atomic import atomic_open, remove_stale_temporaries, write_json
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .dataset import Dataset, Evaluator, Splits, accuracy_evaluator
 from .model import TrainableModel
+from .simplify import Simplifier
 from .timing import TimeBreakdown
 
 CHECKPOINT_FORMAT = 4  # 3: Adam's deferred-decay factors, the runs' init; 4: selection state
@@ -108,6 +109,7 @@ class Trainer:
         run_info: dict[str, Any] | None = None,
         evaluate: Evaluator | None = None,
         world: World | None = None,
+        simplifier: Simplifier | None = None,
     ) -> None:
         if config.epochs < 1 or config.batch_size < 1 or config.checkpoint_every < 1:
             raise ValueError("epochs, batch_size and checkpoint_every must be >= 1")
@@ -140,8 +142,11 @@ class Trainer:
                     "needs at least one example of each mini-batch"
                 )
             use_world(self.world)
+        if simplifier is not None and simplifier.optimizer is not optimizer:
+            raise ValueError("the simplifier must update the trainer's optimizer")
         self.model = model
         self.optimizer = optimizer
+        self.simplifier = simplifier
         self.splits = splits
         self.config = config
         self.evaluate_fn = evaluate if evaluate is not None else accuracy_evaluator(config.eval_batch_size)
@@ -189,8 +194,12 @@ class Trainer:
         finally:
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
-        self.model.load_state_dict(self.best_state)
+        simplified = self._simplify_summary()
+        self._load_model(self.best_state)
         summary = self._summary()
+        if simplified is not None:
+            simplified["sizes_at_best"] = self._hidden_sizes_of(self.best_state)
+            summary["simplify"] = simplified
         if self.writes:
             write_json(self.out_dir / "summary.json", summary)
         return summary
@@ -216,6 +225,8 @@ class Trainer:
                 self._train_step(*self.splits.train.batch(self._shard(batch)))
                 if self.pos.step_in_epoch in interim_steps:
                     self._interim_eval()
+                if self.simplifier is not None:
+                    self.simplifier.after_step(epoch, self.pos.step_in_epoch, steps, self.pos.global_step)
                 if bar is not None:
                     bar.update(1)
                     if s % 100 == 0:
@@ -339,6 +350,9 @@ class Trainer:
             "kept_fraction": self._kept_fraction(),
             "exchange": self._exchange_record(),
         }
+        if self.simplifier is not None:
+            self.simplifier.end_epoch(self.pos.epoch, self.pos.global_step)
+            record["hidden_sizes"] = self.simplifier.sizes
         self.history.append(record)
         self.pos = _Position(epoch=epoch, global_step=self.pos.global_step)
         self._write_metrics()
@@ -382,6 +396,8 @@ class Trainer:
             "best": self.best,
             "rng": [rng.bit_generator.state for rng in self.model.random_generators()],
         }
+        if self.simplifier is not None:
+            meta["simplify"] = self.simplifier.state()
         save_checkpoint(self.checkpoint_path, arrays, meta)
 
     def _restore(self) -> None:
@@ -404,11 +420,12 @@ class Trainer:
             return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
         try:
-            self.model.load_state_dict(section("model/"))
+            self._load_model(section("model/"))
         except (KeyError, ValueError) as error:
             raise CheckpointError(f"{self.checkpoint_path}: {error.args[0] if error.args else error}") from error
         self.best_state = section("best/")
         try:
+            self.optimizer.fit_parameters()  # a simplified model's parameters are smaller
             self.optimizer.load_state_dict(section("optimizer/"))
         except ValueError as error:
             raise CheckpointError(f"{self.checkpoint_path}: {error.args[0] if error.args else error}") from error
@@ -430,6 +447,27 @@ class Trainer:
         self.history = meta["history"]
         self.interim = meta["interim"]
         self.best = meta["best"]
+        if self.simplifier is not None:
+            self.simplifier.load_state(meta.get("simplify", []))
+
+    def _load_model(self, state: dict[str, np.ndarray]) -> None:
+        """Loads a model state, first taking its layer sizes where meSimp may have changed them."""
+        resize = getattr(self.model, "resize_like", None)
+        if self.simplifier is not None and resize is not None:
+            resize(state)
+        self.model.load_state_dict(state)
+
+    def _simplify_summary(self) -> dict[str, Any] | None:
+        """meSimp's report on the model as training left it (before the best one is loaded)."""
+        if self.simplifier is None:
+            return None
+        return self.simplifier.summary(sorted({self.config.batch_size, self.config.eval_batch_size}))
+
+    def _hidden_sizes_of(self, state: dict[str, np.ndarray]) -> list[int]:
+        """The simplified layers' sizes in a model state (the best model's, say)."""
+        assert self.simplifier is not None
+        names = self.simplifier.weight_names(self.model)
+        return [int(np.shape(state[name])[0]) for name in names if name in state]
 
     # ---- output -----------------------------------------------------------
 
@@ -507,11 +545,13 @@ class Trainer:
             return
         t = record["time"]
         metric = self.config.metric
+        sizes = record.get("hidden_sizes")
         print(
             f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  dev {metric} {record['dev'][metric]:.4f}  "
             f"test {record['test'][metric]:.4f}  | fwd {t['forward']:.2f}s  backprop {t['backprop']:.2f}s  "
             f"overall bp {t['overall_backprop']:.2f}s  opt {t['optimizer']:.2f}s  total {t['total']:.2f}s"
-            + (f"  kept {record['kept_fraction']['all']:.4f}" if record["kept_fraction"]["all"] is not None else ""),
+            + (f"  kept {record['kept_fraction']['all']:.4f}" if record["kept_fraction"]["all"] is not None else "")
+            + (f"  units {' '.join(map(str, sizes))}" if sizes else ""),
             flush=True,
         )
 

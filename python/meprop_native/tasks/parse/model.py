@@ -17,11 +17,14 @@ activation keeps the few units that meProp updates from running away.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from ...nn import Embedding, Linear, Module, Parameter, ReLU, Sequential, Tanh
 from ...nn.selection import Selection
 from ...nn.sequential import LinearStack
+from ...nn.simplify import resize_like
 from ...nn.state import NamedState
 from .features import NUM_FEATURES
 
@@ -141,6 +144,10 @@ class ParserModel(NamedState):
 
     def linear_layers(self) -> list[Linear]:
         return self.mlp.linear_layers()
+
+    def resize_like(self, state: Mapping[str, np.ndarray]) -> None:
+        """Takes the hidden sizes of a state saved after meSimp removed units."""
+        resize_like(self.mlp, state, prefix="mlp.")
 
     def __repr__(self) -> str:
         return f"ParserModel(Embedding{self.embedding.weight.value.shape}, {self.mlp!r})"
