@@ -69,6 +69,12 @@ METHODS: dict[str, list[str]] = {
     "unified top-k": PLAIN + ["--mode", "unified"],
     "random selection": PLAIN + ["--select", "random"],
     "random + error feedback": ["--select", "random", "--memory-decay", "0.8"],
+    # meSimp: units seldom selected are removed while training (its own k and schedule).
+    "meSimp": ["--simplify"],
+    "meSimp, fraction 0.2": ["--simplify", "--simplify-fraction", "0.2"],
+    "meSimp, k 100": ["--simplify", "--k", "100"],
+    "meSimp, k 100, fraction 0.2": ["--simplify", "--k", "100", "--simplify-fraction", "0.2"],
+    "meSimp, every epoch": ["--simplify", "--simplify-cycle", "0"],
 }
 
 
@@ -138,6 +144,20 @@ STUDIES = {
         ["dense", "plain meProp", TASK_DEFAULT],
         PAPER,
         epochs=8,
+    ),
+    # meSimp's MNIST setting (top-160 of 500, Adam) against dense.
+    "mnist-simplify": Study(
+        "mnist",
+        ["--optimizer", "adam"],
+        [
+            "dense",
+            "meSimp",
+            "meSimp, fraction 0.2",
+            "meSimp, k 100",
+            "meSimp, k 100, fraction 0.2",
+            "meSimp, every epoch",
+        ],
+        "meSimp",
     ),
     "torch-mnist-adam": Study(
         "torch",
@@ -328,7 +348,26 @@ def table(study_name: str, results: dict[str, list[dict]]) -> tuple[list[dict], 
             f"| {r['method']} | {r['seeds']} | {r['mean']:.2f} ± {r['std']:.2f} | {per_seed} | "
             f"{r['kept_fraction']:.4f} | {speed} |"
         )
+    lines += simplified_lines(results)
     return rows, "\n".join(lines) + "\n"
+
+
+def simplified_lines(results: dict[str, list[dict]]) -> list[str]:
+    """For runs that simplified (meSimp): the hidden sizes of the model tested and
+    the forward pass against the unsimplified model, as each run measured it."""
+    lines = []
+    for method, summaries in results.items():
+        runs = [s["simplify"] for s in summaries if "simplify" in s]
+        if not runs:
+            continue
+        sizes = "; ".join("-".join(map(str, r["sizes_at_best"])) for r in runs)
+        lines += ["", f"{method}: hidden units of the model tested (per seed): {sizes}"]
+        batches = sorted({f["batch"] for r in runs for f in r["forward"]})
+        for batch in batches:
+            speedups = [f["speedup"] for r in runs for f in r["forward"] if f["batch"] == batch]
+            m, sd = mean_std(speedups)
+            lines.append(f"{method}: forward at batch {batch}, final model vs unsimplified: {m:.2f}x ± {sd:.2f}")
+    return lines
 
 
 def plot(all_rows: dict[str, list[dict]], path: Path) -> None:

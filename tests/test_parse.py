@@ -42,6 +42,7 @@ from meprop_native.tasks.parse.model import ParserModel
 from meprop_native.tasks.parse.scoring import PUNCTUATION_TAGS, attachment_scores
 from meprop_native.tasks.parse.vocab import NULL, ROOT, UNK, Vocab, universal_label
 from meprop_native.train import Splits, TrainConfig, Trainer
+from meprop_native.train.simplify import Simplifier, SimplifyConfig
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LABELS = ["amod", "det", "nsubj", "obj", "punct", "root"]
@@ -575,6 +576,7 @@ def make_toy_trainer(
     k: int | None = 8,
     checkpoint_every: int = 2000,
     seed: int = 0,
+    simplify: SimplifyConfig | None = None,
 ) -> Trainer:
     rng = np.random.default_rng(123)
     data = prepare(toy_language(rng, 300), toy_language(rng, 40), toy_language(rng, 40), min_word_count=1)
@@ -592,6 +594,7 @@ def make_toy_trainer(
     config = TrainConfig(
         epochs=epochs, batch_size=100, seed=seed, progress=False, metric="uas", checkpoint_every=checkpoint_every
     )
+    simplifier = None if simplify is None else Simplifier(simplify, model.mlp, opt, time_forward=False)
     return Trainer(
         model,
         opt,
@@ -600,6 +603,7 @@ def make_toy_trainer(
         out,
         {"task": "parse-toy"},
         evaluate=attachment_evaluator(data.vocab),
+        simplifier=simplifier,
     )
 
 
@@ -654,6 +658,32 @@ def test_resume_after_an_interruption_is_bit_identical(tmp_path, one_pool):
     assert got["best_epoch"] == expected["best_epoch"] and got["test_at_best_dev"] == expected["test_at_best_dev"]
 
 
+def test_simplified_parser_learns_shrinks_and_resumes_bit_identically(tmp_path, one_pool):
+    simplify = SimplifyConfig(fraction=0.3, per_epoch=4, cycle=2)
+    straight = make_toy_trainer(tmp_path / "straight", epochs=3, checkpoint_every=5, simplify=simplify)
+    expected = straight.fit()
+    sizes = expected["simplify"]["final_sizes"]
+    assert all(8 <= size < 40 for size in sizes), sizes  # k=8: a layer of 8 keeps every unit
+    assert expected["best_dev"] >= 0.9
+    killed = make_toy_trainer(tmp_path / "resumed", epochs=3, checkpoint_every=5, simplify=simplify)
+    real_step, steps = killed.optimizer.step, {"n": 0}
+
+    def step_then_die() -> None:
+        real_step()
+        steps["n"] += 1
+        if steps["n"] == 41 + 27:
+            raise HardKill
+
+    killed.optimizer.step = step_then_die
+    with pytest.raises(HardKill):
+        killed.fit()
+    resumed = make_toy_trainer(tmp_path / "resumed", epochs=3, checkpoint_every=5, simplify=simplify)
+    got = resumed.fit(resume=True)
+    for name, value in straight.model.state_dict().items():
+        assert resumed.model.state_dict()[name].tobytes() == value.tobytes(), name
+    assert got["simplify"]["history"] == expected["simplify"]["history"]
+
+
 # ---- command line on real data --------------------------------------------------------
 
 
@@ -698,6 +728,12 @@ def test_cli_smoke_run_on_a_slice_of_ud_english_ewt(tmp_path, capsys):
     argv[argv.index("--epochs") + 1] = "2"
     assert meprop_main(argv + ["--resume"]) == 0
     assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+    # and meSimp on the same slice: k=20 as the task's, units removed
+    argv[argv.index("--out") + 1] = str(tmp_path / "simplified")
+    assert meprop_main([*argv, "--simplify", "--simplify-fraction", "0.3"]) == 0
+    simplified = json.loads((tmp_path / "simplified" / "summary.json").read_text())
+    assert simplified["run"]["k"] == 20 and simplified["simplify"]["initial_sizes"] == [64, 64]
+    assert all(size <= 64 for size in simplified["simplify"]["final_sizes"])
 
 
 @pytest.mark.parametrize("bad", [["--k", "0"], ["--k-out", "-1"], ["--train-limit", "0"], ["--epochs", "0"]])
