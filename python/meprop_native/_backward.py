@@ -44,6 +44,7 @@ def linear_backward_compact(
     memory: np.ndarray | None = None,
     memory_decay: float = 1.0,
     indices: ArrayLike | None = None,
+    counts: np.ndarray | None = None,
 ) -> CompactGradients:
     """meProp backward of ``y = x @ W.T + b`` returning only the touched rows of dW.
 
@@ -57,7 +58,9 @@ def linear_backward_compact(
     ``memory`` (n_out,), writable, of the inputs' dtype: error feedback's
     memory, updated in place with ``memory_decay`` in [0, 1]. ``indices``: the
     kept entries instead of a top-k ((B, k) per example, (k,) unified; then
-    ``k`` is None). docs/python-api.md gives the rules.
+    ``k`` is None). ``counts`` (n_out,) int64, writable: ``counts[j]`` grows by
+    the examples whose kept entries include column j (meSimp's record).
+    docs/python-api.md gives the rules.
     """
     dx, rows, dW_rows, db = _core.linear_backward_compact(
         dy,
@@ -71,6 +74,7 @@ def linear_backward_compact(
         memory=memory,
         memory_decay=memory_decay,
         indices=indices,
+        counts=counts,
     )
     assert isinstance(dW_rows, np.ndarray)  # computed: not deferred
     return CompactGradients(dx, rows, dW_rows, db)

@@ -69,16 +69,23 @@ class MepropLinearFunction(torch.autograd.Function):
     untouched rows), ``db = sum(dy)`` over all leading dims is dense, as in
     the paper. Gradients the graph does not need are not computed.
     ``k`` and ``mode`` must already be resolved by :func:`resolve_mode`.
+
+    ``sparse_grad=True`` gives ``dW`` as a row-sparse tensor (``torch.sparse_coo``,
+    coalesced, one index dimension: the touched rows) instead of a dense one
+    with zero rows: the backward then writes only those rows, and an optimizer
+    that takes sparse gradients (``meprop_native.torch.optim.Adam``,
+    ``torch.optim.SparseAdam``, ``torch.optim.SGD``) updates only them.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, k, mode, memory=None, memory_decay=0.0):  # type: ignore[override]
+    def forward(ctx, x, weight, bias, k, mode, memory=None, memory_decay=0.0, sparse_grad=False):  # type: ignore[override]
         ctx.save_for_backward(x, weight)
         ctx.k = k
         ctx.mode = mode
         ctx.memory = memory
         ctx.memory_decay = memory_decay
         ctx.has_bias = bias is not None
+        ctx.sparse_grad = sparse_grad
         return F.linear(x, weight, bias)
 
     @staticmethod
@@ -98,10 +105,12 @@ class MepropLinearFunction(torch.autograd.Function):
             db = None
             if need_db and ctx.has_bias:
                 db = dy.detach().reshape(-1, n_out).sum(0) if n_out else torch.zeros(0, dtype=weight.dtype)
-            return dx, dW, db, None, None, None, None
+            return dx, dW, db, None, None, None, None, None
         dy2 = as_rows(dy, n_out)
         x2 = as_rows(x, n_in)
         W = weight.detach().contiguous()
+        if ctx.sparse_grad and need_dW and dy2.shape[0] > 0:
+            return _sparse_backward(ctx, dy2, x2, W, need_dx, need_db) + (None,) * 5
         dx2 = torch.empty_like(x2) if need_dx else None
         dW = torch.empty_like(W) if need_dW else None
         db = torch.empty(n_out, dtype=W.dtype) if need_db and ctx.has_bias else None
@@ -123,7 +132,38 @@ class MepropLinearFunction(torch.autograd.Function):
                 memory_decay=ctx.memory_decay,
             )
         dx = None if dx2 is None else dx2.view(x.shape)
-        return dx, dW, db, None, None, None, None
+        if dW is not None and ctx.sparse_grad:  # an empty batch: no row touched
+            dW = row_sparse(torch.zeros(0, dtype=torch.int64), dW[:0], weight.shape)
+        return dx, dW, db, None, None, None, None, None
+
+
+def row_sparse(rows: torch.Tensor, values: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A coalesced ``torch.sparse_coo`` tensor of ``shape`` whose rows ``rows``
+    (ascending, distinct) hold ``values`` (len(rows), shape[1]); no copy."""
+    return torch.sparse_coo_tensor(rows.view(1, -1), values, shape, is_coalesced=True, check_invariants=False)
+
+
+def _sparse_backward(
+    ctx, dy2: torch.Tensor, x2: torch.Tensor, W: torch.Tensor, need_dx: bool, need_db: bool
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:  # type: ignore[no-untyped-def]
+    """dx, the row-sparse dW and db from the touched rows of the native backward."""
+    x, weight = ctx.saved_tensors
+    memory = None if ctx.memory is None else ctx.memory.numpy()
+    dx, rows, dW_rows, db = _core.linear_backward_compact(
+        dy2.numpy(),
+        x2.numpy(),
+        W.numpy(),
+        None if ctx.mode == "dense" else ctx.k,
+        ctx.mode,
+        need_dx,
+        memory=memory,
+        memory_decay=ctx.memory_decay if memory is not None else 1.0,
+    )
+    assert not isinstance(dW_rows, _core.WeightGradient)  # computed, not deferred
+    dW = row_sparse(torch.from_numpy(rows), torch.from_numpy(dW_rows), weight.shape)
+    dx_t = None if dx is None else torch.from_numpy(dx).view(x.shape)
+    db_t = torch.from_numpy(db) if need_db and ctx.has_bias else None
+    return dx_t, dW, db_t
 
 
 def meprop_linear(
@@ -134,6 +174,7 @@ def meprop_linear(
     mode: str = "per_example",
     memory: torch.Tensor | None = None,
     memory_decay: float = 1.0,
+    sparse_grad: bool = False,
 ) -> torch.Tensor:
     """``torch.nn.functional.linear`` whose backward is meProp's.
 
@@ -149,6 +190,8 @@ def meprop_linear(
             is added back before the next selection (``meprop_native.nn.Selection``).
             None (default): plain meProp.
         memory_decay: the memory's decay in [0, 1].
+        sparse_grad: the weight's gradient as a row-sparse ``torch.sparse_coo``
+            tensor holding only the touched rows (see ``MepropLinearFunction``).
 
     Returns:
         (..., out_features), computed densely.
@@ -180,4 +223,4 @@ def meprop_linear(
             raise ValueError("memory must be contiguous: the backward updates it in place")
         if not 0.0 <= memory_decay <= 1.0:
             raise ValueError(f"memory_decay must be in [0, 1], got {memory_decay}")
-    return MepropLinearFunction.apply(x, weight, bias, k, mode, memory, float(memory_decay))
+    return MepropLinearFunction.apply(x, weight, bias, k, mode, memory, float(memory_decay), bool(sparse_grad))

@@ -27,6 +27,12 @@ class Linear(torch.nn.Linear):
             When on, the memory is the buffer ``error_memory`` and is saved in
             the state dict; a state dict without it (``torch.nn.Linear``'s)
             loads with the memory at zero.
+        sparse_grad: ``weight.grad`` is row-sparse (``torch.sparse_coo``, the
+            touched rows only) instead of dense with zero rows; with an
+            optimizer that updates only those rows
+            (``meprop_native.torch.optim.Adam``) the whole step gets cheaper,
+            not only the backward. Off by default: most torch optimizers take
+            dense gradients only.
 
     Input (..., in_features), output (..., out_features), as ``torch.nn.Linear``.
     The forward is ``torch.nn.functional.linear``. The backward needs CPU
@@ -43,6 +49,7 @@ class Linear(torch.nn.Linear):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         memory_decay: float = 0.0,
+        sparse_grad: bool = False,
     ) -> None:
         resolve_mode(k, mode, out_features)  # fail at construction, not at the first step
         if not (isinstance(memory_decay, (int, float)) and 0.0 <= memory_decay <= 1.0):
@@ -51,6 +58,7 @@ class Linear(torch.nn.Linear):
         self.k = k
         self.mode = mode
         self.memory_decay = float(memory_decay)
+        self.sparse_grad = bool(sparse_grad)
         self.error_memory: torch.Tensor | None
         if self.memory_decay > 0:
             self.register_buffer("error_memory", torch.zeros(out_features, dtype=self.weight.dtype, device=device))
@@ -74,10 +82,14 @@ class Linear(torch.nn.Linear):
         return resolve_mode(self.k, self.mode, self.out_features)[1] == "dense"
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return meprop_linear(input, self.weight, self.bias, self.k, self.mode, self.error_memory, self.memory_decay)
+        return meprop_linear(
+            input, self.weight, self.bias, self.k, self.mode, self.error_memory, self.memory_decay, self.sparse_grad
+        )
 
     def extra_repr(self) -> str:
         kept = "dense" if self.dense else f"k={self.k}, mode={self.mode}"
         if self.memory_decay and not self.dense:
             kept += f", memory_decay={self.memory_decay}"
+        if self.sparse_grad:
+            kept += ", sparse_grad=True"
         return f"{super().extra_repr()}, {kept}"
