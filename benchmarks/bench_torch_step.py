@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             for _ in range(args.pool)
         ]
-        phases = {"step": lambda name: step_calls(*contenders[name], batches)}
+        phases = {"step": lambda name, c=contenders, b=batches: step_calls(*c[name], b)}
         rounds = [timed_round(CONTENDERS[:: -1 if i % 2 else 1], phases, cfg) for i in range(args.rounds)]
         rows = round_rows(rounds, dict.fromkeys(CONTENDERS, "torch"), ("step",))
         label = "-".join(map(str, sizes))
