@@ -162,7 +162,7 @@ STUDIES = {
     "torch-mnist-adam": Study(
         "torch",
         [],
-        ["dense", "plain meProp", "error feedback 0.8", "error feedback 1.0"],
+        ["dense", "plain meProp", "error feedback 0.8", "error feedback 1.0", "error feedback 1.0, lazy native Adam"],
         "error feedback 1.0",
         torch=True,
         epochs=10,
@@ -174,10 +174,12 @@ STUDIES = {
 # seed in one run; the method picks the memory decay and which of the two runs
 # it reports. Its layers keep exactly k per example, so the kept fraction is k/n.
 TORCH_METHODS = {
-    "dense": (0.0, "dense"),
-    "plain meProp": (0.0, "per_example"),
-    "error feedback 0.8": (0.8, "per_example"),
-    "error feedback 1.0": (1.0, "per_example"),
+    "dense": (0.0, "dense", "torch"),
+    "plain meProp": (0.0, "per_example", "torch"),
+    "error feedback 0.8": (0.8, "per_example", "torch"),
+    "error feedback 1.0": (1.0, "per_example", "torch"),
+    # Row-sparse gradients and the native Adam moving only the touched rows.
+    "error feedback 1.0, lazy native Adam": (1.0, "per_example", "lazy"),
 }
 TORCH_KEPT = 20 / 500
 
@@ -188,7 +190,7 @@ CLI = "import sys; from meprop_native.cli import main; sys.exit(main(sys.argv[1:
 
 def command(study: Study, method: str, seed: int, out: Path, args: argparse.Namespace) -> list[str]:
     if study.torch:
-        decay, _ = TORCH_METHODS[method]
+        decay, _, update = TORCH_METHODS[method]
         argv = [
             sys.executable,
             str(HERE / "torch_mnist.py"),
@@ -200,6 +202,8 @@ def command(study: Study, method: str, seed: int, out: Path, args: argparse.Name
             "1",
             "--memory-decay",
             str(decay),
+            "--update",
+            update,
             "--out",
             str(out / "torch_mnist.json"),
         ]

@@ -48,7 +48,9 @@ BAR_POINTS = 0.2
 DEFAULT_OUT = results_path("torch_mnist.json")
 
 
-def build_model(k: int | None, mode: str | None, hidden: int, seed: int, memory_decay: float = 0.0) -> Any:
+def build_model(
+    k: int | None, mode: str | None, hidden: int, seed: int, memory_decay: float = 0.0, sparse_grad: bool = False
+) -> Any:
     """784-hidden-hidden-10 MLP; hidden layers meProp when k is given, else torch.nn.Linear."""
     import meprop_native.torch as mt
 
@@ -57,7 +59,7 @@ def build_model(k: int | None, mode: str | None, hidden: int, seed: int, memory_
     def hidden_layer(n_in: int) -> Any:
         if k is None:
             return torch.nn.Linear(n_in, hidden)
-        return mt.Linear(n_in, hidden, k=k, mode=mode, memory_decay=memory_decay)
+        return mt.Linear(n_in, hidden, k=k, mode=mode, memory_decay=memory_decay, sparse_grad=sparse_grad)
 
     return torch.nn.Sequential(
         hidden_layer(784), torch.nn.ReLU(), hidden_layer(hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10)
@@ -77,8 +79,13 @@ def train(
     k: int | None, mode: str | None, data: dict[str, Any], args: argparse.Namespace, seed: int, label: str
 ) -> dict[str, Any]:
     """One run: epochs of Adam over shuffled mini-batches; test accuracy at the best dev epoch."""
-    model = build_model(k, mode, args.hidden, seed, args.memory_decay)
-    if args.optimizer == "adam":
+    native_update = k is not None and args.optimizer == "adam" and args.update != "torch"
+    model = build_model(k, mode, args.hidden, seed, args.memory_decay, sparse_grad=native_update)
+    if native_update:
+        import meprop_native.torch as mt
+
+        opt = mt.optim.Adam(model.parameters(), lr=args.lr, lazy=args.update == "lazy")
+    elif args.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     else:  # the paper's AdaGrad epsilon
         opt = torch.optim.Adagrad(model.parameters(), lr=args.lr, eps=1e-6)
@@ -151,6 +158,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="error feedback of the meProp layers (meprop_native.torch.Linear(memory_decay=...)); "
         "default 1, the setting docs/torch.md recommends; 0: the paper's plain meProp",
     )
+    p.add_argument(
+        "--update",
+        choices=("torch", "lazy", "every-row"),
+        default="torch",
+        help="Adam of the meProp runs: torch.optim.Adam on dense gradients (default), or "
+        "meprop_native.torch.optim.Adam on row-sparse ones, moving only the touched rows (lazy) or "
+        "every row; the dense run always uses torch.optim.Adam",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=None, help="torch's threads; the kernels follow (default: torch's)")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images (smoke runs)")
@@ -184,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} torch / {meprop.get_num_threads()} meprop threads; "
         f"784-{args.hidden}-{args.hidden}-10, {args.optimizer} lr {args.lr}, batch {args.batch_size}, {args.epochs} epochs, "
-        f"meProp k={args.k} ({', '.join(args.modes)}, memory decay {args.memory_decay}), "
+        f"meProp k={args.k} ({', '.join(args.modes)}, memory decay {args.memory_decay}, {args.update} update), "
         f"{len(data['train_y'])} training images"
     )
     runs: dict[int, dict[str, Any]] = {}
