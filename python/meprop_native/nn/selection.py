@@ -96,7 +96,8 @@ class Selection:
         self.memory_decay = float(memory_decay)
         self.select = select
         self.k_rule = k_rule
-        self.k_min = 1 if k_min is None else int(k_min)
+        self.k_min_nominal = 1 if k_min is None else int(k_min)
+        self.k_min = self.k_min_nominal
         self.k_max_nominal = n if k_max is None else int(k_max)
         self.k_max = min(self.k_max_nominal, n)
         if not 1 <= self.k_min <= self.k_max:
@@ -153,25 +154,26 @@ class Selection:
             raise ValueError(f"units to keep must be 1-D ids in [0, {self.n}), at least one")
         if len(units) > 1 and not (units[1:] > units[:-1]).all():
             raise ValueError("units to keep must be strictly ascending")
-        self.n = len(units)
-        self.k = None if self.k_nominal is None else min(self.k_nominal, self.n)
-        self.k_max = min(self.k_max_nominal, self.n)
-        self.k_min = min(self.k_min, self.k_max)
+        self._set_size(len(units))
         if self.memory is not None:
             self.memory = np.ascontiguousarray(self.memory[units])
         if self.hits is not None:
             self.hits = np.ascontiguousarray(self.hits[units])
 
     def resize(self, n: int) -> None:
-        """Takes the size n (before a checkpoint of a simplified layer is loaded into it)."""
+        """Takes the size n, the memory and counts at zero: before the state of a
+        simplified layer (a checkpoint, a best model of another size) is loaded."""
         if n != self.n:
-            self.keep(np.arange(min(n, self.n), dtype=np.int64))
-            if n > self.n:  # back to a larger size (a best model saved before a simplification)
-                self.n = n
-                self.k = None if self.k_nominal is None else min(self.k_nominal, n)
-                self.k_max = min(self.k_max_nominal, n)
-                self.memory = None if self.memory is None else np.zeros(n, dtype=self.memory.dtype)
-                self.hits = None if self.hits is None else np.zeros(n, dtype=np.int64)
+            self._set_size(n)
+            self.memory = None if self.memory is None else np.zeros(n, dtype=self.memory.dtype)
+            self.hits = None if self.hits is None else np.zeros(n, dtype=np.int64)
+
+    def _set_size(self, n: int) -> None:
+        """n outputs, and the ks as asked for, at most n."""
+        self.n = n
+        self.k = None if self.k_nominal is None else min(self.k_nominal, n)
+        self.k_max = min(self.k_max_nominal, n)
+        self.k_min = min(self.k_min_nominal, self.k_max)
 
     def step_k(self, dy: np.ndarray) -> int:
         """This step's k for dy (n means dense); advances the step counter."""
