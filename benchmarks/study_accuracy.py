@@ -75,6 +75,8 @@ METHODS: dict[str, list[str]] = {
     "meSimp, k 100": ["--simplify", "--k", "100"],
     "meSimp, k 100, fraction 0.2": ["--simplify", "--k", "100", "--simplify-fraction", "0.2"],
     "meSimp, every epoch": ["--simplify", "--simplify-cycle", "0"],
+    "meSimp, k 120": ["--simplify", "--k", "120"],
+    "meSimp, k 100, error feedback 0.8": ["--simplify", "--k", "100", "--memory-decay", "0.8"],
 }
 
 
@@ -156,6 +158,8 @@ STUDIES = {
             "meSimp, k 100",
             "meSimp, k 100, fraction 0.2",
             "meSimp, every epoch",
+            "meSimp, k 120",
+            "meSimp, k 100, error feedback 0.8",
         ],
         "meSimp",
     ),
