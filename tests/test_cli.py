@@ -671,8 +671,8 @@ def test_simplify_run_shrinks_and_resumes(tmp_path, generated_data, unverified_l
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
-    # meSimp's own setting where no option says otherwise: k=160, no error feedback
-    assert summary["run"]["k"] == 160 and summary["run"]["selection"]["memory_decay"] == 0.0
+    # the setting the study chose where no option says otherwise: k=100, no error feedback
+    assert summary["run"]["k"] == 100 and summary["run"]["selection"]["memory_decay"] == 0.0
     assert summary["run"]["simplify"] == {"fraction": 0.5, "per_epoch": 4, "cycle": 5, "reset_optimizer": True}
     simplified = summary["simplify"]
     assert simplified["initial_sizes"] == [200, 200]
