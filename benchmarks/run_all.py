@@ -45,6 +45,7 @@ SCRIPTS = (
     Script("bench_pos_step.py", "step", needs_data=True),
     Script("bench_parse_step.py", "step", needs_data=True),
     Script("bench_threads.py", "step"),
+    Script("bench_torch_step.py", "step", has_quick=True, needs_torch=True),
     Script("reproduce_mnist.py", "reproduction", needs_data=True),
     Script("reproduce_pos.py", "reproduction", needs_data=True),
     Script("reproduce_parse.py", "reproduction", needs_data=True),
