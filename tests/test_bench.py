@@ -95,3 +95,11 @@ def test_cases_build_for_float64(rng):
         assert next(iter(calls)) == "meprop"
         for pool in calls.values():
             pool[0]()
+
+
+def test_the_training_step_has_the_torch_loops_when_torch_is_there(rng):
+    torch = pytest.importorskip("torch")
+    cases = CASES["training step"](Shape(20, 12, 4, 3, np.float32), rng, torch)
+    assert {"torch", "torch meprop"} <= set(cases)
+    for call in cases["torch meprop"][:3]:  # the drop-in loop runs: row-sparse gradients, the native Adam
+        call()

@@ -7,7 +7,9 @@ of three cases, each a pool of calls on rotating inputs.
   of dW) against this library's dense path, NumPy's products and torch's;
 * ``training step``: forward, softmax cross-entropy, backward and Adam of an
   MLP n_in-n_out-n_out-10, meProp against this library's dense path, a NumPy
-  MLP and a torch one (``torch.nn.Linear`` and ``torch.optim.Adam``).
+  MLP and a torch one (``torch.nn.Linear`` and ``torch.optim.Adam``), and
+  the torch drop-ins' recommended loop (``torch meprop``: row-sparse
+  gradients, ``meprop_native.torch.optim.Adam``).
 
 The first contender of each case is meProp; the others are its baselines.
 """
@@ -157,7 +159,27 @@ def step_case(s: Shape, rng: np.random.Generator, torch: Any) -> dict[str, Calls
             opt.step()
 
         cases["torch"] = [partial(torch_step, torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
+        cases["torch meprop"] = _torch_meprop_step(torch, s, dtype, sizes, batches)
     return cases
+
+
+def _torch_meprop_step(torch: Any, s: Shape, dtype: Any, sizes: list[int], batches: list) -> Calls:
+    """The PyTorch loop docs/torch.md recommends: the drop-ins with error feedback and
+    row-sparse gradients, the native lazy Adam; the output layer torch.nn.Linear."""
+    import meprop_native.torch as mt
+
+    layers: list[Any] = []
+    for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
+        layers += [mt.Linear(n_in, n_out, k=s.k, memory_decay=1.0, sparse_grad=True, dtype=dtype), torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers, torch.nn.Linear(sizes[-2], sizes[-1], dtype=dtype))
+    opt = mt.optim.Adam(net.parameters(), lr=1e-3)
+
+    def step(x: Any, y: Any) -> None:
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+
+    return [partial(step, torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
 
 
 CASES: dict[str, Callable[[Shape, np.random.Generator, Any], dict[str, Calls]]] = {
