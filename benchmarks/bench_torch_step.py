@@ -53,23 +53,29 @@ RECOMMENDED = "meprop sparse, lazy Adam"
 CONTENDERS = ("torch", "meprop, torch.optim.Adam", RECOMMENDED, "meprop sparse, every-row Adam")
 
 
-def make_model(kind: str, sizes: Sequence[int], k: int, template: Any) -> tuple[Any, Any]:
-    """(model, optimizer) of a contender, with the template's weights."""
+def mlp(kind: str, sizes: Sequence[int], k: int, dtype: Any) -> Any:
+    """The contender's MLP with ReLU: meProp hidden layers unless ``kind`` is "torch";
+    the output layer is torch.nn.Linear in every contender."""
     import meprop_native.torch as mt
 
     layers: list[Any] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         hidden = i < len(sizes) - 2
         if kind == "torch" or not hidden:
-            layers.append(torch.nn.Linear(n_in, n_out, dtype=template[0].weight.dtype))
+            layers.append(torch.nn.Linear(n_in, n_out, dtype=dtype))
         else:
             sparse = kind.startswith("meprop sparse")
-            layers.append(
-                mt.Linear(n_in, n_out, k=k, memory_decay=1.0, sparse_grad=sparse, dtype=template[0].weight.dtype)
-            )
+            layers.append(mt.Linear(n_in, n_out, k=k, memory_decay=1.0, sparse_grad=sparse, dtype=dtype))
         if hidden:
             layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
+    return torch.nn.Sequential(*layers)
+
+
+def make_model(kind: str, sizes: Sequence[int], k: int, template: Any) -> tuple[Any, Any]:
+    """(model, optimizer) of a contender, with the template's weights."""
+    import meprop_native.torch as mt
+
+    model = mlp(kind, sizes, k, template[0].weight.dtype)
     model.load_state_dict(template.state_dict(), strict=False)
     if kind in ("torch", "meprop, torch.optim.Adam"):
         return model, torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -119,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sizes in args.sizes:
         gen = torch.Generator().manual_seed(args.seed)
         torch.manual_seed(args.seed)
-        template = _template(sizes, dtype)
+        template = mlp("torch", sizes, args.k, dtype)  # the weights every contender copies
         contenders = {name: make_model(name, sizes, args.k, template) for name in CONTENDERS}
         batches = [
             (
@@ -150,16 +156,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     limiter.restore_original_limits()
     print(f"measured in {elapsed:.1f} s")
     return write_results(args, info, cfg, elapsed, all_rows, {}, bars=bars)
-
-
-def _template(sizes: Sequence[int], dtype: Any) -> Any:
-    """An MLP of torch.nn.Linear layers whose weights every contender copies."""
-    layers: list[Any] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(torch.nn.Linear(n_in, n_out, dtype=dtype))
-        if i < len(sizes) - 2:
-            layers.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*layers)
 
 
 if __name__ == "__main__":
